@@ -1,0 +1,33 @@
+# Two commands set up everything from a fresh clone: `make serve`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test test-db lint bench clean
+
+$(STAMP): pyproject.toml sdk/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ./sdk -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/auditsvc serve
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check auditsvc sdk tests bench migrations
+	$(BIN)/ruff format --check auditsvc sdk tests bench migrations
+	$(BIN)/mypy auditsvc sdk/auditsvc_sdk
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.verify
+
+clean:
+	rm -rf $(VENV) .auditsvc .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Domain services: ingest and chain append, reports, verification, tokens."""

@@ -1,0 +1,72 @@
+"""From request bytes to prepared events: decode, validate, bind to the emitter.
+
+A batch is accepted whole or rejected whole; nothing here touches storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from auditsvc_sdk import PhiAccess
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..keys import ServerKeys
+from ..store.append import PreparedEvent
+from .errors import Forbidden, InvalidInput, MalformedBody
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[PhiAccess] = Field(min_length=1)
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors without the offending input: it may be PHI."""
+    return [{"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in exc.errors()]
+
+
+def decode_json_body(body: bytes) -> None:
+    """Raise ``MalformedBody`` naming the byte offset of invalid UTF-8."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBody(f"request body is not valid UTF-8 (byte offset {exc.start})") from None
+
+
+def parse_batch(body: bytes, max_events: int) -> list[PhiAccess]:
+    decode_json_body(body)
+    try:
+        batch = EventBatch.model_validate_json(body)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise MalformedBody("request body is not valid JSON") from None
+        raise InvalidInput(f"{len(errors)} invalid field(s) in the batch; nothing was stored", errors) from None
+    if len(batch.events) > max_events:
+        raise InvalidInput(
+            f"a batch holds at most {max_events} events, this one has {len(batch.events)}; nothing was stored",
+            [{"loc": ["events"], "msg": f"at most {max_events} events per batch", "type": "too_long"}],
+        )
+    return batch.events
+
+
+def check_source_systems(events: Iterable[PhiAccess], allowed: Iterable[str]) -> None:
+    """An emitter may only claim the source systems its token is bound to."""
+    allowed_set = set(allowed)
+    for index, event in enumerate(events):
+        if event.source.system_id not in allowed_set:
+            raise Forbidden(
+                f"events[{index}].source.system_id is not a system this token may emit for; nothing was stored"
+            )
+
+
+def prepare(event: PhiAccess, keys: ServerKeys) -> PreparedEvent:
+    return PreparedEvent(
+        event_id=event.event_id,
+        event_json=event.to_json(),
+        occurred_at=event.occurred_at,
+        identifiers=tuple(
+            (keys.identifier_hmac(i.system, i.value), i.system, i.value) for i in event.patient.identifiers
+        ),
+    )

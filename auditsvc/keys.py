@@ -1,0 +1,69 @@
+"""Server secrets: one master key, from which purpose-bound keys derive.
+
+The identifier index key (HMAC of patient identifiers) and the token key
+(HMAC of API token secrets) are derived with HKDF-SHA256 from
+``AUDITSVC_SECRET_KEY``; in development the master key is generated once
+into ``data_dir/secret.key`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .settings import Settings
+
+
+class SecretKeyError(RuntimeError):
+    """The configured secret key is missing or malformed."""
+
+
+def _derive(master: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"auditsvc/" + purpose).derive(master)
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    identifier_key: bytes
+    token_key: bytes
+
+    def identifier_hmac(self, system: str, value: str) -> bytes:
+        """The keyed hash that indexes one patient identifier; the JSON pair
+        keeps ``("a|b", "c")`` and ``("a", "b|c")`` apart."""
+        message = json.dumps([system, value], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return hmac.new(self.identifier_key, message, hashlib.sha256).digest()
+
+    def token_hmac(self, secret: str) -> bytes:
+        return hmac.new(self.token_key, secret.encode("utf-8"), hashlib.sha256).digest()
+
+
+def load_master_key(settings: Settings) -> bytes:
+    if settings.secret_key is not None:
+        raw = settings.secret_key.get_secret_value()
+    else:
+        path = settings.data_dir / "secret.key"
+        if not path.exists():
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        raw = path.read_text().strip()
+    try:
+        master = base64.b64decode(raw, validate=True)
+    except ValueError as exc:
+        raise SecretKeyError("AUDITSVC_SECRET_KEY is not valid base64") from exc
+    if len(master) < 32:
+        raise SecretKeyError("AUDITSVC_SECRET_KEY must decode to at least 32 bytes")
+    return master
+
+
+def load_keys(settings: Settings) -> ServerKeys:
+    master = load_master_key(settings)
+    return ServerKeys(identifier_key=_derive(master, b"identifier-index"), token_key=_derive(master, b"api-token"))

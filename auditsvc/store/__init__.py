@@ -1,0 +1,1 @@
+"""PostgreSQL: DSNs and engines, the embedded server, migrations and queries."""

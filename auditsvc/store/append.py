@@ -1,0 +1,161 @@
+"""The append transaction: the one serial point of the log.
+
+One call appends a whole group of batches under a transaction-scoped
+advisory lock on the log, so every process, pod and thread that appends
+produces one gapless sequence and the chain never forks. The lock is taken
+once per group, not per event (group commit). The primary key on
+``(log_id, seq)`` is the backstop: were two writers ever to compute the same
+``seq``, one transaction would fail rather than fork the chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from auditsvc_sdk import canonical_json, chain_hash, leaf_hash, make_record
+from auditsvc_sdk._event import format_timestamp
+
+# pg_advisory_xact_lock(key1, key2): key1 names auditsvc's append lock, key2 the log.
+APPEND_LOCK_CLASS = 0x41554454  # "AUDT"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """A validated event, with everything computable outside the lock."""
+
+    event_id: UUID
+    event_json: dict[str, Any]
+    occurred_at: datetime
+    identifiers: tuple[tuple[bytes, str, str], ...]  # (hmac, system, value)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBatch:
+    emitter: str
+    events: Sequence[PreparedEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    event_id: UUID
+    status: str  # "accepted" | "duplicate"
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    tree_size: int
+    chain_hash: bytes
+
+
+async def read_head(conn: asyncpg.Connection, log_id: int, genesis: bytes) -> Head:
+    row = await conn.fetchrow(
+        "SELECT seq, chain_hash FROM events WHERE log_id = $1 ORDER BY seq DESC LIMIT 1",
+        log_id,
+    )
+    if row is None:
+        return Head(0, genesis)
+    return Head(row["seq"] + 1, bytes(row["chain_hash"]))
+
+
+async def append_group(
+    conn: asyncpg.Connection, log_id: int, genesis: bytes, batches: Sequence[PendingBatch]
+) -> tuple[list[list[EventResult]], Head]:
+    """Append ``batches`` in one transaction; returns per-batch results and the new head.
+
+    Events whose ``event_id`` is already stored (or appears earlier in the
+    group) are answered ``duplicate`` with the stored ``seq`` and add nothing.
+    """
+    all_ids = list({e.event_id for b in batches for e in b.events})
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", APPEND_LOCK_CLASS, log_id)
+        # Read committed: each statement after the lock sees every append
+        # committed before we obtained it.
+        head = await read_head(conn, log_id, genesis)
+        stored: dict[UUID, int] = {
+            r["event_id"]: r["seq"]
+            for r in await conn.fetch(
+                "SELECT event_id, seq FROM events WHERE log_id = $1 AND event_id = ANY($2::uuid[])",
+                log_id,
+                all_ids,
+            )
+        }
+        received_at = format_timestamp(datetime.now(UTC))
+        seq = head.tree_size
+        previous = head.chain_hash
+        event_rows: list[tuple[Any, ...]] = []
+        ident_rows: list[tuple[int, bytes, int]] = []
+        links: dict[tuple[bytes, bytes], None] = {}
+        known: dict[bytes, tuple[str, str]] = {}
+        results: list[list[EventResult]] = []
+        for batch in batches:
+            batch_results: list[EventResult] = []
+            for event in batch.events:
+                existing = stored.get(event.event_id)
+                if existing is not None:
+                    batch_results.append(EventResult(event.event_id, "duplicate", existing))
+                    continue
+                record = make_record(event.event_json, seq=seq, received_at=received_at, emitter=batch.emitter)
+                leaf_bytes = canonical_json(record)
+                leaf = leaf_hash(leaf_bytes)
+                previous = chain_hash(previous, leaf)
+                event_rows.append(
+                    (log_id, seq, event.event_id, event.occurred_at, leaf_bytes.decode("utf-8"), leaf, previous)
+                )
+                first = event.identifiers[0][0]
+                for hmac_, system, value in event.identifiers:
+                    ident_rows.append((log_id, hmac_, seq))
+                    known.setdefault(hmac_, (system, value))
+                    if hmac_ != first:
+                        links[(first, hmac_)] = None
+                        links[(hmac_, first)] = None
+                stored[event.event_id] = seq
+                batch_results.append(EventResult(event.event_id, "accepted", seq))
+                seq += 1
+            results.append(batch_results)
+        if event_rows:
+            await conn.copy_records_to_table(
+                "events",
+                records=event_rows,
+                columns=("log_id", "seq", "event_id", "occurred_at", "record", "leaf_hash", "chain_hash"),
+            )
+            await conn.copy_records_to_table(
+                "event_identifiers", records=ident_rows, columns=("log_id", "id_hmac", "seq")
+            )
+            await conn.execute(
+                "INSERT INTO patient_identifiers (log_id, id_hmac, system, value) "
+                "SELECT $1, * FROM unnest($2::bytea[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
+                log_id,
+                list(known),
+                [v[0] for v in known.values()],
+                [v[1] for v in known.values()],
+            )
+            if links:
+                await conn.execute(
+                    "INSERT INTO identifier_links (log_id, a, b) "
+                    "SELECT $1, * FROM unnest($2::bytea[], $3::bytea[]) ON CONFLICT DO NOTHING",
+                    log_id,
+                    [a for a, _ in links],
+                    [b for _, b in links],
+                )
+    return results, Head(seq, previous)
+
+
+async def ensure_log(conn: asyncpg.Connection, name: str, format_version: int) -> int:
+    """The log id for ``name``, registering the log on first use."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", APPEND_LOCK_CLASS)
+        log_id = await conn.fetchval("SELECT log_id FROM logs WHERE name = $1", name)
+        if log_id is None:
+            log_id = await conn.fetchval(
+                "INSERT INTO logs (log_id, name, format_version) "
+                "SELECT coalesce(max(log_id), 0) + 1, $1, $2 FROM logs RETURNING log_id",
+                name,
+                format_version,
+            )
+    return int(log_id)

@@ -1,0 +1,233 @@
+"""The PHI access event: one access to one patient's data by one actor.
+
+The model is the contract in DESIGN.md ("The event"). It validates with
+bounds on every string and list, forbids unknown fields, and normalises what
+would otherwise make the same access hash differently:
+
+* ``occurred_at`` is converted to UTC and truncated to whole microseconds
+  (PostgreSQL's precision); sub-microsecond digits are dropped, never rounded.
+* identifier systems and values are stripped of surrounding white space.
+* optional fields that are absent, ``None`` or empty are omitted from the
+  record (``attributes: {}`` and no ``attributes`` are the same record).
+
+Validation error messages never contain the offending value: the value may
+be a patient identifier.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+__all__ = [
+    "Action",
+    "Actor",
+    "ActorType",
+    "Identifier",
+    "Outcome",
+    "Patient",
+    "PhiAccess",
+    "SystemRef",
+    "format_timestamp",
+    "new_event_id",
+]
+
+MAX_IDENTIFIERS = 20
+MAX_DATA_ELEMENTS = 200
+MAX_ATTRIBUTES = 32
+# Integers outside IEEE-754's exact range do not survive every JSON
+# implementation, and RFC 8785 serialises numbers as doubles.
+MAX_SAFE_INT = 2**53 - 1
+
+# PostgreSQL text cannot hold NUL, and lone surrogates cannot be encoded as
+# UTF-8; either would make what is stored differ from what was hashed.
+_FORBIDDEN_CHARS = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _clean_text(value: str) -> str:
+    if _FORBIDDEN_CHARS.search(value):
+        raise ValueError("must not contain NUL characters or unpaired surrogates")
+    return value
+
+
+def _stripped(value: str) -> str:
+    value = _clean_text(value).strip()
+    if not value:
+        raise ValueError("must not be empty or only white space")
+    return value
+
+
+def _text(max_length: int) -> Any:
+    return Annotated[str, StringConstraints(min_length=1, max_length=max_length), AfterValidator(_stripped)]
+
+
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+SystemId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")]
+# Attribute keys are ASCII so that JSON key order is the same whether sorted
+# by UTF-16 code unit (RFC 8785) or by code point.
+AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")]
+AttributeValue = (
+    Annotated[str, StringConstraints(max_length=1024), AfterValidator(_clean_text)]
+    | Annotated[int, Field(strict=True, ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+    | bool
+)
+
+
+class Action(StrEnum):
+    """FHIR AuditEvent.action."""
+
+    CREATE = "C"
+    READ = "R"
+    UPDATE = "U"
+    DELETE = "D"
+    EXECUTE = "E"
+
+
+class Outcome(IntEnum):
+    """FHIR AuditEvent.outcome."""
+
+    SUCCESS = 0
+    MINOR_FAILURE = 4
+    SERIOUS_FAILURE = 8
+    MAJOR_FAILURE = 12
+
+
+class ActorType(StrEnum):
+    USER = "user"
+    SYSTEM = "system"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Identifier(_Model):
+    """One identifier of the patient: ``system`` is the assigning authority
+    (HL7 CX-4, a FHIR Identifier.system URI or an OID), ``value`` the id."""
+
+    system: _text(256)  # type: ignore[valid-type]
+    value: _text(128)  # type: ignore[valid-type]
+
+
+class Patient(_Model):
+    identifiers: list[Identifier] = Field(min_length=1, max_length=MAX_IDENTIFIERS)
+
+    @field_validator("identifiers")
+    @classmethod
+    def _distinct(cls, identifiers: list[Identifier]) -> list[Identifier]:
+        seen: set[tuple[str, str]] = set()
+        unique: list[Identifier] = []
+        for ident in identifiers:
+            key = (ident.system, ident.value)
+            if key not in seen:
+                seen.add(key)
+                unique.append(ident)
+        return unique
+
+
+class SystemRef(_Model):
+    system_id: SystemId
+    name: _text(256) | None = None  # type: ignore[valid-type]
+
+
+class Actor(_Model):
+    id: _text(256)  # type: ignore[valid-type]
+    type: ActorType
+    role: _text(128) | None = None  # type: ignore[valid-type]
+    name: _text(256) | None = None  # type: ignore[valid-type]
+
+
+def new_event_id() -> uuid.UUID:
+    """A fresh UUIDv7 (RFC 9562): time-ordered, so the event_id index stays compact."""
+    import os
+    import time
+
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+def format_timestamp(value: datetime) -> str:
+    """The chain's one timestamp form: UTC, six fractional digits, ``Z``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class PhiAccess(_Model):
+    """One PHI access event, as the emitter sends it (DESIGN.md "The event")."""
+
+    event_id: uuid.UUID = Field(default_factory=new_event_id)
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_to_utc)]
+    action: Action
+    event_type: Code
+    patient: Patient
+    data_elements: list[_text(128)] = Field(min_length=1, max_length=MAX_DATA_ELEMENTS)  # type: ignore[valid-type]
+    source: SystemRef
+    destination: SystemRef
+    actor: Actor
+    purpose_of_use: Code | None = None
+    outcome: Outcome = Outcome.SUCCESS
+    message_id: _text(199) | None = None  # type: ignore[valid-type]
+    trace_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] | None = None
+    span_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")] | None = None
+    attributes: dict[AttributeKey, AttributeValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event's JSON object with the chain's normal forms: UTC
+        microsecond timestamp, lowercase UUID, absent optionals omitted."""
+        out: dict[str, Any] = {
+            "event_id": str(self.event_id),
+            "occurred_at": format_timestamp(self.occurred_at),
+            "action": self.action.value,
+            "event_type": self.event_type,
+            "patient": {"identifiers": [{"system": i.system, "value": i.value} for i in self.patient.identifiers]},
+            "data_elements": list(self.data_elements),
+            "source": _ref_json(self.source),
+            "destination": _ref_json(self.destination),
+            "actor": _actor_json(self.actor),
+            "outcome": int(self.outcome),
+        }
+        for key in ("purpose_of_use", "message_id", "trace_id", "span_id"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        return out
+
+
+def _ref_json(ref: SystemRef) -> dict[str, Any]:
+    out: dict[str, Any] = {"system_id": ref.system_id}
+    if ref.name is not None:
+        out["name"] = ref.name
+    return out
+
+
+def _actor_json(actor: Actor) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": actor.id, "type": actor.type.value}
+    if actor.role is not None:
+        out["role"] = actor.role
+    if actor.name is not None:
+        out["name"] = actor.name
+    return out
