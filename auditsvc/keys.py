@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -67,3 +68,19 @@ def load_master_key(settings: Settings) -> bytes:
 def load_keys(settings: Settings) -> ServerKeys:
     master = load_master_key(settings)
     return ServerKeys(identifier_key=_derive(master, b"identifier-index"), token_key=_derive(master, b"api-token"))
+
+
+def ensure_signing_key(settings: Settings) -> Path:
+    """The Ed25519 checkpoint signing key, created on first start in development
+    (``data_dir/signing.key``, PKCS#8 PEM, mode 0600)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    path = settings.data_dir / "signing.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+    return path

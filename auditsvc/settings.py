@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     runtime_role: str = Field(default="auditsvc_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     data_dir: Path = Path(".auditsvc")
     migrations_dir: Path = REPO_ROOT / "migrations"
+    migrate_on_start: bool = True
+    """``serve`` applies migrations before serving (off when a deploy job does it)."""
 
     secret_key: SecretStr | None = None
     """Base64 of 32 random bytes; identifier and token HMAC keys derive from

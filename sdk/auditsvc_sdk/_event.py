@@ -75,7 +75,7 @@ def _text(max_length: int) -> Any:
 
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
-SystemId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")]
+SystemId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+~-]{0,127}$")]
 # Attribute keys are ASCII so that JSON key order is the same whether sorted
 # by UTF-16 code unit (RFC 8785) or by code point.
 AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")]

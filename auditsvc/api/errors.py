@@ -1,0 +1,76 @@
+"""Domain errors to HTTP statuses: the one place that mapping lives.
+
+Error bodies name the problem and the field, never the offending value
+(which may be a patient identifier): ``{"detail": str, "errors": [...]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..domain.errors import (
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    MalformedBody,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[DomainError], int] = {
+    InvalidInput: 422,
+    MalformedBody: 400,
+    PayloadTooLarge: 413,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Unavailable: 503,
+}
+
+
+def _response(status: int, detail: str, errors: list[dict[str, object]] | None = None) -> JSONResponse:
+    body: dict[str, object] = {"detail": detail}
+    if errors:
+        body["errors"] = errors
+    headers = {"Retry-After": "5"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
+        errors = exc.errors if isinstance(exc, InvalidInput) else None
+        return _response(status, exc.message, errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[dict[str, object]] = []
+        for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                return _response(400, "request body is not valid JSON")
+            errors.append({"loc": list(err.get("loc", ())), "msg": err.get("msg"), "type": err.get("type")})
+        return _response(422, f"{len(errors)} invalid field(s) in the request", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.CannotConnectNowError)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("request failed, database unavailable: %s", type(exc).__name__)
+        return _response(503, "the database is unavailable; retry later")

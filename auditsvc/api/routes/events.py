@@ -1,0 +1,31 @@
+"""/v1/events: append (emitters) and read back with hashes (auditors, privacy officers)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+
+from ...domain.events import ingest_batch, read_event
+from ..deps import AuditDep, EmitterDep, EventReaderDep, read_body
+from ...domain.ingest import EventBatch
+from ..schemas import AppendResponse, EventWithHashes, request_body_schema
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+@router.post(
+    "",
+    response_model=AppendResponse,
+    openapi_extra=request_body_schema(EventBatch),
+    summary="Append a batch of PHI access events (accepted or rejected whole)",
+)
+async def append_events(request: Request, audit: AuditDep, caller: EmitterDep) -> dict[str, Any]:
+    body = await read_body(request, audit.settings.max_body_bytes)
+    return await ingest_batch(audit, body, caller)
+
+
+@router.get("/{event_id}", response_model=EventWithHashes, summary="One stored event with its leaf and chain hash")
+async def get_event(event_id: UUID, audit: AuditDep, caller: EventReaderDep) -> dict[str, Any]:
+    return await read_event(audit, event_id, caller)

@@ -1,0 +1,85 @@
+"""Response shapes of the HTTP API (the contract in DESIGN.md), for OpenAPI
+and for filtering what leaves the service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class EventResultOut(BaseModel):
+    event_id: str
+    status: str
+    seq: int
+
+
+class HeadOut(BaseModel):
+    tree_size: int
+    chain_hash: str
+
+
+class AppendResponse(BaseModel):
+    results: list[EventResultOut]
+    head: HeadOut
+
+
+class EventWithHashes(BaseModel):
+    record: dict[str, Any]
+    seq: int
+    leaf_hash: str
+    chain_hash: str
+
+
+class IdentifierOut(BaseModel):
+    system: str
+    value: str
+
+
+class PatientOut(BaseModel):
+    identifiers: list[IdentifierOut]
+
+
+class SystemAccessOut(BaseModel):
+    system_id: str
+    count: int
+    as_source: int
+    as_destination: int
+    first_access: str
+    last_access: str
+    actions: list[str]
+    data_elements: list[str]
+    actors: list[dict[str, Any]]
+
+
+class PatientAccessReport(BaseModel):
+    patient: PatientOut
+    systems: list[SystemAccessOut]
+    events: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its body itself (size limit,
+    one-pass validation) but should still document the body's schema."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """The models' JSON schemas, ``$defs`` hoisted, for ``components.schemas``."""
+    out: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out

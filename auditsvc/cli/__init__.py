@@ -1,0 +1,79 @@
+"""The ``auditsvc`` command line (Typer). Configuration comes from
+``AUDITSVC_*`` environment variables; see README.md."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from ..keys import ensure_signing_key, load_keys
+from ..store.engine import runtime_url
+from ..store.migrate import upgrade_head
+from . import report, tokens
+from ._common import configure_logging, console, database, fail, settings
+from .demo import demo
+from .verify import verify
+
+app = typer.Typer(
+    name="auditsvc",
+    help="Append-only, hash-chained PHI access audit log.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold PHI or secrets
+)
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(report.app, name="report")
+app.command()(verify)
+app.command()(demo)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (AUDITSVC_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (AUDITSVC_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="worker processes (AUDITSVC_WORKERS)")] = None,
+) -> None:
+    """Serve the API; with no AUDITSVC_DATABASE_URL, on the embedded PostgreSQL."""
+    import uvicorn
+
+    configure_logging()
+    s = settings()
+    owner = database(s)  # embedded: started and migrated here, once, before workers fork
+    if not s.embedded and s.migrate_on_start:
+        upgrade_head(s, owner)
+    load_keys(s)
+    signing_key = ensure_signing_key(s)
+    # Workers connect as the runtime role; they inherit the DSN, not the owner's.
+    os.environ["AUDITSVC_RUNTIME_DATABASE_URL"] = runtime_url(s)
+    os.environ.setdefault("AUDITSVC_DATA_DIR", str(s.data_dir.resolve()))
+    host, port, workers = host or s.host, port or s.port, workers or s.workers
+    console.print(
+        f"auditsvc on http://{host}:{port} ({'embedded PostgreSQL in ' + str(s.data_dir) if s.embedded else 'external PostgreSQL'}); "
+        f"signing key {signing_key}",
+        highlight=False,
+    )
+    uvicorn.run("auditsvc.api.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                proxy_headers=True, server_header=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (alembic upgrade head) as the owner."""
+    s = settings()
+    url = database(s)
+    try:
+        upgrade_head(s, url)
+    except Exception as exc:
+        fail(f"migration failed: {type(exc).__name__}: {exc}")
+    console.print("database is at the latest migration")
+
+
+@app.command("db-url")
+def db_url() -> None:
+    """Print the owner DSN in use (embedded or configured)."""
+    print(database(settings()))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,113 @@
+"""``auditsvc tokens create|list|revoke``: API credentials (owner connection)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..domain.errors import InvalidInput
+from ..domain.tokens import Role, new_token
+from ..keys import load_keys
+from ..store.engine import create_engine
+from ..store.tokens import insert_token, list_tokens, revoke_token
+from ._common import console, database, fail, run, settings
+
+app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    role: Annotated[Role, typer.Option(help="emitter, privacy_officer, auditor or admin")],
+    system: Annotated[list[str], typer.Option(help="source system id an emitter may claim (repeatable)")] = [],  # noqa: B006
+    name: Annotated[str | None, typer.Option(help="who or what holds the token")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, help="expire after this many days")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='print {"token": ...}')] = False,
+) -> None:
+    """Create a token and print it once; only its keyed hash is stored."""
+    s = settings()
+    url = database(s)
+    try:
+        token = new_token(load_keys(s), role, list(system))
+    except InvalidInput as exc:
+        fail(exc.message)
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+
+    async def _create() -> None:
+        engine = create_engine(url, s)
+        try:
+            async with engine.begin() as conn:
+                await insert_token(conn, token.token_id, token.secret_hmac, role.value, list(system), name, expires)
+        finally:
+            await engine.dispose()
+
+    run(_create())
+    if as_json:
+        print(json.dumps({"token": token.token, "token_id": token.token_id, "role": role.value, "systems": system}))
+    else:
+        console.print(f"token id [bold]{token.token_id}[/] ({role.value}); store this token now, it is not shown again:")
+        print(token.token)
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List tokens (ids, roles, systems, state); secrets are never shown."""
+    s = settings()
+    url = database(s)
+
+    async def _list() -> list[dict[str, object]]:
+        engine = create_engine(url, s)
+        try:
+            async with engine.connect() as conn:
+                rows = await list_tokens(conn)
+        finally:
+            await engine.dispose()
+        now = datetime.now(UTC)
+        return [
+            {
+                "token_id": t.token_id,
+                "role": t.role,
+                "systems": list(t.systems),
+                "name": t.name,
+                "created_at": t.created_at.isoformat(),
+                "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                "state": "revoked"
+                if t.revoked_at
+                else ("expired" if t.expires_at and t.expires_at <= now else "active"),
+            }
+            for t in rows
+        ]
+
+    tokens = run(_list())
+    if as_json:
+        print(json.dumps(tokens))
+        return
+    table = Table("token id", "role", "systems", "name", "created", "state")
+    for t in tokens:
+        table.add_row(
+            str(t["token_id"]), str(t["role"]), ", ".join(t["systems"]), str(t["name"] or ""),  # type: ignore[arg-type]
+            str(t["created_at"])[:19], str(t["state"]),
+        )
+    console.print(table)
+
+
+@app.command("revoke")
+def revoke(token_id: Annotated[str, typer.Argument(help="the token id shown by create/list")]) -> None:
+    """Revoke a token; it is refused from the next request on."""
+    s = settings()
+    url = database(s)
+
+    async def _revoke() -> bool:
+        engine = create_engine(url, s)
+        try:
+            async with engine.begin() as conn:
+                return await revoke_token(conn, token_id)
+        finally:
+            await engine.dispose()
+
+    if not run(_revoke()):
+        fail(f"no active token with id {token_id}")
+    console.print(f"revoked {token_id}")

@@ -1,0 +1,534 @@
+"""A realistic day of integration traffic for ``auditsvc demo``.
+
+The scenario: two hospitals in one regional health information exchange.
+Facility A runs Epic (ADT feed, orders, a FHIR R4 API) with a lab system, a
+pharmacy and hospital billing behind a Mirth Connect interface engine;
+facility B, an hour's drive away in the next time zone, runs Cerner and a
+radiology RIS. Both publish to a regional HIE, facility A reports
+immunizations and reportable labs to the state registry, a SMART on FHIR app
+lets patients read their results, and billing ships claims every night.
+
+The point the demo makes: no single system knows all of a patient's
+identifiers. The lab knows facility A's MRN and the enterprise (EMPI) id,
+radiology at facility B knows facility B's MRN and the EMPI id, the patient
+app knows the FHIR logical id and the EMPI id, billing knows only the MRN.
+A privacy officer who asks "who accessed MRN-0001234?" still sees the app
+reads and the facility B radiology, because identifiers that arrive together
+in one event are linked by the service.
+
+One patient's day is scripted (an overnight visit to facility B's emergency
+department with a break-glass chart access, a CT, transfer to facility A,
+labs, an immunization and an evening look at results in the app) so that
+every run has a patient worth reporting on; the rest is random but
+deterministic for a seed. All identifiers and user ids are synthetic.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Any
+
+__all__ = ["DEMO_SOURCE_SYSTEMS", "DEMO_SYSTEMS", "featured_patient", "generate_day", "send_day"]
+
+MRN_A = "urn:oid:2.16.840.1.113883.3.1234.1.1"
+MRN_B = "urn:oid:2.16.840.1.113883.3.5678.2.1"
+EMPI = "urn:oid:2.16.840.1.113883.3.9999.0"
+FHIR_ID = "https://fhir.example-hospital.org/Patient"
+
+DEMO_SYSTEMS: dict[str, str] = {
+    "epic-adt": "Epic ADT feed (Facility A)",
+    "epic-ehr": "Epic EHR (Facility A)",
+    "epic-fhir": "Epic FHIR R4 API (Facility A)",
+    "lab-lis": "Laboratory information system (Facility A)",
+    "pharmacy": "Pharmacy system (Facility A)",
+    "billing-hb": "Hospital billing (Facility A)",
+    "cerner-b": "Cerner EHR (Facility B)",
+    "rad-ris": "Radiology RIS (Facility B)",
+    "hie-gateway": "Regional HIE gateway",
+    "fhir-patient-app": "SMART on FHIR patient app",
+    "public-health-registry": "State immunization and ELR registry",
+    "claims-clearinghouse": "Claims clearinghouse",
+}
+DEMO_SOURCE_SYSTEMS: tuple[str, ...] = (
+    "epic-adt",
+    "epic-ehr",
+    "epic-fhir",
+    "lab-lis",
+    "pharmacy",
+    "billing-hb",
+    "cerner-b",
+    "rad-ris",
+    "hie-gateway",
+)
+
+# Interface engines are commonly configured with a fixed offset rather than a
+# zone, so they send -05:00 / -06:00 all year; the service must normalise to UTC.
+TZ_A = timezone(timedelta(hours=-5))
+TZ_B = timezone(timedelta(hours=-6))
+EVENTS_PER_DAY = 1500
+PATIENTS = 40
+
+# Relative traffic by local hour: clinical feeds follow the working day,
+# people read their results in the evening, emergencies come at any hour.
+CLINICAL_HOURS = (1, 1, 1, 1, 1, 2, 4, 8, 12, 13, 13, 12, 10, 12, 13, 12, 10, 7, 5, 4, 3, 2, 2, 1)
+EVENING_HOURS = (1, 1, 0.5, 0.3, 0.3, 0.5, 1, 3, 4, 4, 4, 4, 5, 5, 4, 4, 5, 7, 9, 10, 10, 8, 5, 2)
+ANY_HOUR = (3, 3, 3, 3, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 3, 3)
+
+PHYSICIANS_A = ("u-dr-0042", "u-dr-0057", "u-dr-0103", "u-dr-0118", "u-dr-0150")
+PHYSICIANS_B = ("u-dr-0311", "u-dr-0327", "u-dr-0345")
+EXTERNAL_PHYSICIANS = ("u-ext-dr-0877", "u-ext-dr-0912", "u-ext-dr-0954")
+REGISTRARS = ("u-reg-0012", "u-reg-0019", "u-reg-0031")
+NURSES = ("u-rn-0107", "u-rn-0122", "u-rn-0164", "u-rn-0188")
+LAB_ORDERS = (("24323-8", "CMP"), ("58410-2", "CBC"), ("4548-4", "HbA1c"), ("2160-0", "Creatinine"))
+A08_FIELDS = ("PID-3", "PID-5", "PID-7", "PID-8", "PID-11", "PID-13", "PID-14", "PV1-3", "PV1-7", "PV1-19")
+FHIR_READS: tuple[tuple[str, list[str]], ...] = (
+    ("Patient", ["Patient", "Patient.name", "Patient.birthDate", "Patient.address"]),
+    ("Observation", ["Observation", "Observation.code", "Observation.value[x]"]),
+    ("DiagnosticReport", ["DiagnosticReport", "DiagnosticReport.conclusion"]),
+    ("MedicationRequest", ["MedicationRequest", "MedicationRequest.dosageInstruction"]),
+    ("Immunization", ["Immunization", "Immunization.vaccineCode"]),
+    ("AllergyIntolerance", ["AllergyIntolerance"]),
+)
+HIE_DOCUMENTS = ["DocumentReference", "Composition", "Condition", "MedicationStatement", "AllergyIntolerance"]
+
+Ids = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class _Patient:
+    empi: str
+    mrn_a: str | None
+    mrn_b: str | None
+    fhir_id: str | None
+    portal_user: str | None
+
+    def ids(self, *systems: str) -> Ids:
+        """The identifiers one system knows, in PID-3 order (local MRN first)."""
+        known = {MRN_A: self.mrn_a, MRN_B: self.mrn_b, FHIR_ID: self.fhir_id, EMPI: self.empi}
+        return [{"system": s, "value": v} for s in systems if (v := known[s]) is not None]
+
+
+def _make_cast(rng: random.Random) -> list[_Patient]:
+    mrns_a = rng.sample(range(1000, 999_999), PATIENTS)
+    mrns_b = rng.sample(range(40_000_000, 49_999_999), PATIENTS)
+    empis = rng.sample(range(100_000, 199_999), PATIENTS)
+    cast = []
+    for i in range(PATIENTS):
+        # The first three are frequent flyers known everywhere; the rest know
+        # fewer systems, as real populations do.
+        has_a = i < 3 or rng.random() < 0.85
+        has_b = i < 3 or not has_a or rng.random() < 0.4
+        has_app = has_a and (i < 3 or rng.random() < 0.5)
+        cast.append(
+            _Patient(
+                empi=f"E{empis[i]}",
+                mrn_a=f"MRN-{mrns_a[i]:07d}" if has_a else None,
+                mrn_b=f"{mrns_b[i]}" if has_b else None,
+                fhir_id=f"pat-{rng.getrandbits(48):012x}" if has_app else None,
+                portal_user=f"app-user-{rng.randrange(10_000, 99_999)}" if has_app else None,
+            )
+        )
+    return cast
+
+
+def _system(system_id: str) -> dict[str, str]:
+    return {"system_id": system_id, "name": DEMO_SYSTEMS[system_id]}
+
+
+def _channel(name: str) -> dict[str, str]:
+    return {"id": f"mirth-engine/{name}", "type": "system", "name": f"Mirth Connect channel {name}"}
+
+
+def _user(user_id: str, role: str) -> dict[str, str]:
+    return {"id": user_id, "type": "user", "role": role}
+
+
+class _Day:
+    """Collects one day's events; anything that would fall outside the day is
+    dropped, as an episode that starts late simply finishes tomorrow."""
+
+    def __init__(self, rng: random.Random, day: date) -> None:
+        self.rng = rng
+        self.start = datetime.combine(day, time(0), TZ_A)
+        self.end = self.start + timedelta(days=1)
+        self.events: list[tuple[datetime, int, dict[str, Any]]] = []
+
+    def at_hour(self, profile: Sequence[float]) -> datetime:
+        hour = self.rng.choices(range(24), weights=profile)[0]
+        return self.start + timedelta(hours=hour, seconds=self.rng.uniform(0, 3600))
+
+    def clock(self, hh: int, mm: int) -> datetime:
+        return self.start + timedelta(hours=hh, minutes=mm, seconds=self.rng.uniform(0, 59))
+
+    def emit(
+        self,
+        at: datetime,
+        tz: timezone,
+        *,
+        action: str,
+        event_type: str,
+        ids: Ids,
+        data_elements: list[str],
+        source: str,
+        destination: str,
+        actor: dict[str, str],
+        purpose: str | None = None,
+        outcome: int = 0,
+        message_id: str | None = None,
+        attributes: dict[str, str | int | bool] | None = None,
+    ) -> None:
+        if not self.start <= at < self.end:
+            return
+        at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+        stamp = at.astimezone(tz).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        event: dict[str, Any] = {
+            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "occurred_at": stamp,
+            "action": action,
+            "event_type": event_type,
+            "patient": {"identifiers": ids},
+            "data_elements": data_elements,
+            "source": _system(source),
+            "destination": _system(destination),
+            "actor": actor,
+            "outcome": outcome,
+        }
+        if purpose is not None:
+            event["purpose_of_use"] = purpose
+        if message_id is not None:
+            event["message_id"] = message_id
+        if attributes:
+            event["attributes"] = attributes
+        self.events.append((at, len(self.events), event))
+
+    def hl7(
+        self,
+        at: datetime,
+        message_type: str,
+        source: str,
+        destination: str,
+        channel: str,
+        ids: Ids,
+        segments: list[str],
+        *,
+        purpose: str = "TREAT",
+        outcome: int | None = None,
+        control_id: str | None = None,
+        extra: Mapping[str, str | int | bool] | None = None,
+    ) -> None:
+        facility_b = source in ("cerner-b", "rad-ris")
+        local = at.astimezone(TZ_B if facility_b else TZ_A)
+        if control_id is None:
+            # MSH-10 styles differ by sender: Epic-like timestamp ids at A, counters at B.
+            control_id = f"CB{self.rng.randrange(10**9, 10**10)}" if facility_b else local.strftime("MSG%Y%m%d%H%M%S%f")[:20]
+        if outcome is None:
+            roll = self.rng.random()
+            outcome = 0 if roll > 0.015 else (4 if roll > 0.005 else 8)
+        attributes: dict[str, str | int | bool] = {
+            "message_type": message_type,
+            "hl7_version": "2.3" if facility_b else "2.5.1",
+            "channel": channel,
+            "ack_code": {0: "AA", 4: "AE"}.get(outcome, "AR"),
+            **(extra or {}),
+        }
+        if outcome == 4:
+            attributes["error_location"] = self.rng.choice(["PID-7", "PV1-3", "OBX-5"])
+        action = "U" if message_type in ("ADT^A08", "ADT^A03") else "C"
+        self.emit(
+            at,
+            TZ_B if facility_b else TZ_A,
+            action=action,
+            event_type="hl7v2-message",
+            ids=ids,
+            data_elements=segments,
+            source=source,
+            destination=destination,
+            actor=_channel(channel),
+            purpose=purpose,
+            outcome=outcome,
+            message_id=control_id,
+            attributes=attributes,
+        )
+
+    # --- facility A flows --------------------------------------------------
+
+    def adt_a(self, p: _Patient, at: datetime, trigger: str, *, fail_lab: bool = False) -> None:
+        """One ADT event from Epic, fanned out by the engine to each subscriber.
+        MSH-10 is kept across the fan-out, which is what lets an analyst tie
+        the copies back to one registration event."""
+        msg = f"ADT^{trigger}"
+        if trigger == "A08":
+            fields = sorted(self.rng.sample(A08_FIELDS, self.rng.randint(2, 5)))
+            segments = ["MSH", "EVN", *fields]
+        else:
+            segments = ["MSH", "EVN", "PID", "PV1", "NK1", "IN1"]
+        control = at.astimezone(TZ_A).strftime("MSG%Y%m%d%H%M%S%f")[:20]
+        entered_by = {"entered_by": self.rng.choice(REGISTRARS)}
+        full = p.ids(MRN_A, EMPI)
+        fan_out = [
+            ("lab-lis", "ADT-OUT-LAB", full, "TREAT", segments[:4] if trigger != "A08" else segments),
+            ("pharmacy", "ADT-OUT-PHARM", full, "TREAT", segments),
+            # Billing keys accounts on the MRN alone, so it gets no EMPI id.
+            ("billing-hb", "ADT-OUT-HB", p.ids(MRN_A), "HPAYMT", [*segments, "GT1"] if trigger != "A08" else segments),
+            ("hie-gateway", "ADT-OUT-HIE", full, "TREAT", segments),
+        ]
+        for i, (dest, channel, ids, purpose, segs) in enumerate(fan_out):
+            when = at + timedelta(milliseconds=self.rng.randint(40, 900) * (i + 1))
+            if fail_lab and dest == "lab-lis":
+                self.hl7(when, msg, "epic-adt", dest, channel, ids, segs, outcome=4, control_id=control,
+                         extra={"error_location": "PID-7", **entered_by})
+                when += timedelta(minutes=2)  # resent after the registrar corrected the birth date
+            self.hl7(when, msg, "epic-adt", dest, channel, ids, segs, purpose=purpose, control_id=control,
+                     outcome=0 if fail_lab else None, extra=entered_by)
+
+    def lab_order(self, p: _Patient, at: datetime) -> datetime:
+        code, name = self.rng.choice(LAB_ORDERS)
+        ids = p.ids(MRN_A, EMPI)
+        extra = {"order_code": code, "order_name": name}
+        self.hl7(at, "ORM^O01", "epic-ehr", "lab-lis", "ORM-OUT-LAB", ids,
+                 ["MSH", "PID", "PV1", "ORC", "OBR", "DG1"], extra=extra)
+        done = at + timedelta(minutes=self.rng.randint(35, 180))
+        for status in ("P", "F") if self.rng.random() < 0.3 else ("F",):
+            done += timedelta(minutes=self.rng.randint(5, 40))
+            self.hl7(done, "ORU^R01", "lab-lis", "epic-ehr", "ORU-IN-LAB", ids, ["MSH", "PID", "OBR", "OBX", "NTE"],
+                     extra={**extra, "result_status": status})
+        return done
+
+    def charge(self, p: _Patient, at: datetime, source: str) -> None:
+        self.hl7(at, "DFT^P03", source, "billing-hb", "DFT-OUT-HB", p.ids(MRN_A), ["MSH", "EVN", "PID", "PV1", "FT1"],
+                 purpose="HPAYMT")
+
+    def pharmacy_order(self, p: _Patient, at: datetime) -> None:
+        self.hl7(at, "RDE^O11", "epic-ehr", "pharmacy", "RDE-OUT-PHARM", p.ids(MRN_A, EMPI),
+                 ["MSH", "PID", "PV1", "ORC", "RXE", "RXR"])
+        self.charge(p, at + timedelta(minutes=self.rng.randint(20, 90)), "pharmacy")
+
+    def immunization(self, p: _Patient, at: datetime) -> None:
+        self.hl7(at, "VXU^V04", "epic-ehr", "public-health-registry", "VXU-OUT-IIS", p.ids(MRN_A, EMPI),
+                 ["MSH", "PID", "PD1", "NK1", "ORC", "RXA", "RXR", "OBX"], purpose="PUBHLTH")
+
+    def inpatient_stay(self, p: _Patient, at: datetime) -> None:
+        self.adt_a(p, at, "A01")
+        t = at
+        for _ in range(self.rng.randint(1, 3)):
+            t += timedelta(minutes=self.rng.randint(15, 150))
+            self.lab_order(p, t)
+        self.pharmacy_order(p, at + timedelta(minutes=self.rng.randint(30, 120)))
+        self.charge(p, t + timedelta(hours=2), "lab-lis")
+        for _ in range(self.rng.randint(0, 2)):
+            self.adt_a(p, at + timedelta(minutes=self.rng.randint(20, 600)), "A08")
+
+    def outpatient_visit(self, p: _Patient, at: datetime) -> None:
+        self.adt_a(p, at, "A04")
+        t = at + timedelta(minutes=self.rng.randint(10, 40))
+        if self.rng.random() < 0.7:
+            self.lab_order(p, t)
+            self.charge(p, t + timedelta(hours=3), "lab-lis")
+        if self.rng.random() < 0.25:
+            self.immunization(p, t + timedelta(minutes=20))
+        self.adt_a(p, t + timedelta(minutes=self.rng.randint(30, 90)), "A03")
+
+    def reportable_lab(self, p: _Patient, at: datetime) -> None:
+        self.hl7(at, "ORU^R01", "lab-lis", "public-health-registry", "ELR-OUT-PH", p.ids(MRN_A, EMPI),
+                 ["MSH", "SFT", "PID", "ORC", "OBR", "OBX", "SPM"], purpose="PUBHLTH")
+
+    # --- facility B, the HIE, the app ----------------------------------------
+
+    def radiology_b(self, p: _Patient, at: datetime) -> None:
+        ids = p.ids(MRN_B, EMPI)
+        self.hl7(at, "ADT^A04", "cerner-b", "rad-ris", "B-ADT-OUT-RIS", ids, ["MSH", "EVN", "PID", "PV1"])
+        exam = {"procedure": self.rng.choice(["CT HEAD WO CONTRAST", "XR CHEST 2V", "MRI L-SPINE", "US ABDOMEN"])}
+        t = at + timedelta(minutes=self.rng.randint(5, 30))
+        self.hl7(t, "ORM^O01", "cerner-b", "rad-ris", "B-ORM-OUT-RIS", ids, ["MSH", "PID", "PV1", "ORC", "OBR"],
+                 extra=exam)
+        t += timedelta(minutes=self.rng.randint(30, 120))
+        self.hl7(t, "ORU^R01", "rad-ris", "cerner-b", "B-ORU-IN-RIS", ids, ["MSH", "PID", "OBR", "OBX"], extra=exam)
+        self.hl7(t + timedelta(seconds=3), "ORU^R01", "rad-ris", "hie-gateway", "ORU-OUT-HIE", ids,
+                 ["MSH", "PID", "OBR", "OBX"], extra=exam)
+
+    def hie_query(self, p: _Patient, at: datetime, requester: str | None = None, to: str | None = None) -> None:
+        """A cross-community query (IHE XCA): the responding facility records
+        what left it, the receiving EHR what came in, each with its own ids."""
+        if to == "cerner-b" or (to is None and self.rng.random() < 0.3 and p.mrn_b is not None):
+            # A facility B clinician pulls the community record: the HIE only speaks EMPI.
+            user = requester or self.rng.choice(PHYSICIANS_B)
+            self.emit(at, UTC, action="E", event_type="query", ids=p.ids(EMPI), data_elements=HIE_DOCUMENTS,
+                      source="hie-gateway", destination="cerner-b", actor=_user(user, "physician"), purpose="TREAT",
+                      message_id=f"urn:uuid:{uuid.UUID(int=self.rng.getrandbits(128), version=4)}",
+                      attributes={"transaction": "ITI-38", "profile": "IHE XCA"})
+            return
+        source, ids = ("epic-ehr", p.ids(MRN_A, EMPI)) if p.mrn_a is not None else ("cerner-b", p.ids(MRN_B, EMPI))
+        if to == "epic-ehr":
+            source, ids = "cerner-b", p.ids(MRN_B, EMPI)
+        user = requester or self.rng.choice(EXTERNAL_PHYSICIANS)
+        query_id = f"urn:uuid:{uuid.UUID(int=self.rng.getrandbits(128), version=4)}"
+        docs = self.rng.randint(1, 6)
+        self.emit(at, TZ_B if source == "cerner-b" else TZ_A, action="E", event_type="query", ids=ids,
+                  data_elements=HIE_DOCUMENTS[: 2 + docs % 4], source=source, destination="hie-gateway",
+                  actor=_user(user, "physician"), purpose="TREAT", message_id=query_id,
+                  attributes={"transaction": "ITI-38", "profile": "IHE XCA", "document_count": docs})
+        if to == "epic-ehr":
+            self.emit(at + timedelta(seconds=2), UTC, action="E", event_type="query", ids=p.ids(EMPI),
+                      data_elements=HIE_DOCUMENTS, source="hie-gateway", destination="epic-ehr",
+                      actor=_user(user, "physician"), purpose="TREAT", message_id=query_id,
+                      attributes={"transaction": "ITI-39", "profile": "IHE XCA", "document_count": docs})
+
+    def break_glass(self, p: _Patient, at: datetime, physician: str | None = None) -> None:
+        ids, where, tz = (p.ids(MRN_B, EMPI), "cerner-b", TZ_B) if p.mrn_b else (p.ids(MRN_A, EMPI), "epic-ehr", TZ_A)
+        user = physician or self.rng.choice(PHYSICIANS_B if where == "cerner-b" else PHYSICIANS_A)
+        self.emit(at, tz, action="R", event_type="break-glass", ids=ids,
+                  data_elements=["Patient", "Condition", "MedicationStatement", "Observation", "DocumentReference"],
+                  source=where, destination=where, actor=_user(user, "physician"), purpose="ETREAT",
+                  attributes={"override_reason": "ED-UNRESPONSIVE", "restricted_category": "behavioral-health"})
+
+    def app_session(self, p: _Patient, at: datetime, *, fail: bool = False) -> None:
+        assert p.fhir_id is not None and p.portal_user is not None
+        clinician = self.rng.random() < 0.1
+        actor = _user(self.rng.choice(PHYSICIANS_A), "physician") if clinician else _user(p.portal_user, "patient")
+        t = at
+        reads = [FHIR_READS[0], *self.rng.sample(FHIR_READS[1:], self.rng.randint(1, 4))]
+        for i, (resource, elements) in enumerate(reads):
+            t += timedelta(seconds=self.rng.uniform(2, 90))
+            status = 503 if fail and i == 1 else (200 if self.rng.random() > 0.02 else 404)
+            for attempt in (status, 200) if status == 503 else (status,):
+                self.emit(t, UTC, action="R", event_type="fhir-rest", ids=p.ids(FHIR_ID, EMPI), data_elements=elements,
+                          source="epic-fhir", destination="fhir-patient-app", actor=actor, purpose="TREAT",
+                          outcome={200: 0, 404: 4}.get(attempt, 8), message_id=f"req-{self.rng.getrandbits(64):016x}",
+                          attributes={"fhir_version": "4.0.1", "interaction": "search-type" if i else "read",
+                                      "resource_type": resource, "http_status": attempt,
+                                      "client_id": "smart-patient-app-7731"})
+                t += timedelta(seconds=4)
+
+    def claims_export(self, patients: Sequence[_Patient], at: datetime) -> None:
+        batch_id = at.astimezone(TZ_A).strftime("EXP-%Y%m%d-01")
+        for n, p in enumerate(patients):
+            self.emit(at + timedelta(milliseconds=120 * n), TZ_A, action="R", event_type="export", ids=p.ids(MRN_A),
+                      data_elements=["PID-3", "PID-5", "PID-7", "PID-11", "PV1-19", "FT1", "DG1", "IN1"],
+                      source="billing-hb", destination="claims-clearinghouse",
+                      actor={"id": "billing-hb/claims-batch", "type": "system"}, purpose="HPAYMT",
+                      message_id=f"{batch_id}-{n + 1:04d}",
+                      attributes={"format": "X12 837I", "batch_id": batch_id, "claim_count": len(patients)})
+
+
+def _scripted_story(d: _Day, p: _Patient) -> None:
+    """The featured patient's day, fixed so every run has one to report on."""
+    d.hl7(d.clock(3, 20), "ADT^A04", "cerner-b", "rad-ris", "B-ADT-OUT-RIS", p.ids(MRN_B, EMPI),
+          ["MSH", "EVN", "PID", "PV1"], outcome=0)
+    d.break_glass(p, d.clock(3, 42), physician="u-dr-0311")
+    d.radiology_b(p, d.clock(4, 5))
+    d.hie_query(p, d.clock(10, 55), requester="u-dr-0042", to="epic-ehr")
+    d.adt_a(p, d.clock(11, 30), "A01")
+    d.lab_order(p, d.clock(11, 45))
+    d.adt_a(p, d.clock(12, 10), "A08", fail_lab=True)
+    d.pharmacy_order(p, d.clock(13, 30))
+    d.charge(p, d.clock(14, 0), "lab-lis")
+    d.immunization(p, d.clock(16, 30))
+    d.app_session(p, d.clock(20, 15), fail=True)
+
+
+def generate_day(seed: int = 7, day: date | None = None, scale: float = 1.0) -> list[dict[str, Any]]:
+    """About ``1500 * scale`` PHI access events for one local day (facility A
+    time), in the SDK's JSON event shape, sorted by ``occurred_at``.
+
+    The same seed and day give the same events, ``event_id`` included, so a
+    second run of the demo is answered as duplicates. ``day`` defaults to
+    yesterday, so that no event lies in the future.
+    """
+    if scale <= 0:
+        raise ValueError("scale must be positive")
+    if day is None:
+        day = datetime.now(TZ_A).date() - timedelta(days=1)
+    rng = random.Random(seed)
+    cast = _make_cast(rng)
+    d = _Day(rng, day)
+    _scripted_story(d, cast[0])
+
+    with_a = [p for p in cast if p.mrn_a]
+    d.claims_export(rng.sample(with_a, min(len(with_a), max(1, round(18 * scale)))), d.clock(2, 0))
+
+    # A few patients generate most of the traffic, as in any hospital.
+    weights = [1 / (i + 1) ** 0.6 for i in range(len(cast))]
+    kinds: list[tuple[float, Callable[[_Patient], bool], Callable[[_Patient], None]]] = [
+        (26, lambda p: p.mrn_a is not None, lambda p: d.adt_a(p, d.at_hour(CLINICAL_HOURS), "A08")),
+        (16, lambda p: p.mrn_a is not None, lambda p: d.outpatient_visit(p, d.at_hour(CLINICAL_HOURS))),
+        (6, lambda p: p.mrn_a is not None, lambda p: d.inpatient_stay(p, d.at_hour(ANY_HOUR))),
+        (14, lambda p: p.mrn_a is not None, lambda p: d.lab_order(p, d.at_hour(ANY_HOUR)) and None),
+        (10, lambda p: p.mrn_b is not None, lambda p: d.radiology_b(p, d.at_hour(CLINICAL_HOURS))),
+        (16, lambda p: p.fhir_id is not None, lambda p: d.app_session(p, d.at_hour(EVENING_HOURS))),
+        (7, lambda p: True, lambda p: d.hie_query(p, d.at_hour(CLINICAL_HOURS))),
+        (1.5, lambda p: p.mrn_a is not None, lambda p: d.reportable_lab(p, d.at_hour(CLINICAL_HOURS))),
+        (0.6, lambda p: True, lambda p: d.break_glass(p, d.at_hour(ANY_HOUR))),
+    ]
+    target = max(1, round(EVENTS_PER_DAY * scale))
+    while len(d.events) < target:
+        _, eligible, run = rng.choices(kinds, weights=[k[0] for k in kinds])[0]
+        pool = [(p, w) for p, w in zip(cast, weights, strict=True) if eligible(p)]
+        run(rng.choices([p for p, _ in pool], weights=[w for _, w in pool])[0])
+    return [event for _, _, event in sorted(d.events, key=lambda e: (e[0], e[1]))]
+
+
+def _linked_components(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """Union-find over identifiers that arrive together, as the service links them."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(x: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for event in events:
+        ids = [(i["system"], i["value"]) for i in event["patient"]["identifiers"]]
+        for other in ids[1:]:
+            parent[find(other)] = find(ids[0])
+        find(ids[0])
+    return {x: find(x) for x in parent}
+
+
+def featured_patient(events: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """(system, value) of a facility A MRN whose linked record was touched by
+    the most systems: the patient whose report best shows linkage."""
+    if not events:
+        raise ValueError("no events")
+    root = _linked_components(events)
+    systems: dict[tuple[str, str], set[str]] = {}
+    counts: Counter[tuple[str, str]] = Counter()
+    mentions: Counter[tuple[str, str]] = Counter()
+    for event in events:
+        ids = [(i["system"], i["value"]) for i in event["patient"]["identifiers"]]
+        mentions.update(ids)
+        component = root[ids[0]]
+        counts[component] += 1
+        systems.setdefault(component, set()).update(
+            (event["source"]["system_id"], event["destination"]["system_id"])
+        )
+
+    def rank(ident: tuple[str, str]) -> tuple[bool, int, int, int, str]:
+        component = root[ident]
+        return (ident[0] == MRN_A, len(systems[component]), counts[component], mentions[ident], ident[1])
+
+    return max(mentions, key=rank)
+
+
+def send_day(url: str, token: str, events: list[dict[str, Any]], batch_size: int = 250) -> dict[str, int]:
+    """Send ``events`` in batches with one emitter token bound to
+    ``DEMO_SOURCE_SYSTEMS``; returns how many were accepted and how many the
+    service already had (a rerun of the same seed and day)."""
+    # Imported here so that generating traffic needs no HTTP stack.
+    from auditsvc_sdk import AuditClient
+
+    if not 1 <= batch_size <= 1000:
+        raise ValueError("batch_size must be between 1 and 1000")
+    totals = {"accepted": 0, "duplicate": 0}
+    with AuditClient(url, token) as client:
+        for start in range(0, len(events), batch_size):
+            answer = client.record_batch(events[start : start + batch_size])
+            for result in answer["results"]:
+                totals[result["status"]] = totals.get(result["status"], 0) + 1
+    return totals

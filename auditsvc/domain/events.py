@@ -1,0 +1,49 @@
+"""Appending batches and reading single events back with their hashes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from auditsvc_sdk import Identifier
+
+from ..runtime import AuditLog
+from ..store.session import driver_connection
+from .errors import NotFound
+from .ingest import check_source_systems, parse_batch, prepare
+from .read_audit import record_read
+from .tokens import Caller
+
+
+async def ingest_batch(audit: AuditLog, body: bytes, emitter: Caller) -> dict[str, Any]:
+    """Validate, bind to the emitter's systems, append; the answer means committed."""
+    events = parse_batch(body, audit.settings.max_batch_events)
+    check_source_systems(events, emitter.systems)
+    prepared = [prepare(e, audit.keys) for e in events]
+    results, head = await audit.appender.append_batch(emitter.token_id, prepared)
+    return {
+        "results": [{"event_id": str(r.event_id), "status": r.status, "seq": r.seq} for r in results],
+        "head": {"tree_size": head.tree_size, "chain_hash": head.chain_hash.hex()},
+    }
+
+
+async def read_event(audit: AuditLog, event_id: UUID, reader: Caller) -> dict[str, Any]:
+    async with driver_connection(audit.engine) as conn:
+        row = await conn.fetchrow(
+            "SELECT seq, record, leaf_hash, chain_hash FROM events WHERE log_id = $1 AND event_id = $2",
+            audit.log_id,
+            event_id,
+        )
+    if row is None:
+        raise NotFound("no event with that event_id")
+    record = json.loads(row["record"])
+    identifiers = [Identifier(**i) for i in record.get("patient", {}).get("identifiers", [])]
+    if identifiers:
+        await record_read(audit, reader, identifiers, data_elements=["AuditEvent"], detail="event-read")
+    return {
+        "record": record,
+        "seq": row["seq"],
+        "leaf_hash": bytes(row["leaf_hash"]).hex(),
+        "chain_hash": bytes(row["chain_hash"]).hex(),
+    }

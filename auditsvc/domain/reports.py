@@ -1,0 +1,108 @@
+"""The privacy officer's question: every system that accessed this patient.
+
+A report is itself a read of PHI, so it is recorded in the same chain
+(event type ``audit-log-query``) before the answer is returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from auditsvc_sdk import Identifier
+from auditsvc_sdk._event import format_timestamp
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..runtime import AuditLog
+from ..store import reports as queries
+from ..store.session import driver_connection
+from .errors import InvalidInput
+from .read_audit import record_read
+
+MIN_TIME = datetime(1, 1, 2, tzinfo=UTC)
+MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+class PatientAccessQuery(BaseModel):
+    """Body of ``POST /v1/reports/patient-access``. ``from``/``to`` take a
+    date (whole days, UTC) or an RFC 3339 timestamp; both ends inclusive."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    identifier: Identifier
+    from_: datetime | date | None = Field(default=None, alias="from")
+    to: datetime | date | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+def _bound(value: datetime | date | None, *, end: bool) -> datetime:
+    if value is None:
+        return MAX_TIME if end else MIN_TIME
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidInput(
+                "report dates need a UTC offset", [{"loc": ["to" if end else "from"], "msg": "timestamp without offset"}]
+            )
+        return value.astimezone(UTC)
+    start = datetime.combine(value, time(0), tzinfo=UTC)
+    return start + timedelta(days=1) - timedelta(microseconds=1) if end else start
+
+
+def encode_cursor(occurred_at: datetime, seq: int) -> str:
+    raw = json.dumps({"t": format_timestamp(occurred_at), "s": seq}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        return datetime.fromisoformat(data["t"]), int(data["s"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidInput(
+            "cursor is not one this service issued", [{"loc": ["cursor"], "msg": "invalid cursor", "type": "value_error"}]
+        ) from None
+
+
+def _system_json(s: queries.SystemAccess) -> dict[str, Any]:
+    return {
+        "system_id": s.system_id,
+        "count": s.count,
+        "as_source": s.as_source,
+        "as_destination": s.as_destination,
+        "first_access": format_timestamp(s.first_access),
+        "last_access": format_timestamp(s.last_access),
+        "actions": s.actions,
+        "data_elements": s.data_elements,
+        "actors": s.actors,
+    }
+
+
+async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, reader: Any) -> dict[str, Any]:
+    start, end = _bound(query.from_, end=False), _bound(query.to, end=True)
+    if start > end:
+        raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
+    after = decode_cursor(query.cursor) if query.cursor else (MIN_TIME - timedelta(days=1), -1)
+    id_hmac = audit.keys.identifier_hmac(query.identifier.system, query.identifier.value)
+    async with driver_connection(audit.engine) as conn:
+        hmacs = await queries.linked_identifier_hmacs(conn, audit.log_id, id_hmac)
+        identifiers = await queries.identifiers_for(conn, audit.log_id, hmacs)
+        systems = await queries.system_accesses(conn, audit.log_id, hmacs, start, end)
+        rows = await queries.access_events(conn, audit.log_id, hmacs, start, end, after, query.limit + 1)
+    if not identifiers:
+        identifiers = [(query.identifier.system, query.identifier.value)]
+    next_cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        next_cursor = encode_cursor(rows[-1][1], rows[-1][0])
+    await record_read(audit, reader, [query.identifier], data_elements=["AuditEvent"], detail="patient-access-report")
+    return {
+        "patient": {"identifiers": [{"system": s, "value": v} for s, v in identifiers]},
+        "systems": [_system_json(s) for s in systems],
+        "events": [json.loads(record) for _, _, record in rows],
+        "next_cursor": next_cursor,
+    }

@@ -1,0 +1,133 @@
+"""Full verification of the stored chain, recomputed from rows read back.
+
+Steps, per row in ``seq`` order (docs/chain-format.md, "Verifying"):
+
+1. ``seq`` is the next expected value (a gap is a deleted row; a repeat a
+   forged one).
+2. The stored record is JSON and declares format version 1.
+3. The record's ``seq``, ``event_id`` and ``occurred_at`` equal the row's
+   indexed columns (the columns reports search by are what was hashed).
+4. SHA-256(0x00 || stored record bytes) equals the stored ``leaf_hash``.
+5. SHA-256(tag || previous chain hash || leaf hash) equals ``chain_hash``.
+
+The first failure is reported with its ``seq`` and kind. Nothing is taken
+from the client's request or from the service's memory: only the database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import asyncpg
+from auditsvc_sdk import FORMAT_VERSION, chain_hash, leaf_hash
+from auditsvc_sdk._event import format_timestamp
+
+MISSING_ROW = "missing_row"
+DUPLICATE_SEQ = "duplicate_seq"
+MALFORMED_RECORD = "malformed_record"
+UNSUPPORTED_VERSION = "unsupported_version"
+RECORD_MISMATCH = "record_mismatch"
+LEAF_HASH_MISMATCH = "leaf_hash_mismatch"
+CHAIN_HASH_MISMATCH = "chain_hash_mismatch"
+
+_ROWS = (
+    "SELECT seq, event_id, occurred_at, record, leaf_hash, chain_hash FROM events WHERE log_id = $1 ORDER BY seq"
+)
+
+
+@dataclass(frozen=True)
+class Damage:
+    seq: int
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    log_name: str
+    tree_size: int
+    rows_checked: int
+    head_chain_hash: str | None
+    seconds: float
+    damage: Damage | None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.damage is not None:
+            out["first_bad_seq"] = self.damage.seq
+            out["kind"] = self.damage.kind
+        return out
+
+
+def _check_row(row: asyncpg.Record, expected: int, previous: bytes) -> tuple[Damage | None, bytes]:
+    seq = row["seq"]
+    if seq != expected:
+        if seq > expected:
+            return Damage(expected, MISSING_ROW, f"rows {expected}..{seq - 1} are missing"), previous
+        return Damage(seq, DUPLICATE_SEQ, "a second row claims this seq"), previous
+    text = row["record"]
+    try:
+        record = json.loads(text)
+        if not isinstance(record, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        return Damage(seq, MALFORMED_RECORD, "the stored record is not a JSON object"), previous
+    if record.get("v") != FORMAT_VERSION:
+        return Damage(seq, UNSUPPORTED_VERSION, f"record declares format version {record.get('v')!r}"), previous
+    if record.get("seq") != seq:
+        return Damage(seq, RECORD_MISMATCH, f"the record at this row says seq {record.get('seq')!r}"), previous
+    if record.get("event_id") != str(row["event_id"]):
+        return Damage(seq, RECORD_MISMATCH, "the row's event_id differs from its record's"), previous
+    if record.get("occurred_at") != format_timestamp(row["occurred_at"]):
+        return Damage(seq, RECORD_MISMATCH, "the row's occurred_at differs from its record's"), previous
+    leaf = leaf_hash(text.encode("utf-8"))
+    if leaf != row["leaf_hash"]:
+        return Damage(seq, LEAF_HASH_MISMATCH, "the record's bytes do not hash to the stored leaf hash"), previous
+    current = chain_hash(previous, leaf)
+    if current != row["chain_hash"]:
+        return Damage(seq, CHAIN_HASH_MISMATCH, "the chain hash does not follow from the previous row"), previous
+    return None, current
+
+
+async def verify_chain(
+    conn: asyncpg.Connection,
+    log_id: int,
+    log_name: str,
+    genesis: bytes,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Verify every row of the log; ``progress(done, total)`` is called as it goes."""
+    started = time.perf_counter()
+    expected = 0
+    previous = genesis
+    damage: Damage | None = None
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        total = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id)
+        async for row in conn.cursor(_ROWS, log_id, prefetch=5000):
+            damage, previous = _check_row(row, expected, previous)
+            if damage is not None:
+                break
+            expected += 1
+            if progress is not None and expected % 5000 == 0:
+                progress(expected, total)
+    if progress is not None:
+        progress(expected, total)
+    return VerifyReport(
+        ok=damage is None,
+        log_name=log_name,
+        tree_size=total,
+        rows_checked=expected,
+        head_chain_hash=previous.hex() if expected else None,
+        seconds=round(time.perf_counter() - started, 3),
+        damage=damage,
+    )
+
+
+async def log_id_for(conn: asyncpg.Connection, log_name: str) -> int | None:
+    value = await conn.fetchval("SELECT log_id FROM logs WHERE name = $1", log_name)
+    return int(value) if value is not None else None

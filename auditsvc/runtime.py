@@ -1,0 +1,46 @@
+"""The running service's shared state: engine, keys, log identity, appender."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from auditsvc_sdk import FORMAT_VERSION, genesis_hash
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .domain.appender import Appender
+from .keys import ServerKeys, load_keys
+from .settings import Settings
+from .store.append import ensure_log
+from .store.engine import create_engine, runtime_url
+from .store.session import driver_connection
+
+
+@dataclass
+class AuditLog:
+    settings: Settings
+    engine: AsyncEngine
+    keys: ServerKeys
+    log_id: int
+    log_name: str
+    genesis: bytes
+    appender: Appender
+
+
+@asynccontextmanager
+async def open_audit_log(settings: Settings, url: str | None = None) -> AsyncIterator[AuditLog]:
+    """Connect as the runtime role, register the log, start the appender."""
+    engine = create_engine(url or runtime_url(settings), settings)
+    try:
+        async with driver_connection(engine) as conn:
+            log_id = await ensure_log(conn, settings.log_name, FORMAT_VERSION)
+        genesis = genesis_hash(settings.log_name)
+        appender = Appender(engine, log_id, genesis, settings.group_commit_max_events)
+        appender.start()
+        try:
+            yield AuditLog(settings, engine, load_keys(settings), log_id, settings.log_name, genesis, appender)
+        finally:
+            await appender.stop()
+    finally:
+        await engine.dispose()
