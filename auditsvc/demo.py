@@ -225,7 +225,9 @@ class _Day:
         local = at.astimezone(TZ_B if facility_b else TZ_A)
         if control_id is None:
             # MSH-10 styles differ by sender: Epic-like timestamp ids at A, counters at B.
-            control_id = f"CB{self.rng.randrange(10**9, 10**10)}" if facility_b else local.strftime("MSG%Y%m%d%H%M%S%f")[:20]
+            control_id = (
+                f"CB{self.rng.randrange(10**9, 10**10)}" if facility_b else local.strftime("MSG%Y%m%d%H%M%S%f")[:20]
+            )
         if outcome is None:
             roll = self.rng.random()
             outcome = 0 if roll > 0.015 else (4 if roll > 0.005 else 8)
@@ -237,7 +239,7 @@ class _Day:
             **(extra or {}),
         }
         if outcome == 4:
-            attributes["error_location"] = self.rng.choice(["PID-7", "PV1-3", "OBX-5"])
+            attributes.setdefault("error_location", self.rng.choice(["PID-7", "PV1-3", "OBX-5"]))
         action = "U" if message_type in ("ADT^A08", "ADT^A03") else "C"
         self.emit(
             at,
@@ -280,37 +282,96 @@ class _Day:
         for i, (dest, channel, ids, purpose, segs) in enumerate(fan_out):
             when = at + timedelta(milliseconds=self.rng.randint(40, 900) * (i + 1))
             if fail_lab and dest == "lab-lis":
-                self.hl7(when, msg, "epic-adt", dest, channel, ids, segs, outcome=4, control_id=control,
-                         extra={"error_location": "PID-7", **entered_by})
+                self.hl7(
+                    when,
+                    msg,
+                    "epic-adt",
+                    dest,
+                    channel,
+                    ids,
+                    segs,
+                    outcome=4,
+                    control_id=control,
+                    extra={"error_location": "PID-7", **entered_by},
+                )
                 when += timedelta(minutes=2)  # resent after the registrar corrected the birth date
-            self.hl7(when, msg, "epic-adt", dest, channel, ids, segs, purpose=purpose, control_id=control,
-                     outcome=0 if fail_lab else None, extra=entered_by)
+            self.hl7(
+                when,
+                msg,
+                "epic-adt",
+                dest,
+                channel,
+                ids,
+                segs,
+                purpose=purpose,
+                control_id=control,
+                outcome=0 if fail_lab else None,
+                extra=entered_by,
+            )
 
-    def lab_order(self, p: _Patient, at: datetime) -> datetime:
+    def lab_order(self, p: _Patient, at: datetime) -> None:
         code, name = self.rng.choice(LAB_ORDERS)
         ids = p.ids(MRN_A, EMPI)
         extra = {"order_code": code, "order_name": name}
-        self.hl7(at, "ORM^O01", "epic-ehr", "lab-lis", "ORM-OUT-LAB", ids,
-                 ["MSH", "PID", "PV1", "ORC", "OBR", "DG1"], extra=extra)
+        self.hl7(
+            at,
+            "ORM^O01",
+            "epic-ehr",
+            "lab-lis",
+            "ORM-OUT-LAB",
+            ids,
+            ["MSH", "PID", "PV1", "ORC", "OBR", "DG1"],
+            extra=extra,
+        )
         done = at + timedelta(minutes=self.rng.randint(35, 180))
         for status in ("P", "F") if self.rng.random() < 0.3 else ("F",):
             done += timedelta(minutes=self.rng.randint(5, 40))
-            self.hl7(done, "ORU^R01", "lab-lis", "epic-ehr", "ORU-IN-LAB", ids, ["MSH", "PID", "OBR", "OBX", "NTE"],
-                     extra={**extra, "result_status": status})
-        return done
+            self.hl7(
+                done,
+                "ORU^R01",
+                "lab-lis",
+                "epic-ehr",
+                "ORU-IN-LAB",
+                ids,
+                ["MSH", "PID", "OBR", "OBX", "NTE"],
+                extra={**extra, "result_status": status},
+            )
 
     def charge(self, p: _Patient, at: datetime, source: str) -> None:
-        self.hl7(at, "DFT^P03", source, "billing-hb", "DFT-OUT-HB", p.ids(MRN_A), ["MSH", "EVN", "PID", "PV1", "FT1"],
-                 purpose="HPAYMT")
+        self.hl7(
+            at,
+            "DFT^P03",
+            source,
+            "billing-hb",
+            "DFT-OUT-HB",
+            p.ids(MRN_A),
+            ["MSH", "EVN", "PID", "PV1", "FT1"],
+            purpose="HPAYMT",
+        )
 
     def pharmacy_order(self, p: _Patient, at: datetime) -> None:
-        self.hl7(at, "RDE^O11", "epic-ehr", "pharmacy", "RDE-OUT-PHARM", p.ids(MRN_A, EMPI),
-                 ["MSH", "PID", "PV1", "ORC", "RXE", "RXR"])
+        self.hl7(
+            at,
+            "RDE^O11",
+            "epic-ehr",
+            "pharmacy",
+            "RDE-OUT-PHARM",
+            p.ids(MRN_A, EMPI),
+            ["MSH", "PID", "PV1", "ORC", "RXE", "RXR"],
+        )
         self.charge(p, at + timedelta(minutes=self.rng.randint(20, 90)), "pharmacy")
 
     def immunization(self, p: _Patient, at: datetime) -> None:
-        self.hl7(at, "VXU^V04", "epic-ehr", "public-health-registry", "VXU-OUT-IIS", p.ids(MRN_A, EMPI),
-                 ["MSH", "PID", "PD1", "NK1", "ORC", "RXA", "RXR", "OBX"], purpose="PUBHLTH")
+        self.hl7(
+            at,
+            "VXU^V04",
+            "epic-ehr",
+            "public-health-registry",
+            "VXU-OUT-IIS",
+            p.ids(MRN_A, EMPI),
+            ["MSH", "PID", "PD1", "NK1", "ORC", "RXA", "RXR", "OBX"],
+            purpose="PUBHLTH",
+        )
 
     def inpatient_stay(self, p: _Patient, at: datetime) -> None:
         self.adt_a(p, at, "A01")
@@ -334,8 +395,16 @@ class _Day:
         self.adt_a(p, t + timedelta(minutes=self.rng.randint(30, 90)), "A03")
 
     def reportable_lab(self, p: _Patient, at: datetime) -> None:
-        self.hl7(at, "ORU^R01", "lab-lis", "public-health-registry", "ELR-OUT-PH", p.ids(MRN_A, EMPI),
-                 ["MSH", "SFT", "PID", "ORC", "OBR", "OBX", "SPM"], purpose="PUBHLTH")
+        self.hl7(
+            at,
+            "ORU^R01",
+            "lab-lis",
+            "public-health-registry",
+            "ELR-OUT-PH",
+            p.ids(MRN_A, EMPI),
+            ["MSH", "SFT", "PID", "ORC", "OBR", "OBX", "SPM"],
+            purpose="PUBHLTH",
+        )
 
     # --- facility B, the HIE, the app ----------------------------------------
 
@@ -344,47 +413,85 @@ class _Day:
         self.hl7(at, "ADT^A04", "cerner-b", "rad-ris", "B-ADT-OUT-RIS", ids, ["MSH", "EVN", "PID", "PV1"])
         exam = {"procedure": self.rng.choice(["CT HEAD WO CONTRAST", "XR CHEST 2V", "MRI L-SPINE", "US ABDOMEN"])}
         t = at + timedelta(minutes=self.rng.randint(5, 30))
-        self.hl7(t, "ORM^O01", "cerner-b", "rad-ris", "B-ORM-OUT-RIS", ids, ["MSH", "PID", "PV1", "ORC", "OBR"],
-                 extra=exam)
+        self.hl7(
+            t, "ORM^O01", "cerner-b", "rad-ris", "B-ORM-OUT-RIS", ids, ["MSH", "PID", "PV1", "ORC", "OBR"], extra=exam
+        )
         t += timedelta(minutes=self.rng.randint(30, 120))
         self.hl7(t, "ORU^R01", "rad-ris", "cerner-b", "B-ORU-IN-RIS", ids, ["MSH", "PID", "OBR", "OBX"], extra=exam)
-        self.hl7(t + timedelta(seconds=3), "ORU^R01", "rad-ris", "hie-gateway", "ORU-OUT-HIE", ids,
-                 ["MSH", "PID", "OBR", "OBX"], extra=exam)
+        self.hl7(
+            t + timedelta(seconds=3),
+            "ORU^R01",
+            "rad-ris",
+            "hie-gateway",
+            "ORU-OUT-HIE",
+            ids,
+            ["MSH", "PID", "OBR", "OBX"],
+            extra=exam,
+        )
 
-    def hie_query(self, p: _Patient, at: datetime, requester: str | None = None, to: str | None = None) -> None:
-        """A cross-community query (IHE XCA): the responding facility records
-        what left it, the receiving EHR what came in, each with its own ids."""
-        if to == "cerner-b" or (to is None and self.rng.random() < 0.3 and p.mrn_b is not None):
-            # A facility B clinician pulls the community record: the HIE only speaks EMPI.
-            user = requester or self.rng.choice(PHYSICIANS_B)
-            self.emit(at, UTC, action="E", event_type="query", ids=p.ids(EMPI), data_elements=HIE_DOCUMENTS,
-                      source="hie-gateway", destination="cerner-b", actor=_user(user, "physician"), purpose="TREAT",
-                      message_id=f"urn:uuid:{uuid.UUID(int=self.rng.getrandbits(128), version=4)}",
-                      attributes={"transaction": "ITI-38", "profile": "IHE XCA"})
-            return
-        source, ids = ("epic-ehr", p.ids(MRN_A, EMPI)) if p.mrn_a is not None else ("cerner-b", p.ids(MRN_B, EMPI))
-        if to == "epic-ehr":
-            source, ids = "cerner-b", p.ids(MRN_B, EMPI)
-        user = requester or self.rng.choice(EXTERNAL_PHYSICIANS)
+    def hie_pull(self, p: _Patient, at: datetime, responder: str, receiver: str | None, user: str) -> None:
+        """A cross-community query (IHE XCA). The responding facility records
+        what left it under its own identifiers; a receiving EHR in the same
+        HIE records what came in under the EMPI id, the only one the HIE
+        passes on. A receiver outside the region records nothing here."""
+        ids = p.ids(MRN_B, EMPI) if responder == "cerner-b" else p.ids(MRN_A, EMPI)
         query_id = f"urn:uuid:{uuid.UUID(int=self.rng.getrandbits(128), version=4)}"
-        docs = self.rng.randint(1, 6)
-        self.emit(at, TZ_B if source == "cerner-b" else TZ_A, action="E", event_type="query", ids=ids,
-                  data_elements=HIE_DOCUMENTS[: 2 + docs % 4], source=source, destination="hie-gateway",
-                  actor=_user(user, "physician"), purpose="TREAT", message_id=query_id,
-                  attributes={"transaction": "ITI-38", "profile": "IHE XCA", "document_count": docs})
-        if to == "epic-ehr":
-            self.emit(at + timedelta(seconds=2), UTC, action="E", event_type="query", ids=p.ids(EMPI),
-                      data_elements=HIE_DOCUMENTS, source="hie-gateway", destination="epic-ehr",
-                      actor=_user(user, "physician"), purpose="TREAT", message_id=query_id,
-                      attributes={"transaction": "ITI-39", "profile": "IHE XCA", "document_count": docs})
+        docs = self.rng.randint(1, 5)
+        common: dict[str, Any] = {
+            "action": "E",
+            "event_type": "query",
+            "actor": _user(user, "physician"),
+            "purpose": "TREAT",
+            "message_id": query_id,
+        }
+        self.emit(
+            at,
+            TZ_B if responder == "cerner-b" else TZ_A,
+            ids=ids,
+            data_elements=HIE_DOCUMENTS[:docs],
+            source=responder,
+            destination="hie-gateway",
+            attributes={"transaction": "ITI-38+ITI-39", "profile": "IHE XCA", "document_count": docs},
+            **common,
+        )
+        if receiver is not None:
+            self.emit(
+                at + timedelta(seconds=self.rng.uniform(1, 4)),
+                UTC,
+                ids=p.ids(EMPI),
+                data_elements=HIE_DOCUMENTS[:docs],
+                source="hie-gateway",
+                destination=receiver,
+                attributes={"transaction": "ITI-38+ITI-39", "profile": "IHE XCA", "document_count": docs},
+                **common,
+            )
+
+    def hie_query(self, p: _Patient, at: datetime) -> None:
+        if p.mrn_a and p.mrn_b and self.rng.random() < 0.4:
+            if self.rng.random() < 0.5:
+                self.hie_pull(p, at, "epic-ehr", "cerner-b", self.rng.choice(PHYSICIANS_B))
+            else:
+                self.hie_pull(p, at, "cerner-b", "epic-ehr", self.rng.choice(PHYSICIANS_A))
+        else:
+            responder = "epic-ehr" if p.mrn_a else "cerner-b"
+            self.hie_pull(p, at, responder, None, self.rng.choice(EXTERNAL_PHYSICIANS))
 
     def break_glass(self, p: _Patient, at: datetime, physician: str | None = None) -> None:
         ids, where, tz = (p.ids(MRN_B, EMPI), "cerner-b", TZ_B) if p.mrn_b else (p.ids(MRN_A, EMPI), "epic-ehr", TZ_A)
         user = physician or self.rng.choice(PHYSICIANS_B if where == "cerner-b" else PHYSICIANS_A)
-        self.emit(at, tz, action="R", event_type="break-glass", ids=ids,
-                  data_elements=["Patient", "Condition", "MedicationStatement", "Observation", "DocumentReference"],
-                  source=where, destination=where, actor=_user(user, "physician"), purpose="ETREAT",
-                  attributes={"override_reason": "ED-UNRESPONSIVE", "restricted_category": "behavioral-health"})
+        self.emit(
+            at,
+            tz,
+            action="R",
+            event_type="break-glass",
+            ids=ids,
+            data_elements=["Patient", "Condition", "MedicationStatement", "Observation", "DocumentReference"],
+            source=where,
+            destination=where,
+            actor=_user(user, "physician"),
+            purpose="ETREAT",
+            attributes={"override_reason": "ED-UNRESPONSIVE", "restricted_category": "behavioral-health"},
+        )
 
     def app_session(self, p: _Patient, at: datetime, *, fail: bool = False) -> None:
         assert p.fhir_id is not None and p.portal_user is not None
@@ -396,32 +503,53 @@ class _Day:
             t += timedelta(seconds=self.rng.uniform(2, 90))
             status = 503 if fail and i == 1 else (200 if self.rng.random() > 0.02 else 404)
             for attempt in (status, 200) if status == 503 else (status,):
-                self.emit(t, UTC, action="R", event_type="fhir-rest", ids=p.ids(FHIR_ID, EMPI), data_elements=elements,
-                          source="epic-fhir", destination="fhir-patient-app", actor=actor, purpose="TREAT",
-                          outcome={200: 0, 404: 4}.get(attempt, 8), message_id=f"req-{self.rng.getrandbits(64):016x}",
-                          attributes={"fhir_version": "4.0.1", "interaction": "search-type" if i else "read",
-                                      "resource_type": resource, "http_status": attempt,
-                                      "client_id": "smart-patient-app-7731"})
+                self.emit(
+                    t,
+                    UTC,
+                    action="R",
+                    event_type="fhir-rest",
+                    ids=p.ids(FHIR_ID, EMPI),
+                    data_elements=elements,
+                    source="epic-fhir",
+                    destination="fhir-patient-app",
+                    actor=actor,
+                    purpose="TREAT",
+                    outcome={200: 0, 404: 4}.get(attempt, 8),
+                    message_id=f"req-{self.rng.getrandbits(64):016x}",
+                    attributes={
+                        "fhir_version": "4.0.1",
+                        "interaction": "search-type" if i else "read",
+                        "resource_type": resource,
+                        "http_status": attempt,
+                        "client_id": "smart-patient-app-7731",
+                    },
+                )
                 t += timedelta(seconds=4)
 
     def claims_export(self, patients: Sequence[_Patient], at: datetime) -> None:
         batch_id = at.astimezone(TZ_A).strftime("EXP-%Y%m%d-01")
         for n, p in enumerate(patients):
-            self.emit(at + timedelta(milliseconds=120 * n), TZ_A, action="R", event_type="export", ids=p.ids(MRN_A),
-                      data_elements=["PID-3", "PID-5", "PID-7", "PID-11", "PV1-19", "FT1", "DG1", "IN1"],
-                      source="billing-hb", destination="claims-clearinghouse",
-                      actor={"id": "billing-hb/claims-batch", "type": "system"}, purpose="HPAYMT",
-                      message_id=f"{batch_id}-{n + 1:04d}",
-                      attributes={"format": "X12 837I", "batch_id": batch_id, "claim_count": len(patients)})
+            self.emit(
+                at + timedelta(milliseconds=120 * n),
+                TZ_A,
+                action="R",
+                event_type="export",
+                ids=p.ids(MRN_A),
+                data_elements=["PID-3", "PID-5", "PID-7", "PID-11", "PV1-19", "FT1", "DG1", "IN1"],
+                source="billing-hb",
+                destination="claims-clearinghouse",
+                actor={"id": "billing-hb/claims-batch", "type": "system"},
+                purpose="HPAYMT",
+                message_id=f"{batch_id}-{n + 1:04d}",
+                attributes={"format": "X12 837I", "batch_id": batch_id, "claim_count": len(patients)},
+            )
 
 
 def _scripted_story(d: _Day, p: _Patient) -> None:
     """The featured patient's day, fixed so every run has one to report on."""
-    d.hl7(d.clock(3, 20), "ADT^A04", "cerner-b", "rad-ris", "B-ADT-OUT-RIS", p.ids(MRN_B, EMPI),
-          ["MSH", "EVN", "PID", "PV1"], outcome=0)
+    d.radiology_b(p, d.clock(3, 20))
     d.break_glass(p, d.clock(3, 42), physician="u-dr-0311")
-    d.radiology_b(p, d.clock(4, 5))
-    d.hie_query(p, d.clock(10, 55), requester="u-dr-0042", to="epic-ehr")
+    d.hie_pull(p, d.clock(10, 55), "cerner-b", "epic-ehr", "u-dr-0042")
     d.adt_a(p, d.clock(11, 30), "A01")
     d.lab_order(p, d.clock(11, 45))
     d.adt_a(p, d.clock(12, 10), "A08", fail_lab=True)
@@ -457,7 +585,7 @@ def generate_day(seed: int = 7, day: date | None = None, scale: float = 1.0) -> 
         (26, lambda p: p.mrn_a is not None, lambda p: d.adt_a(p, d.at_hour(CLINICAL_HOURS), "A08")),
         (16, lambda p: p.mrn_a is not None, lambda p: d.outpatient_visit(p, d.at_hour(CLINICAL_HOURS))),
         (6, lambda p: p.mrn_a is not None, lambda p: d.inpatient_stay(p, d.at_hour(ANY_HOUR))),
-        (14, lambda p: p.mrn_a is not None, lambda p: d.lab_order(p, d.at_hour(ANY_HOUR)) and None),
+        (14, lambda p: p.mrn_a is not None, lambda p: d.lab_order(p, d.at_hour(ANY_HOUR))),
         (10, lambda p: p.mrn_b is not None, lambda p: d.radiology_b(p, d.at_hour(CLINICAL_HOURS))),
         (16, lambda p: p.fhir_id is not None, lambda p: d.app_session(p, d.at_hour(EVENING_HOURS))),
         (7, lambda p: True, lambda p: d.hie_query(p, d.at_hour(CLINICAL_HOURS))),
@@ -505,9 +633,7 @@ def featured_patient(events: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
         mentions.update(ids)
         component = root[ids[0]]
         counts[component] += 1
-        systems.setdefault(component, set()).update(
-            (event["source"]["system_id"], event["destination"]["system_id"])
-        )
+        systems.setdefault(component, set()).update((event["source"]["system_id"], event["destination"]["system_id"]))
 
     def rank(ident: tuple[str, str]) -> tuple[bool, int, int, int, str]:
         component = root[ident]

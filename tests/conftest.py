@@ -1,0 +1,224 @@
+"""Test fixtures: real PostgreSQL, real HTTP, no database mocks.
+
+The server is the embedded one (``pgserver``) unless
+``AUDITSVC_TEST_DATABASE_URL`` names another (CI sets it to its PostgreSQL
+on 127.0.0.1:5432). Migrations run once into a template database; each test
+that asks for ``db_url`` gets a fresh copy of it, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from auditsvc.api.app import create_app
+from auditsvc.domain.tokens import Role, new_token
+from auditsvc.keys import load_keys
+from auditsvc.settings import Settings
+from auditsvc.store.engine import asyncpg_dsn, create_engine, runtime_url
+from auditsvc.store.migrate import upgrade_head
+from auditsvc.store.tokens import insert_token
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_SECRET_KEY = base64.b64encode(b"auditsvc-test-key-not-a-secret!!").decode()
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An owner DSN (superuser) for the server the tests use."""
+    external = os.environ.get("AUDITSVC_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        # A short path: the Unix socket lives in the data directory.
+        pgdata = Path(f"/tmp/asvc-test-{os.getpid()}")
+        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    yield f"postgresql://postgres@/postgres?host={pgdata}"
+    server.cleanup()
+
+
+def _admin(url: str, sql: str) -> None:
+    async def _run() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(_run())
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> Iterator[str]:
+    name = f"asvc_tmpl_{secrets.token_hex(4)}"
+    _admin(server_url, f"CREATE DATABASE {name}")
+    url = _with_database(server_url, name)
+    upgrade_head(Settings(database_url=url, secret_key=TEST_SECRET_KEY), url)
+    yield name
+    _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """Owner DSN of a fresh, migrated database for this test."""
+    name = f"asvc_t_{secrets.token_hex(6)}"
+    _admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    yield _with_database(server_url, name)
+    _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=db_url,
+        secret_key=TEST_SECRET_KEY,
+        data_dir=tmp_path / "data",
+        log_name="test.auditsvc.local/log",
+    )
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """Environment for running the ``auditsvc`` CLI against ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSVC_")}
+    env.update(
+        AUDITSVC_DATABASE_URL=str(settings.database_url),
+        AUDITSVC_SECRET_KEY=settings.secret_key.get_secret_value() if settings.secret_key else "",
+        AUDITSVC_DATA_DIR=str(settings.data_dir),
+        AUDITSVC_LOG_NAME=settings.log_name,
+    )
+    return env
+
+
+def run_cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditsvc", *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def make_token(settings: Settings, role: Role, systems: list[str] | None = None, name: str | None = None) -> str:
+    token = new_token(load_keys(settings), role, systems or [])
+
+    async def _insert() -> None:
+        engine = create_engine(str(settings.database_url), settings)
+        try:
+            async with engine.begin() as conn:
+                await insert_token(conn, token.token_id, token.secret_hmac, role.value, systems or [], name, None)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_insert())
+    return token.token
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def token(self, role: Role, systems: list[str] | None = None) -> str:
+        return make_token(self.settings, role, systems)
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[Service]:
+    """The real API on a loopback port, connected as the runtime role."""
+    port = free_port()
+    app = create_app(settings, runtime_url(settings))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "API server did not start"
+        time.sleep(0.02)
+    yield Service(f"http://127.0.0.1:{port}", settings, server)
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+def event(
+    identifiers: list[tuple[str, str]] | None = None,
+    *,
+    source: str = "epic-adt",
+    destination: str = "lab-lis",
+    occurred_at: str = "2026-11-24T09:30:00.123456-05:00",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A valid event for a synthetic patient, in the JSON shape."""
+    body: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": occurred_at,
+        "action": "R",
+        "event_type": "hl7v2-message",
+        "patient": {
+            "identifiers": [
+                {"system": s, "value": v}
+                for s, v in (identifiers or [("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-TEST-0001")])
+            ]
+        },
+        "data_elements": ["PID", "PV1", "OBX"],
+        "source": {"system_id": source},
+        "destination": {"system_id": destination},
+        "actor": {"id": "mirth-engine/ADT-OUT", "type": "system"},
+        "outcome": 0,
+        "message_id": "MSG0001",
+    }
+    body.update(overrides)
+    return body
+
+
+async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run SQL as the owner (superuser in tests) and return the rows."""
+    return asyncio.run(fetch(url, sql, *args))
