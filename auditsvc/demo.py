@@ -100,6 +100,46 @@ Ids = list[dict[str, str]]
 
 
 @dataclass(frozen=True)
+class _Route:
+    """What one interface engine channel carries, from where to where."""
+
+    message_type: str
+    source: str
+    destination: str
+    segments: tuple[str, ...]
+    purpose: str = "TREAT"
+
+
+_ADT = ("MSH", "EVN", "PID", "PV1", "NK1", "IN1")
+ROUTES: dict[str, _Route] = {
+    # The lab and pharmacy filter ADT down to what they use; billing also needs the guarantor.
+    "ADT-OUT-LAB": _Route("ADT^A08", "epic-adt", "lab-lis", _ADT[:4]),
+    "ADT-OUT-PHARM": _Route("ADT^A08", "epic-adt", "pharmacy", _ADT),
+    "ADT-OUT-HB": _Route("ADT^A08", "epic-adt", "billing-hb", (*_ADT, "GT1"), "HPAYMT"),
+    "ADT-OUT-HIE": _Route("ADT^A08", "epic-adt", "hie-gateway", _ADT),
+    "ORM-OUT-LAB": _Route("ORM^O01", "epic-ehr", "lab-lis", ("MSH", "PID", "PV1", "ORC", "OBR", "DG1")),
+    "ORU-IN-LAB": _Route("ORU^R01", "lab-lis", "epic-ehr", ("MSH", "PID", "OBR", "OBX", "NTE")),
+    "RDE-OUT-PHARM": _Route("RDE^O11", "epic-ehr", "pharmacy", ("MSH", "PID", "PV1", "ORC", "RXE", "RXR")),
+    "DFT-LAB-HB": _Route("DFT^P03", "lab-lis", "billing-hb", ("MSH", "EVN", "PID", "PV1", "FT1"), "HPAYMT"),
+    "DFT-PHARM-HB": _Route("DFT^P03", "pharmacy", "billing-hb", ("MSH", "EVN", "PID", "PV1", "FT1"), "HPAYMT"),
+    "VXU-OUT-IIS": _Route(
+        "VXU^V04",
+        "epic-ehr",
+        "public-health-registry",
+        ("MSH", "PID", "PD1", "NK1", "ORC", "RXA", "RXR", "OBX"),
+        "PUBHLTH",
+    ),
+    "ELR-OUT-PH": _Route(
+        "ORU^R01", "lab-lis", "public-health-registry", ("MSH", "SFT", "PID", "ORC", "OBR", "OBX", "SPM"), "PUBHLTH"
+    ),
+    "B-ADT-OUT-RIS": _Route("ADT^A04", "cerner-b", "rad-ris", ("MSH", "EVN", "PID", "PV1")),
+    "B-ORM-OUT-RIS": _Route("ORM^O01", "cerner-b", "rad-ris", ("MSH", "PID", "PV1", "ORC", "OBR")),
+    "B-ORU-IN-RIS": _Route("ORU^R01", "rad-ris", "cerner-b", ("MSH", "PID", "OBR", "OBX")),
+    "ORU-OUT-HIE": _Route("ORU^R01", "rad-ris", "hie-gateway", ("MSH", "PID", "OBR", "OBX")),
+}
+
+
+@dataclass(frozen=True)
 class _Patient:
     empi: str
     mrn_a: str | None
@@ -119,8 +159,8 @@ def _make_cast(rng: random.Random) -> list[_Patient]:
     empis = rng.sample(range(100_000, 199_999), PATIENTS)
     cast = []
     for i in range(PATIENTS):
-        # The first three are frequent flyers known everywhere; the rest know
-        # fewer systems, as real populations do.
+        # The first three are frequent flyers known everywhere; the rest are known to
+        # fewer systems, as in a real population.
         has_a = i < 3 or rng.random() < 0.85
         has_b = i < 3 or not has_a or rng.random() < 0.4
         has_app = has_a and (i < 3 or rng.random() < 0.5)
@@ -173,7 +213,7 @@ class _Day:
         action: str,
         event_type: str,
         ids: Ids,
-        data_elements: list[str],
+        data_elements: Sequence[str],
         source: str,
         destination: str,
         actor: dict[str, str],
@@ -191,11 +231,12 @@ class _Day:
             "occurred_at": stamp,
             "action": action,
             "event_type": event_type,
-            "patient": {"identifiers": ids},
-            "data_elements": data_elements,
+            # Copies, so that no two events share a list a caller might edit.
+            "patient": {"identifiers": [dict(i) for i in ids]},
+            "data_elements": list(data_elements),
             "source": _system(source),
             "destination": _system(destination),
-            "actor": actor,
+            "actor": dict(actor),
             "outcome": outcome,
         }
         if purpose is not None:
@@ -209,25 +250,25 @@ class _Day:
     def hl7(
         self,
         at: datetime,
-        message_type: str,
-        source: str,
-        destination: str,
         channel: str,
         ids: Ids,
-        segments: list[str],
         *,
-        purpose: str = "TREAT",
+        message_type: str | None = None,
+        segments: Sequence[str] | None = None,
         outcome: int | None = None,
         control_id: str | None = None,
         extra: Mapping[str, str | int | bool] | None = None,
     ) -> None:
-        facility_b = source in ("cerner-b", "rad-ris")
-        local = at.astimezone(TZ_B if facility_b else TZ_A)
+        """One HL7 v2 message delivered by an engine channel; the channel's
+        route fixes source, destination, purpose and default segments."""
+        route = ROUTES[channel]
+        message_type = message_type or route.message_type
+        facility_b = route.source in ("cerner-b", "rad-ris")
+        tz = TZ_B if facility_b else TZ_A
         if control_id is None:
             # MSH-10 styles differ by sender: Epic-like timestamp ids at A, counters at B.
-            control_id = (
-                f"CB{self.rng.randrange(10**9, 10**10)}" if facility_b else local.strftime("MSG%Y%m%d%H%M%S%f")[:20]
-            )
+            stamp = at.astimezone(tz).strftime("MSG%Y%m%d%H%M%S%f")[:20]
+            control_id = f"CB{self.rng.randrange(10**9, 10**10)}" if facility_b else stamp
         if outcome is None:
             roll = self.rng.random()
             outcome = 0 if roll > 0.015 else (4 if roll > 0.005 else 8)
@@ -240,18 +281,17 @@ class _Day:
         }
         if outcome == 4:
             attributes.setdefault("error_location", self.rng.choice(["PID-7", "PV1-3", "OBX-5"]))
-        action = "U" if message_type in ("ADT^A08", "ADT^A03") else "C"
         self.emit(
             at,
-            TZ_B if facility_b else TZ_A,
-            action=action,
+            tz,
+            action="U" if message_type in ("ADT^A08", "ADT^A03") else "C",
             event_type="hl7v2-message",
             ids=ids,
-            data_elements=segments,
-            source=source,
-            destination=destination,
+            data_elements=list(segments or route.segments),
+            source=route.source,
+            destination=route.destination,
             actor=_channel(channel),
-            purpose=purpose,
+            purpose=route.purpose,
             outcome=outcome,
             message_id=control_id,
             attributes=attributes,
@@ -263,115 +303,36 @@ class _Day:
         """One ADT event from Epic, fanned out by the engine to each subscriber.
         MSH-10 is kept across the fan-out, which is what lets an analyst tie
         the copies back to one registration event."""
-        msg = f"ADT^{trigger}"
+        segments: list[str] | None = None
         if trigger == "A08":
-            fields = sorted(self.rng.sample(A08_FIELDS, self.rng.randint(2, 5)))
+            fields = sorted(self.rng.sample(A08_FIELDS, self.rng.randint(2, 5)), key=A08_FIELDS.index)
             segments = ["MSH", "EVN", *fields]
-        else:
-            segments = ["MSH", "EVN", "PID", "PV1", "NK1", "IN1"]
         control = at.astimezone(TZ_A).strftime("MSG%Y%m%d%H%M%S%f")[:20]
-        entered_by = {"entered_by": self.rng.choice(REGISTRARS)}
+        common: dict[str, Any] = {"message_type": f"ADT^{trigger}", "segments": segments, "control_id": control}
+        extra = {"entered_by": self.rng.choice(REGISTRARS)}
         full = p.ids(MRN_A, EMPI)
-        fan_out = [
-            ("lab-lis", "ADT-OUT-LAB", full, "TREAT", segments[:4] if trigger != "A08" else segments),
-            ("pharmacy", "ADT-OUT-PHARM", full, "TREAT", segments),
-            # Billing keys accounts on the MRN alone, so it gets no EMPI id.
-            ("billing-hb", "ADT-OUT-HB", p.ids(MRN_A), "HPAYMT", [*segments, "GT1"] if trigger != "A08" else segments),
-            ("hie-gateway", "ADT-OUT-HIE", full, "TREAT", segments),
-        ]
-        for i, (dest, channel, ids, purpose, segs) in enumerate(fan_out):
+        # Billing keys accounts on the MRN alone, so it gets no EMPI id.
+        fan_out = [("ADT-OUT-LAB", full), ("ADT-OUT-PHARM", full), ("ADT-OUT-HB", p.ids(MRN_A)), ("ADT-OUT-HIE", full)]
+        for i, (channel, ids) in enumerate(fan_out):
             when = at + timedelta(milliseconds=self.rng.randint(40, 900) * (i + 1))
-            if fail_lab and dest == "lab-lis":
-                self.hl7(
-                    when,
-                    msg,
-                    "epic-adt",
-                    dest,
-                    channel,
-                    ids,
-                    segs,
-                    outcome=4,
-                    control_id=control,
-                    extra={"error_location": "PID-7", **entered_by},
-                )
-                when += timedelta(minutes=2)  # resent after the registrar corrected the birth date
-            self.hl7(
-                when,
-                msg,
-                "epic-adt",
-                dest,
-                channel,
-                ids,
-                segs,
-                purpose=purpose,
-                control_id=control,
-                outcome=0 if fail_lab else None,
-                extra=entered_by,
-            )
+            if fail_lab and channel == "ADT-OUT-LAB":
+                self.hl7(when, channel, ids, outcome=4, extra={**extra, "error_location": "PID-7"}, **common)
+                when += timedelta(minutes=2)  # resent once the registrar corrected the birth date
+            self.hl7(when, channel, ids, outcome=0 if fail_lab else None, extra=extra, **common)
 
     def lab_order(self, p: _Patient, at: datetime) -> None:
         code, name = self.rng.choice(LAB_ORDERS)
         ids = p.ids(MRN_A, EMPI)
         extra = {"order_code": code, "order_name": name}
-        self.hl7(
-            at,
-            "ORM^O01",
-            "epic-ehr",
-            "lab-lis",
-            "ORM-OUT-LAB",
-            ids,
-            ["MSH", "PID", "PV1", "ORC", "OBR", "DG1"],
-            extra=extra,
-        )
+        self.hl7(at, "ORM-OUT-LAB", ids, extra=extra)
         done = at + timedelta(minutes=self.rng.randint(35, 180))
         for status in ("P", "F") if self.rng.random() < 0.3 else ("F",):
             done += timedelta(minutes=self.rng.randint(5, 40))
-            self.hl7(
-                done,
-                "ORU^R01",
-                "lab-lis",
-                "epic-ehr",
-                "ORU-IN-LAB",
-                ids,
-                ["MSH", "PID", "OBR", "OBX", "NTE"],
-                extra={**extra, "result_status": status},
-            )
-
-    def charge(self, p: _Patient, at: datetime, source: str) -> None:
-        self.hl7(
-            at,
-            "DFT^P03",
-            source,
-            "billing-hb",
-            "DFT-OUT-HB",
-            p.ids(MRN_A),
-            ["MSH", "EVN", "PID", "PV1", "FT1"],
-            purpose="HPAYMT",
-        )
+            self.hl7(done, "ORU-IN-LAB", ids, extra={**extra, "result_status": status})
 
     def pharmacy_order(self, p: _Patient, at: datetime) -> None:
-        self.hl7(
-            at,
-            "RDE^O11",
-            "epic-ehr",
-            "pharmacy",
-            "RDE-OUT-PHARM",
-            p.ids(MRN_A, EMPI),
-            ["MSH", "PID", "PV1", "ORC", "RXE", "RXR"],
-        )
-        self.charge(p, at + timedelta(minutes=self.rng.randint(20, 90)), "pharmacy")
-
-    def immunization(self, p: _Patient, at: datetime) -> None:
-        self.hl7(
-            at,
-            "VXU^V04",
-            "epic-ehr",
-            "public-health-registry",
-            "VXU-OUT-IIS",
-            p.ids(MRN_A, EMPI),
-            ["MSH", "PID", "PD1", "NK1", "ORC", "RXA", "RXR", "OBX"],
-            purpose="PUBHLTH",
-        )
+        self.hl7(at, "RDE-OUT-PHARM", p.ids(MRN_A, EMPI))
+        self.hl7(at + timedelta(minutes=self.rng.randint(20, 90)), "DFT-PHARM-HB", p.ids(MRN_A))
 
     def inpatient_stay(self, p: _Patient, at: datetime) -> None:
         self.adt_a(p, at, "A01")
@@ -380,7 +341,7 @@ class _Day:
             t += timedelta(minutes=self.rng.randint(15, 150))
             self.lab_order(p, t)
         self.pharmacy_order(p, at + timedelta(minutes=self.rng.randint(30, 120)))
-        self.charge(p, t + timedelta(hours=2), "lab-lis")
+        self.hl7(t + timedelta(hours=2), "DFT-LAB-HB", p.ids(MRN_A))
         for _ in range(self.rng.randint(0, 2)):
             self.adt_a(p, at + timedelta(minutes=self.rng.randint(20, 600)), "A08")
 
@@ -389,45 +350,22 @@ class _Day:
         t = at + timedelta(minutes=self.rng.randint(10, 40))
         if self.rng.random() < 0.7:
             self.lab_order(p, t)
-            self.charge(p, t + timedelta(hours=3), "lab-lis")
+            self.hl7(t + timedelta(hours=3), "DFT-LAB-HB", p.ids(MRN_A))
         if self.rng.random() < 0.25:
-            self.immunization(p, t + timedelta(minutes=20))
+            self.hl7(t + timedelta(minutes=20), "VXU-OUT-IIS", p.ids(MRN_A, EMPI))
         self.adt_a(p, t + timedelta(minutes=self.rng.randint(30, 90)), "A03")
-
-    def reportable_lab(self, p: _Patient, at: datetime) -> None:
-        self.hl7(
-            at,
-            "ORU^R01",
-            "lab-lis",
-            "public-health-registry",
-            "ELR-OUT-PH",
-            p.ids(MRN_A, EMPI),
-            ["MSH", "SFT", "PID", "ORC", "OBR", "OBX", "SPM"],
-            purpose="PUBHLTH",
-        )
 
     # --- facility B, the HIE, the app ----------------------------------------
 
     def radiology_b(self, p: _Patient, at: datetime) -> None:
         ids = p.ids(MRN_B, EMPI)
-        self.hl7(at, "ADT^A04", "cerner-b", "rad-ris", "B-ADT-OUT-RIS", ids, ["MSH", "EVN", "PID", "PV1"])
+        self.hl7(at, "B-ADT-OUT-RIS", ids)
         exam = {"procedure": self.rng.choice(["CT HEAD WO CONTRAST", "XR CHEST 2V", "MRI L-SPINE", "US ABDOMEN"])}
         t = at + timedelta(minutes=self.rng.randint(5, 30))
-        self.hl7(
-            t, "ORM^O01", "cerner-b", "rad-ris", "B-ORM-OUT-RIS", ids, ["MSH", "PID", "PV1", "ORC", "OBR"], extra=exam
-        )
+        self.hl7(t, "B-ORM-OUT-RIS", ids, extra=exam)
         t += timedelta(minutes=self.rng.randint(30, 120))
-        self.hl7(t, "ORU^R01", "rad-ris", "cerner-b", "B-ORU-IN-RIS", ids, ["MSH", "PID", "OBR", "OBX"], extra=exam)
-        self.hl7(
-            t + timedelta(seconds=3),
-            "ORU^R01",
-            "rad-ris",
-            "hie-gateway",
-            "ORU-OUT-HIE",
-            ids,
-            ["MSH", "PID", "OBR", "OBX"],
-            extra=exam,
-        )
+        self.hl7(t, "B-ORU-IN-RIS", ids, extra=exam)
+        self.hl7(t + timedelta(seconds=3), "ORU-OUT-HIE", ids, extra=exam)
 
     def hie_pull(self, p: _Patient, at: datetime, responder: str, receiver: str | None, user: str) -> None:
         """A cross-community query (IHE XCA). The responding facility records
@@ -477,8 +415,10 @@ class _Day:
             self.hie_pull(p, at, responder, None, self.rng.choice(EXTERNAL_PHYSICIANS))
 
     def break_glass(self, p: _Patient, at: datetime, physician: str | None = None) -> None:
-        ids, where, tz = (p.ids(MRN_B, EMPI), "cerner-b", TZ_B) if p.mrn_b else (p.ids(MRN_A, EMPI), "epic-ehr", TZ_A)
-        user = physician or self.rng.choice(PHYSICIANS_B if where == "cerner-b" else PHYSICIANS_A)
+        """An emergency override of a restricted chart, in whichever EHR the patient turned up."""
+        at_b = p.mrn_b is not None and (p.mrn_a is None or physician in PHYSICIANS_B or self.rng.random() < 0.5)
+        ids, where, tz = (p.ids(MRN_B, EMPI), "cerner-b", TZ_B) if at_b else (p.ids(MRN_A, EMPI), "epic-ehr", TZ_A)
+        user = physician or self.rng.choice(PHYSICIANS_B if at_b else PHYSICIANS_A)
         self.emit(
             at,
             tz,
@@ -554,8 +494,8 @@ def _scripted_story(d: _Day, p: _Patient) -> None:
     d.lab_order(p, d.clock(11, 45))
     d.adt_a(p, d.clock(12, 10), "A08", fail_lab=True)
     d.pharmacy_order(p, d.clock(13, 30))
-    d.charge(p, d.clock(14, 0), "lab-lis")
-    d.immunization(p, d.clock(16, 30))
+    d.hl7(d.clock(14, 0), "DFT-LAB-HB", p.ids(MRN_A))
+    d.hl7(d.clock(16, 30), "VXU-OUT-IIS", p.ids(MRN_A, EMPI))
     d.app_session(p, d.clock(20, 15), fail=True)
 
 
@@ -576,8 +516,9 @@ def generate_day(seed: int = 7, day: date | None = None, scale: float = 1.0) -> 
     d = _Day(rng, day)
     _scripted_story(d, cast[0])
 
-    with_a = [p for p in cast if p.mrn_a]
-    d.claims_export(rng.sample(with_a, min(len(with_a), max(1, round(18 * scale)))), d.clock(2, 0))
+    # Last week's outpatient visit of the scripted patient is in tonight's claims batch.
+    others = [p for p in cast[1:] if p.mrn_a]
+    d.claims_export([cast[0], *rng.sample(others, min(len(others), round(17 * scale)))], d.clock(2, 0))
 
     # A few patients generate most of the traffic, as in any hospital.
     weights = [1 / (i + 1) ** 0.6 for i in range(len(cast))]
@@ -589,7 +530,11 @@ def generate_day(seed: int = 7, day: date | None = None, scale: float = 1.0) -> 
         (10, lambda p: p.mrn_b is not None, lambda p: d.radiology_b(p, d.at_hour(CLINICAL_HOURS))),
         (16, lambda p: p.fhir_id is not None, lambda p: d.app_session(p, d.at_hour(EVENING_HOURS))),
         (7, lambda p: True, lambda p: d.hie_query(p, d.at_hour(CLINICAL_HOURS))),
-        (1.5, lambda p: p.mrn_a is not None, lambda p: d.reportable_lab(p, d.at_hour(CLINICAL_HOURS))),
+        (
+            1.5,
+            lambda p: p.mrn_a is not None,
+            lambda p: d.hl7(d.at_hour(CLINICAL_HOURS), "ELR-OUT-PH", p.ids(MRN_A, EMPI)),
+        ),
         (0.6, lambda p: True, lambda p: d.break_glass(p, d.at_hour(ANY_HOUR))),
     ]
     target = max(1, round(EVENTS_PER_DAY * scale))
@@ -620,12 +565,14 @@ def _linked_components(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, s
 
 
 def featured_patient(events: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
-    """(system, value) of a facility A MRN whose linked record was touched by
-    the most systems: the patient whose report best shows linkage."""
+    """(system, value) of a facility A MRN whose linked record saw the most
+    kinds of traffic from the most systems: the patient whose report best
+    shows linkage."""
     if not events:
         raise ValueError("no events")
     root = _linked_components(events)
     systems: dict[tuple[str, str], set[str]] = {}
+    kinds: dict[tuple[str, str], set[str]] = {}
     counts: Counter[tuple[str, str]] = Counter()
     mentions: Counter[tuple[str, str]] = Counter()
     for event in events:
@@ -634,10 +581,11 @@ def featured_patient(events: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
         component = root[ids[0]]
         counts[component] += 1
         systems.setdefault(component, set()).update((event["source"]["system_id"], event["destination"]["system_id"]))
+        kinds.setdefault(component, set()).add(event["event_type"])
 
-    def rank(ident: tuple[str, str]) -> tuple[bool, int, int, int, str]:
-        component = root[ident]
-        return (ident[0] == MRN_A, len(systems[component]), counts[component], mentions[ident], ident[1])
+    def rank(ident: tuple[str, str]) -> tuple[bool, int, int, int, int, str]:
+        c = root[ident]
+        return (ident[0] == MRN_A, len(kinds[c]), len(systems[c]), counts[c], mentions[ident], ident[1])
 
     return max(mentions, key=rank)
 

@@ -13,8 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..domain.errors import (
+    AppendFailed,
     DomainError,
     Forbidden,
     InvalidInput,
@@ -35,6 +37,7 @@ STATUS: dict[type[DomainError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Unavailable: 503,
+    AppendFailed: 500,
 }
 
 
@@ -48,7 +51,39 @@ def _response(status: int, detail: str, errors: list[dict[str, object]] | None =
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class ContainUnexpectedErrors:
+    """Answer 500 for any unhandled exception and log only its type and route.
+
+    Starlette's own last-resort handler re-raises into the server, which
+    logs the exception text; PostgreSQL's error DETAIL can quote a stored
+    row, so that text must not reach a log.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def _send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        except Exception as exc:
+            log.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
+            if not started:
+                await _response(500, "internal error")(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_middleware(ContainUnexpectedErrors)
+
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..store.append import EventResult, Head, PendingBatch, PreparedEvent, append_group
 from ..store.session import driver_connection
-from .errors import Unavailable
+from .errors import AppendFailed, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,16 @@ class Appender:
                     request.future.set_exception(error)
             return
         except Exception as exc:
-            log.exception("append transaction failed; nothing was stored")
+            # Never log the exception text: PostgreSQL's DETAIL can quote a row.
+            log.error(
+                "append transaction failed (%s, sqlstate %s); nothing was stored",
+                type(exc).__name__,
+                getattr(exc, "sqlstate", None),
+            )
+            failure = AppendFailed("the append transaction failed; nothing was stored")
             for request in group:
                 if not request.future.done():
-                    request.future.set_exception(exc)
+                    request.future.set_exception(failure)
             return
         for request, batch_results in zip(group, results, strict=True):
             if not request.future.done():

@@ -7,7 +7,8 @@
     ├── Unauthenticated       401
     ├── Forbidden             403
     ├── NotFound              404
-    └── Unavailable           503: the database cannot be reached
+    ├── Unavailable           503: the database cannot be reached
+    └── AppendFailed          500: the append transaction failed; nothing stored
 """
 
 from __future__ import annotations
@@ -48,4 +49,8 @@ class NotFound(DomainError):
 
 
 class Unavailable(DomainError):
+    pass
+
+
+class AppendFailed(DomainError):
     pass

@@ -1,0 +1,163 @@
+"""Tampering by a database superuser with the triggers disabled is found by
+``auditsvc verify``: exit 1, the first bad seq and the kind of damage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import asyncpg
+import pytest
+from auditsvc_sdk import canonical_json, chain_hash, leaf_hash
+
+from auditsvc.domain.tokens import Role
+from auditsvc.settings import Settings
+from auditsvc.store.engine import asyncpg_dsn
+
+from .conftest import Service, event, query, run_cli
+
+N = 8
+
+
+@pytest.fixture
+def filled(service: Service) -> Settings:
+    token = service.token(Role.EMITTER, ["epic-adt"])
+    events = [event([("urn:oid:2.16.840.1.113883.3.1234.1.1", f"MRN-T{i:04d}")]) for i in range(N)]
+    with service.client(token) as client:
+        client.post("/v1/events", json={"events": events[:5]}).raise_for_status()
+        client.post("/v1/events", json={"events": events[5:]}).raise_for_status()
+    return service.settings
+
+
+def tamper(settings: Settings, *statements: str) -> None:
+    async def _run() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(str(settings.database_url)))
+        try:
+            async with conn.transaction():
+                await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+        finally:
+            await conn.close()
+
+    asyncio.run(_run())
+
+
+def verify(settings: Settings) -> tuple[int, dict[str, object]]:
+    result = run_cli(settings, "verify", "--json")
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def assert_tampered(settings: Settings, seq: int, kind: str) -> None:
+    code, report = verify(settings)
+    assert code == 1, report
+    assert report["ok"] is False
+    assert (report["first_bad_seq"], report["kind"]) == (seq, kind)
+
+
+def test_untouched_store_verifies(filled: Settings) -> None:
+    code, report = verify(filled)
+    assert code == 0
+    assert report["ok"] is True and report["rows_checked"] == N and report["tree_size"] == N
+
+
+def test_changed_field_is_found_at_its_row(filled: Settings) -> None:
+    tamper(filled, "UPDATE events SET record = replace(record, '\"lab-lis\"', '\"lab-lix\"') WHERE seq = 3")
+    assert_tampered(filled, 3, "leaf_hash_mismatch")
+
+
+def test_changed_indexed_column_is_found_at_its_row(filled: Settings) -> None:
+    # Moving an access in time hides it from date-range reports; the column
+    # must agree with the hashed record.
+    tamper(filled, "UPDATE events SET occurred_at = occurred_at - interval '1 year' WHERE seq = 6")
+    assert_tampered(filled, 6, "record_mismatch")
+
+
+def test_changed_row_with_recomputed_hashes_breaks_the_next_link(filled: Settings) -> None:
+    row = query(str(filled.database_url), "SELECT record, chain_hash FROM events WHERE seq IN (1, 2) ORDER BY seq")
+    forged = json.loads(row[1]["record"])
+    forged["destination"] = {"system_id": "nowhere"}
+    text = canonical_json(forged)
+    leaf = leaf_hash(text)
+    forged_chain = chain_hash(bytes(row[0]["chain_hash"]), leaf)
+    tamper(
+        filled,
+        f"UPDATE events SET record = '{text.decode()}', leaf_hash = '\\x{leaf.hex()}', "
+        f"chain_hash = '\\x{forged_chain.hex()}' WHERE seq = 2",
+    )
+    # Row 2 is self-consistent; row 3's chain hash committed to the original.
+    assert_tampered(filled, 3, "chain_hash_mismatch")
+
+
+def test_deleted_row_is_found_as_a_gap(filled: Settings) -> None:
+    tamper(filled, "DELETE FROM events WHERE seq = 4")
+    assert_tampered(filled, 4, "missing_row")
+
+
+def test_deleted_first_row_is_found(filled: Settings) -> None:
+    tamper(filled, "DELETE FROM events WHERE seq = 0")
+    assert_tampered(filled, 0, "missing_row")
+
+
+def test_forged_row_appended_with_made_up_hashes_is_found(filled: Settings) -> None:
+    last = query(str(filled.database_url), f"SELECT record FROM events WHERE seq = {N - 1}")[0]
+    forged = json.loads(last["record"])
+    forged.update(seq=N, event_id="0192f3a4-1b2c-7d3e-8f40-000000000001")
+    text = canonical_json(forged).decode()
+    leaf = leaf_hash(text.encode())
+    tamper(
+        filled,
+        "INSERT INTO events (log_id, seq, event_id, occurred_at, record, leaf_hash, chain_hash) "
+        f"SELECT log_id, {N}, '{forged['event_id']}', occurred_at, '{text}', '\\x{leaf.hex()}', "
+        f"'\\x{'ab' * 32}' FROM events WHERE seq = {N - 1}",
+    )
+    assert_tampered(filled, N, "chain_hash_mismatch")
+
+
+def test_forged_row_inserted_in_the_middle_is_found(filled: Settings) -> None:
+    # A knowledgeable forger renumbers the later rows to make room and writes
+    # a row whose leaf and chain hash are computed correctly from row 2.
+    rows = query(str(filled.database_url), "SELECT record, chain_hash FROM events WHERE seq = 2")
+    forged = json.loads(rows[0]["record"])
+    forged.update(seq=3, event_id="0192f3a4-1b2c-7d3e-8f40-000000000002")
+    text = canonical_json(forged).decode()
+    leaf = leaf_hash(text.encode())
+    forged_chain = chain_hash(bytes(rows[0]["chain_hash"]), leaf)
+    tamper(
+        filled,
+        "UPDATE events SET seq = seq + 100 WHERE seq >= 3",
+        "UPDATE events SET seq = seq - 99 WHERE seq >= 100",
+        "INSERT INTO events (log_id, seq, event_id, occurred_at, record, leaf_hash, chain_hash) "
+        f"SELECT log_id, 3, '{forged['event_id']}', occurred_at, '{text}', '\\x{leaf.hex()}', "
+        f"'\\x{forged_chain.hex()}' FROM events WHERE seq = 2",
+    )
+    # The forged row chains from row 2; the displaced original no longer fits.
+    assert_tampered(filled, 4, "record_mismatch")
+
+
+def test_swapped_rows_are_found_at_the_first(filled: Settings) -> None:
+    tamper(
+        filled,
+        "UPDATE events SET seq = seq + 1000 WHERE seq IN (2, 5)",
+        "UPDATE events SET seq = 5 WHERE seq = 1002",
+        "UPDATE events SET seq = 2 WHERE seq = 1005",
+    )
+    assert_tampered(filled, 2, "record_mismatch")
+
+
+def test_swapped_record_contents_are_found_at_the_first(filled: Settings) -> None:
+    tamper(
+        filled,
+        "UPDATE events e SET record = o.record FROM events o "
+        "WHERE (e.seq, o.seq) IN ((2, 5), (5, 2))",
+    )
+    assert_tampered(filled, 2, "record_mismatch")
+
+
+def test_verify_that_cannot_reach_the_database_exits_2(filled: Settings) -> None:
+    broken = filled.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/nothing"})
+    result = run_cli(broken, "verify", "--json")
+    assert result.returncode == 2
+    assert "could not" in result.stderr or "cannot reach" in result.stderr
