@@ -18,7 +18,8 @@ from ..store.migrate import upgrade_head
 
 T = TypeVar("T")
 
-console = Console()
+# Reports are wide; when piped, do not squeeze them into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 EXIT_OK = 0

@@ -75,17 +75,31 @@ def _csv(report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+def _when(stamp: str) -> str:
+    return stamp[:16].replace("T", " ")
+
+
+def _some(items: list[str], shown: int) -> str:
+    return ", ".join(items[:shown]) + (f" (+{len(items) - shown})" if len(items) > shown else "")
+
+
 def render_table(report: dict[str, Any]) -> None:
     ids = ", ".join(f"{i['system']}|{i['value']}" for i in report["patient"]["identifiers"])
     console.print(f"[bold]Patient[/] identifiers linked: {ids}", highlight=False)
-    table = Table("system", "events", "as source", "as dest.", "first access", "last access", "actions",
-                  "data elements", "actors", title="Systems that accessed this patient's record")
+    table = Table(title="Systems that accessed this patient's record (times UTC)", title_justify="left")
+    table.add_column("system", no_wrap=True)
+    table.add_column("events", justify="right")
+    table.add_column("src/dst", justify="right", no_wrap=True)
+    table.add_column("first access", no_wrap=True)
+    table.add_column("last access", no_wrap=True)
+    table.add_column("actions", no_wrap=True)
+    table.add_column("actors")
+    table.add_column("data elements")
     for row in report["systems"]:
         table.add_row(
-            row["system_id"], str(row["count"]), str(row["as_source"]), str(row["as_destination"]),
-            row["first_access"][:19], row["last_access"][:19], "".join(row["actions"]),
-            ", ".join(row["data_elements"][:8]) + (" …" if len(row["data_elements"]) > 8 else ""),
-            ", ".join(a["id"] for a in row["actors"][:4]) + (" …" if len(row["actors"]) > 4 else ""),
+            row["system_id"], str(row["count"]), f"{row['as_source']}/{row['as_destination']}",
+            _when(row["first_access"]), _when(row["last_access"]), "".join(row["actions"]),
+            _some([a["id"] for a in row["actors"]], 2), _some(row["data_elements"], 4),
         )
     console.print(table)
     console.print(f"{len(report['events'])} access events in range.")
