@@ -1,0 +1,379 @@
+"""What both benchmarks share: the database server, a fresh database, realistic
+synthetic events, CPU accounting, percentiles and result output.
+
+The benchmarks compare auditsvc with raw PostgreSQL *in the same run on the
+same server*, so absolute numbers from different machines or servers are not
+comparable but the ratios are meant to be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import random
+import secrets
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from auditsvc.settings import Settings
+from auditsvc.store.engine import asyncpg_dsn, redact
+from auditsvc.store.migrate import upgrade_head
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+DEFAULT_EVENTS = 200_000
+QUICK_EVENTS = 20_000
+
+# A fixed, obviously fake master key: the benchmarks must be reproducible and
+# never touch a real secret. 32 bytes, as auditsvc.keys requires.
+BENCH_SECRET_KEY = base64.b64encode(b"auditsvc-bench-key-not-a-secret!").decode()
+BENCH_LOG_NAME = "bench.auditsvc.local/log"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every benchmark takes: size, smoke mode and which server."""
+    parser.add_argument(
+        "--events", type=int, default=None, help=f"events to write and measure (default {DEFAULT_EVENTS:,})"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"small smoke run ({QUICK_EVENTS:,} events unless --events is given)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL"),
+        help="owner (superuser) DSN of an existing PostgreSQL server; a fresh bench_<random> database is "
+        "created and dropped on it (env BENCH_DATABASE_URL). Default: an embedded pgserver in a temp dir.",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed for the synthetic events")
+
+
+def event_count(args: argparse.Namespace) -> int:
+    if args.events is not None:
+        if args.events <= 0:
+            raise SystemExit("--events must be positive")
+        return int(args.events)
+    return QUICK_EVENTS if args.quick else DEFAULT_EVENTS
+
+
+# ------------------------------------------------------------------ the server
+
+
+@dataclass(frozen=True)
+class DatabaseServer:
+    """An owner DSN on the server under test, and what kind of server it is."""
+
+    url: str
+    label: str  # "embedded" | "external"
+
+
+@contextmanager
+def database_server(url: str | None) -> Iterator[DatabaseServer]:
+    """The configured server, or an embedded pgserver that lives for the run."""
+    if url:
+        yield DatabaseServer(url, "external")
+        return
+    # A short path: PostgreSQL's Unix socket lives in the data directory and
+    # socket paths are limited to ~100 bytes.
+    pgdata = Path(tempfile.mkdtemp(prefix="asvc-bench-", dir="/tmp"))
+    # pgserver keeps an inter-process lock in the user's runtime dir.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield DatabaseServer(f"postgresql://postgres@/postgres?host={pgdata}", "embedded")
+    finally:
+        server.cleanup()
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead."""
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def bench_settings(url: str, data_dir: Path) -> Settings:
+    """Settings for ``url`` with the bench's fixed secret key and log name."""
+    return Settings(database_url=url, secret_key=BENCH_SECRET_KEY, data_dir=data_dir, log_name=BENCH_LOG_NAME)
+
+
+@contextmanager
+def fresh_database(server: DatabaseServer) -> Iterator[str]:
+    """A new ``bench_<random>`` database migrated to head; dropped afterwards."""
+    name = f"bench_{secrets.token_hex(5)}"
+    asyncio.run(_admin(server.url, f"CREATE DATABASE {name}"))
+    try:
+        url = with_database(server.url, name)
+        with tempfile.TemporaryDirectory(prefix="asvc-bench-mig-") as tmp:
+            upgrade_head(bench_settings(url, Path(tmp)), url)
+        yield url
+    finally:
+        asyncio.run(_admin(server.url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+async def server_facts(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Server settings that decide write and read speed, recorded with the results
+    so that two result files can be told apart."""
+    facts: dict[str, Any] = {"version": await conn.fetchval("SHOW server_version")}
+    for name in ("fsync", "synchronous_commit", "wal_level", "shared_buffers", "max_wal_size", "full_page_writes"):
+        facts[name] = await conn.fetchval(f"SHOW {name}")
+    return facts
+
+
+def machine_facts() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+async def postmaster_pid(conn: asyncpg.Connection) -> int | None:
+    """The postmaster's pid when the server runs on this machine (parent of our
+    backend), else None; used only for CPU accounting."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with pgserver
+        return None
+    backend = await conn.fetchval("SELECT pg_backend_pid()")
+    try:
+        proc = psutil.Process(int(backend))
+        if "postgres" not in proc.name() and "postgres" not in " ".join(proc.cmdline()[:1]):
+            return None
+        return int(proc.ppid())
+    except (psutil.Error, OSError):
+        return None  # a remote server, or another PID namespace
+
+
+# ---------------------------------------------------------------- CPU accounting
+
+
+@dataclass
+class CpuSnapshot:
+    """CPU seconds (user + system) per live process of a tree, plus what its
+    members have already reaped from dead children."""
+
+    per_process: dict[int, float] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.per_process.values())
+
+
+def cpu_snapshot(root: int | None) -> CpuSnapshot:
+    """Snapshot ``root`` and its descendants. A child that exits between two
+    snapshots is counted through its parent's ``children_*`` times, so the
+    difference of two totals is the tree's CPU use in between."""
+    snap = CpuSnapshot()
+    if root is None:
+        return snap
+    try:
+        import psutil
+
+        top = psutil.Process(root)
+        procs = [top, *top.children(recursive=True)]
+    except Exception:  # psutil missing or the process is gone
+        return snap
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            snap.per_process[proc.pid] = t.user + t.system + t.children_user + t.children_system
+            snap.names[proc.pid] = proc.name()
+        except Exception:  # noqa: S112 - exited between listing and reading: its parent reaps it
+            continue
+    return snap
+
+
+def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any]:
+    """Seconds of CPU the tree used between the snapshots, total and per process."""
+    per = {
+        f"{after.names.get(pid, '?')}[{pid}]": round(after.per_process[pid] - before.per_process.get(pid, 0.0), 2)
+        for pid in after.per_process
+    }
+    return {"total_s": round(after.total - before.total, 2), "per_process_s": per}
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile (0..1) by linear interpolation; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+# --------------------------------------------------------------------- output
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    """A two-column table on stdout (rich when available, plain otherwise)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is a service dependency
+        print(title)
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            print(f"  {key.ljust(width)}  {value}")
+        return
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+
+
+def write_results(name: str, payload: Mapping[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` (gitignored) and return its path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def rate(count: float, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
+# ----------------------------------------------------------- synthetic events
+
+# Source systems of a mid-size hospital's integration engine. The emitter
+# token must be bound to every one of them.
+SYSTEMS: tuple[tuple[str, str], ...] = (
+    ("epic-adt", "Epic ADT"),
+    ("lab-lis", "Sunquest LIS"),
+    ("rad-ris", "Radiology RIS"),
+    ("pharm-rx", "Pharmacy"),
+    ("hie-gateway", "Regional HIE gateway"),
+    ("billing-pb", "Professional billing"),
+)
+SOURCE_SYSTEM_IDS: tuple[str, ...] = tuple(s for s, _ in SYSTEMS)
+
+_HL7_ELEMENTS = (
+    "PID", "PID-3", "PID-5", "PID-7", "PID-11", "PV1", "PV1-3", "PV1-7", "OBR", "OBR-4",
+    "OBX", "OBX-3", "OBX-5", "ORC", "RXE", "RXA", "DG1", "IN1", "AL1", "NK1",
+)  # fmt: skip
+_FHIR_ELEMENTS = (
+    "Patient", "Patient.name", "Patient.birthDate", "Patient.address", "Observation",
+    "Observation.value[x]", "Encounter", "MedicationRequest", "DiagnosticReport", "Condition",
+    "AllergyIntolerance", "Coverage", "Immunization", "Procedure",
+)  # fmt: skip
+_EVENT_TYPES = ("hl7v2-message",) * 5 + ("fhir-rest",) * 3 + ("query", "export", "disclosure")
+_PURPOSES = ("TREAT",) * 6 + ("HOPERAT", "HPAYMT", "PUBHLTH", "ETREAT")
+_ACTIONS = ("R",) * 6 + ("C", "U", "E")
+_CHANNELS = ("ADT_IN", "ADT_OUT", "ORU_LAB", "ORM_RAD", "RDE_RX", "DFT_BILL", "FHIR_SYNC")
+_OFFSETS = (timezone(timedelta(hours=-5)), timezone(timedelta(hours=-5)), timezone(timedelta(hours=-6)), UTC)
+
+# Assigning authorities: hospital MRN, lab MRN, enterprise MPI and payer member id.
+_ID_SYSTEMS = (
+    "urn:oid:2.16.840.1.113883.3.1234.1.1",
+    "urn:oid:2.16.840.1.113883.3.1234.7.2",
+    "urn:oid:2.16.840.1.113883.3.1234.99",
+    "urn:oid:2.16.840.1.113883.3.5678.2",
+)
+
+
+def synthetic_patients(count: int, seed: int = 20261124) -> list[tuple[dict[str, str], ...]]:
+    """``count`` synthetic patients, each with four identifiers; the same list in
+    every process for the same arguments, so client processes share patients."""
+    rng = random.Random(seed)
+    patients = []
+    for n in range(count):
+        patients.append(
+            (
+                {"system": _ID_SYSTEMS[0], "value": f"MRN{n:08d}"},
+                {"system": _ID_SYSTEMS[1], "value": f"L{rng.randrange(10**9):09d}"},
+                {"system": _ID_SYSTEMS[2], "value": f"E{rng.getrandbits(48):012x}"},
+                {"system": _ID_SYSTEMS[3], "value": f"M{rng.randrange(10**10):010d}"},
+            )
+        )
+    return patients
+
+
+class EventFactory:
+    """Realistic PHI access events in the API's JSON shape.
+
+    Each event carries 2-3 identifiers of one of ``patients`` synthetic
+    patients (as different systems know different subsets), 3-6 data
+    elements, a source and destination among a handful of systems, and the
+    optional fields integration engines fill in most of the time.
+    """
+
+    def __init__(self, seed: int, patients: int = 3000) -> None:
+        from auditsvc_sdk import new_event_id
+
+        self._new_id = new_event_id
+        self._rng = random.Random(seed)
+        self._patients = synthetic_patients(patients)
+        self._clock = datetime(2026, 11, 24, 11, 0, 0, tzinfo=UTC) + timedelta(seconds=seed % 3600)
+        self._n = 0
+
+    def event(self) -> dict[str, Any]:
+        rng = self._rng
+        self._n += 1
+        self._clock += timedelta(microseconds=rng.randrange(1, 40_000))
+        patient = rng.choice(self._patients)
+        identifiers = rng.sample(patient, rng.choice((2, 2, 3)))
+        source, destination = rng.sample(SYSTEMS, 2)
+        event_type = rng.choice(_EVENT_TYPES)
+        pool = _FHIR_ELEMENTS if event_type == "fhir-rest" else _HL7_ELEMENTS
+        if rng.random() < 0.75:
+            actor: dict[str, Any] = {"id": f"mirth/{rng.choice(_CHANNELS)}", "type": "system"}
+        else:
+            actor = {"id": f"u{rng.randrange(100000):05d}", "type": "user", "role": rng.choice(("RN", "MD", "CLERK"))}
+        event: dict[str, Any] = {
+            "event_id": str(self._new_id()),
+            "occurred_at": self._clock.astimezone(rng.choice(_OFFSETS)).isoformat(timespec="microseconds"),
+            "action": rng.choice(_ACTIONS),
+            "event_type": event_type,
+            "patient": {"identifiers": identifiers},
+            "data_elements": rng.sample(pool, rng.randint(3, 6)),
+            "source": {"system_id": source[0], "name": source[1]},
+            "destination": {"system_id": destination[0]},
+            "actor": actor,
+            "purpose_of_use": rng.choice(_PURPOSES),
+            "outcome": 0 if rng.random() < 0.97 else rng.choice((4, 8, 12)),
+            "message_id": f"MSG{self._n:010d}",
+            "attributes": {"channel": rng.choice(_CHANNELS), "retry": rng.random() < 0.02},
+        }
+        if rng.random() < 0.5:
+            event["trace_id"] = f"{rng.getrandbits(128):032x}"
+            event["span_id"] = f"{rng.getrandbits(64):016x}"
+        return event
+
+    def events(self, count: int) -> list[dict[str, Any]]:
+        return [self.event() for _ in range(count)]
+
+
+def describe_url(url: str) -> str:
+    """The DSN for printing: password masked."""
+    return redact(url)

@@ -1,0 +1,135 @@
+"""One linear history however many OS processes append at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from auditsvc.domain.tokens import Role
+from auditsvc.settings import Settings
+
+from .conftest import REPO, env_for, event, free_port, make_token, query, run_cli
+
+PROCESSES = 4
+BATCHES = 12
+BATCH = 50
+
+
+def _batch_events(worker: int, batch: int) -> list[dict[str, Any]]:
+    return [
+        event(
+            [("urn:oid:2.16.840.1.113883.3.1234.1.1", f"MRN-C{(worker * 7 + i) % 40:04d}")],
+            event_id=str(uuid.UUID(int=(worker << 64) | (batch << 16) | i)),
+        )
+        for i in range(BATCH)
+    ]
+
+
+def _shared_events() -> list[dict[str, Any]]:
+    # Every process also sends these same events: each must be stored once.
+    return [event(event_id=str(uuid.UUID(int=(999 << 64) | i))) for i in range(BATCH)]
+
+
+def _append_worker(settings_json: str, worker: int, start: Any) -> None:
+    """One OS process with its own appender, racing the others at the database."""
+    from auditsvc.domain.ingest import prepare
+    from auditsvc.runtime import open_audit_log
+    from auditsvc_sdk import PhiAccess
+
+    settings = Settings.model_validate_json(settings_json)
+
+    async def _run() -> None:
+        async with open_audit_log(settings) as audit:
+            start.wait()
+            batches = [_batch_events(worker, b) for b in range(BATCHES)] + [_shared_events()]
+            await asyncio.gather(
+                *(
+                    audit.appender.append_batch(
+                        f"worker-{worker}", [prepare(PhiAccess.model_validate(e), audit.keys) for e in batch]
+                    )
+                    for batch in batches
+                )
+            )
+
+    asyncio.run(_run())
+
+
+def assert_one_linear_history(settings: Settings, expected: int) -> None:
+    rows = query(str(settings.database_url), "SELECT seq, event_id FROM events ORDER BY seq")
+    assert [r["seq"] for r in rows] == list(range(expected)), "seq is not gapless from 0"
+    assert len({r["event_id"] for r in rows}) == expected, "an event was stored twice"
+    result = run_cli(settings, "verify", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["rows_checked"] == expected
+
+
+def test_four_processes_appending_at_once_make_one_gapless_chain(settings: Settings) -> None:
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    assert settings.secret_key is not None
+    payload = json.dumps({**settings.model_dump(mode="json"), "secret_key": settings.secret_key.get_secret_value()})
+    workers = [context.Process(target=_append_worker, args=(payload, w, start)) for w in range(PROCESSES)]
+    for process in workers:
+        process.start()
+    time.sleep(1.0)  # let every process connect and register the log first
+    start.set()
+    for process in workers:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    assert_one_linear_history(settings, PROCESSES * BATCHES * BATCH + BATCH)
+
+
+def _post_worker(url: str, token: str, worker: int) -> list[str]:
+    statuses: list[str] = []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        for b in range(BATCHES):
+            for batch in (_batch_events(worker, b), _shared_events()):
+                response = client.post("/v1/events", json={"events": batch})
+                response.raise_for_status()
+                statuses += [r["status"] for r in response.json()["results"]]
+    return statuses
+
+
+def test_four_clients_against_two_server_workers_make_one_gapless_chain(settings: Settings) -> None:
+    token = make_token(settings, Role.EMITTER, ["epic-adt"])
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "auditsvc", "serve", "--port", str(port), "--workers", "2"],
+        env=env_for(settings),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline, "auditsvc serve did not become ready"
+            time.sleep(0.2)
+        with multiprocessing.get_context("spawn").Pool(PROCESSES) as pool:
+            results = pool.starmap(_post_worker, [(url, token, w) for w in range(PROCESSES)])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    statuses = [s for worker in results for s in worker]
+    unique = PROCESSES * BATCHES * BATCH + BATCH
+    assert statuses.count("accepted") == unique
+    assert statuses.count("duplicate") == len(statuses) - unique
+    assert_one_linear_history(settings, unique)
