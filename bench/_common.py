@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -90,10 +91,13 @@ def database_server(url: str | None) -> Iterator[DatabaseServer]:
         yield DatabaseServer(url, "external")
         return
     # A short path: PostgreSQL's Unix socket lives in the data directory and
-    # socket paths are limited to ~100 bytes.
-    pgdata = Path(tempfile.mkdtemp(prefix="asvc-bench-", dir="/tmp"))
-    # pgserver keeps an inter-process lock in the user's runtime dir.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata))
+    # socket paths are limited to ~100 bytes. pgserver creates ``pg`` itself
+    # (as root it runs PostgreSQL as a separate user that must own it).
+    base = Path(tempfile.mkdtemp(prefix="asvc-bench-", dir="/tmp"))
+    pgdata = base / "pg"
+    # pgserver keeps an inter-process lock in the user's runtime dir; keep it
+    # out of the data directory, which initdb needs empty.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(base))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
@@ -103,6 +107,7 @@ def database_server(url: str | None) -> Iterator[DatabaseServer]:
         yield DatabaseServer(f"postgresql://postgres@/postgres?host={pgdata}", "embedded")
     finally:
         server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:

@@ -385,11 +385,6 @@ def test_format_version_one_is_accepted() -> None:
     check_format_version(RECORDS[0]["record"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_format_version compares with !=, so JSON true and 1.0 pass as version 1 "
-    "(True == 1 == 1.0 in Python); auditsvc/domain/verify.py has the same check",
-)
 @pytest.mark.parametrize("version", [True, 1.0], ids=repr)
 def test_version_must_be_the_json_integer_one(version: Any) -> None:
     with pytest.raises(UnsupportedFormatVersion):
@@ -452,11 +447,6 @@ def test_timestamps_without_an_offset_are_rejected() -> None:
         PhiAccess.model_validate(_event(occurred_at="2024-05-14T09:29:59"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pydantic also accepts a Unix timestamp (JSON number or numeric string) for "
-    "occurred_at and ROUNDS it to microseconds, e.g. '1700000000.9999999' -> 22:13:21.000000Z",
-)
 # 1700000000.9999995 is a double whose exact value is 1700000000.99999952316...
 @pytest.mark.parametrize("value", [1700000000.9999995, "1700000000.9999999"], ids=["json-number", "numeric-string"])
 def test_numeric_timestamps_are_not_rounded(value: Any) -> None:
@@ -467,20 +457,10 @@ def test_numeric_timestamps_are_not_rounded(value: Any) -> None:
     assert normalised == "2023-11-14T22:13:20.999999Z"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: format_timestamp uses strftime('%Y'), which does not zero-pad years below 1000 on glibc",
-)
 def test_early_years_still_have_four_digits() -> None:
     assert _occurred_at("0999-06-01T00:00:00Z") == "0999-06-01T00:00:00.000000Z"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: astimezone(UTC) in _to_utc raises OverflowError, not a ValidationError, when the "
-    "UTC value falls outside datetime's range; ingest only catches ValidationError, so it is a 500",
-)
 @pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:30", "9999-12-31T23:59:59-05:00"])
 def test_out_of_range_timestamps_are_a_validation_error(value: str) -> None:
     with pytest.raises(ValidationError):
@@ -586,10 +566,6 @@ def test_attribute_strings_are_kept_exactly_and_bools_stay_bools() -> None:
     assert [type(record["attributes"][k]) for k in ("flag", "zero", "one")] == [bool, int, int]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: attribute value 1.0 / 0.0 is coerced to true / false (lax bool) instead of rejected",
-)
 @pytest.mark.parametrize("value", [1.0, 0.0], ids=repr)
 def test_float_attribute_values_are_rejected(value: float) -> None:
     with pytest.raises(ValidationError):

@@ -10,11 +10,11 @@ import base64
 import binascii
 import json
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from auditsvc_sdk import Identifier
 from auditsvc_sdk._event import format_timestamp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..store import reports as queries
@@ -26,6 +26,20 @@ MIN_TIME = datetime(1, 1, 2, tzinfo=UTC)
 MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 
 
+def _day_or_timestamp(value: Any) -> Any:
+    # pydantic would read "2026-11-24" as a naive midnight datetime; a bare
+    # date means the whole day.
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+DayOrTimestamp = Annotated[datetime | date, BeforeValidator(_day_or_timestamp)]
+
+
 class PatientAccessQuery(BaseModel):
     """Body of ``POST /v1/reports/patient-access``. ``from``/``to`` take a
     date (whole days, UTC) or an RFC 3339 timestamp; both ends inclusive."""
@@ -33,8 +47,8 @@ class PatientAccessQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     identifier: Identifier
-    from_: datetime | date | None = Field(default=None, alias="from")
-    to: datetime | date | None = None
+    from_: DayOrTimestamp | None = Field(default=None, alias="from")
+    to: DayOrTimestamp | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=200)
 
@@ -52,16 +66,19 @@ def _bound(value: datetime | date | None, *, end: bool) -> datetime:
     return start + timedelta(days=1) - timedelta(microseconds=1) if end else start
 
 
-def encode_cursor(occurred_at: datetime, seq: int) -> str:
-    raw = json.dumps({"t": format_timestamp(occurred_at), "s": seq}, separators=(",", ":")).encode()
+def encode_cursor(occurred_at: datetime, seq: int, as_of: int) -> str:
+    """The keyset position plus the tree size the first page saw, so every
+    page reports the same snapshot even while the log grows (the report's own
+    audit event included)."""
+    raw = json.dumps({"t": format_timestamp(occurred_at), "s": seq, "m": as_of}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+def decode_cursor(cursor: str) -> tuple[tuple[datetime, int], int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
-        return datetime.fromisoformat(data["t"]), int(data["s"])
+        return (datetime.fromisoformat(data["t"]), int(data["s"])), int(data["m"])
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise InvalidInput(
             "cursor is not one this service issued", [{"loc": ["cursor"], "msg": "invalid cursor", "type": "value_error"}]
@@ -86,19 +103,22 @@ async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, read
     start, end = _bound(query.from_, end=False), _bound(query.to, end=True)
     if start > end:
         raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
-    after = decode_cursor(query.cursor) if query.cursor else (MIN_TIME - timedelta(days=1), -1)
     id_hmac = audit.keys.identifier_hmac(query.identifier.system, query.identifier.value)
     async with driver_connection(audit.engine) as conn:
+        if query.cursor:
+            after, as_of = decode_cursor(query.cursor)
+        else:
+            after, as_of = (MIN_TIME - timedelta(days=1), -1), await queries.tree_size(conn, audit.log_id)
         hmacs = await queries.linked_identifier_hmacs(conn, audit.log_id, id_hmac)
         identifiers = await queries.identifiers_for(conn, audit.log_id, hmacs)
-        systems = await queries.system_accesses(conn, audit.log_id, hmacs, start, end)
-        rows = await queries.access_events(conn, audit.log_id, hmacs, start, end, after, query.limit + 1)
+        systems = await queries.system_accesses(conn, audit.log_id, hmacs, start, end, as_of)
+        rows = await queries.access_events(conn, audit.log_id, hmacs, start, end, as_of, after, query.limit + 1)
     if not identifiers:
         identifiers = [(query.identifier.system, query.identifier.value)]
     next_cursor = None
     if len(rows) > query.limit:
         rows = rows[: query.limit]
-        next_cursor = encode_cursor(rows[-1][1], rows[-1][0])
+        next_cursor = encode_cursor(rows[-1][1], rows[-1][0], as_of)
     await record_read(audit, reader, [query.identifier], data_elements=["AuditEvent"], detail="patient-access-report")
     return {
         "patient": {"identifiers": [{"system": s, "value": v} for s, v in identifiers]},

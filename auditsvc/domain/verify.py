@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import asyncpg
-from auditsvc_sdk import FORMAT_VERSION, chain_hash, leaf_hash
+from auditsvc_sdk import UnsupportedFormatVersion, chain_hash, check_format_version, leaf_hash
 from auditsvc_sdk._event import format_timestamp
 
 MISSING_ROW = "missing_row"
@@ -77,9 +77,11 @@ def _check_row(row: asyncpg.Record, expected: int, previous: bytes) -> tuple[Dam
             raise ValueError("not an object")
     except ValueError:
         return Damage(seq, MALFORMED_RECORD, "the stored record is not a JSON object"), previous
-    if record.get("v") != FORMAT_VERSION:
+    try:
+        check_format_version(record)
+    except UnsupportedFormatVersion:
         return Damage(seq, UNSUPPORTED_VERSION, f"record declares format version {record.get('v')!r}"), previous
-    if record.get("seq") != seq:
+    if type(record.get("seq")) is not int or record["seq"] != seq:
         return Damage(seq, RECORD_MISMATCH, f"the record at this row says seq {record.get('seq')!r}"), previous
     if record.get("event_id") != str(row["event_id"]):
         return Damage(seq, RECORD_MISMATCH, "the row's event_id differs from its record's"), previous

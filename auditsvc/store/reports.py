@@ -34,7 +34,7 @@ matched AS (
 ev AS MATERIALIZED (
     SELECT e.seq, e.occurred_at, e.record
     FROM events e JOIN matched m ON e.log_id = $1 AND e.seq = m.seq
-    WHERE e.occurred_at >= $3 AND e.occurred_at <= $4
+    WHERE e.occurred_at >= $3 AND e.occurred_at <= $4 AND e.seq < $5
 )
 """
 
@@ -75,9 +75,9 @@ _EVENTS = (
     + _MATCHED
     + """
 SELECT seq, occurred_at, record FROM ev
-WHERE (occurred_at, seq) > ($5, $6)
+WHERE (occurred_at, seq) > ($6, $7)
 ORDER BY occurred_at, seq
-LIMIT $7
+LIMIT $8
 """
 )
 
@@ -116,10 +116,15 @@ async def identifiers_for(conn: asyncpg.Connection, log_id: int, hmacs: list[byt
     return [(r["system"], r["value"]) for r in rows]
 
 
+async def tree_size(conn: asyncpg.Connection, log_id: int) -> int:
+    return int(await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id))
+
+
 async def system_accesses(
-    conn: asyncpg.Connection, log_id: int, hmacs: list[bytes], start: datetime, end: datetime
+    conn: asyncpg.Connection, log_id: int, hmacs: list[bytes], start: datetime, end: datetime, as_of: int
 ) -> list[SystemAccess]:
-    rows = await conn.fetch(_SYSTEMS, log_id, hmacs, start, end)
+    """Per-system rows over events with ``seq < as_of`` (the report's snapshot)."""
+    rows = await conn.fetch(_SYSTEMS, log_id, hmacs, start, end, as_of)
     return [
         SystemAccess(
             system_id=r["system_id"],
@@ -142,9 +147,10 @@ async def access_events(
     hmacs: list[bytes],
     start: datetime,
     end: datetime,
+    as_of: int,
     after: tuple[datetime, int],
     limit: int,
 ) -> list[tuple[int, datetime, str]]:
     """Events in (occurred_at, seq) order after the keyset position ``after``."""
-    rows = await conn.fetch(_EVENTS, log_id, hmacs, start, end, after[0], after[1], limit)
+    rows = await conn.fetch(_EVENTS, log_id, hmacs, start, end, as_of, after[0], after[1], limit)
     return [(r["seq"], r["occurred_at"], r["record"]) for r in rows]

@@ -44,7 +44,8 @@ class UnsupportedFormatVersion(ValueError):
 
 def check_format_version(record: Mapping[str, Any]) -> None:
     version = record.get("v")
-    if version != FORMAT_VERSION:
+    # The JSON integer 1: in Python True == 1.0 == 1, so compare the type too.
+    if type(version) is not int or version != FORMAT_VERSION:
         raise UnsupportedFormatVersion(
             f"chain format version {version!r} is not supported (this verifier knows {FORMAT_VERSION})"
         )

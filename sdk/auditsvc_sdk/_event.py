@@ -26,6 +26,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -82,7 +83,7 @@ AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.
 AttributeValue = (
     Annotated[str, StringConstraints(max_length=1024), AfterValidator(_clean_text)]
     | Annotated[int, Field(strict=True, ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
-    | bool
+    | Annotated[bool, Field(strict=True)]
 )
 
 
@@ -166,19 +167,39 @@ def new_event_id() -> uuid.UUID:
 
 
 def format_timestamp(value: datetime) -> str:
-    """The chain's one timestamp form: UTC, six fractional digits, ``Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The chain's one timestamp form: UTC, four-digit year, six fractional digits, ``Z``."""
+    v = value.astimezone(UTC)
+    # Not strftime: glibc does not zero-pad years below 1000.
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
+    )
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339_only(value: Any) -> Any:
+    # pydantic would also take Unix seconds (and round them); an audit
+    # timestamp is RFC 3339 text with an offset, or a datetime.
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC3339.match(value):
+        return value
+    raise ValueError("must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-11-24T09:30:00.123456-05:00")
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
 
 
 class PhiAccess(_Model):
     """One PHI access event, as the emitter sends it (DESIGN.md "The event")."""
 
     event_id: uuid.UUID = Field(default_factory=new_event_id)
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_to_utc)]
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_to_utc)]
     action: Action
     event_type: Code
     patient: Patient
