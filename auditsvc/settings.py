@@ -58,7 +58,10 @@ class Settings(BaseSettings):
         if self.env == "production":
             missing = [
                 name
-                for name, value in (("AUDITSVC_DATABASE_URL", self.database_url), ("AUDITSVC_SECRET_KEY", self.secret_key))
+                for name, value in (
+                    ("AUDITSVC_DATABASE_URL", self.database_url),
+                    ("AUDITSVC_SECRET_KEY", self.secret_key),
+                )
                 if value is None
             ]
             if missing:

@@ -222,3 +222,10 @@ async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     """Run SQL as the owner (superuser in tests) and return the rows."""
     return asyncio.run(fetch(url, sql, *args))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that touches PostgreSQL ``db`` (CI reruns those over TCP)."""
+    for item in items:
+        if "db_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)

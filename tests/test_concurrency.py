@@ -42,9 +42,10 @@ def _shared_events() -> list[dict[str, Any]]:
 
 def _append_worker(settings_json: str, worker: int, start: Any) -> None:
     """One OS process with its own appender, racing the others at the database."""
+    from auditsvc_sdk import PhiAccess
+
     from auditsvc.domain.ingest import prepare
     from auditsvc.runtime import open_audit_log
-    from auditsvc_sdk import PhiAccess
 
     settings = Settings.model_validate_json(settings_json)
 

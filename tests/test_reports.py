@@ -24,12 +24,24 @@ def reports(service: Service) -> tuple[httpx.Client, Service]:
     events = [
         # The lab knows facility A's MRN and the EMPI id.
         event([MRN_A, EMPI], source="epic-adt", destination="lab-lis", occurred_at="2026-11-01T08:00:00Z"),
-        event([MRN_A], source="lab-lis", destination="epic-adt", occurred_at="2026-11-02T09:00:00Z", action="C",
-              data_elements=["OBR", "OBX"]),
+        event(
+            [MRN_A],
+            source="lab-lis",
+            destination="epic-adt",
+            occurred_at="2026-11-02T09:00:00Z",
+            action="C",
+            data_elements=["OBR", "OBX"],
+        ),
         # The FHIR API knows only the FHIR id and the EMPI id.
-        event([FHIR_ID, EMPI], source="epic-fhir", destination="fhir-patient-app", occurred_at="2026-11-03T10:00:00Z",
-              event_type="fhir-rest", data_elements=["Observation"],
-              actor={"id": "u-pt-1", "type": "user", "role": "patient"}),
+        event(
+            [FHIR_ID, EMPI],
+            source="epic-fhir",
+            destination="fhir-patient-app",
+            occurred_at="2026-11-03T10:00:00Z",
+            event_type="fhir-rest",
+            data_elements=["Observation"],
+            actor={"id": "u-pt-1", "type": "user", "role": "patient"},
+        ),
         # Radiology at facility B knows its own MRN, linked through the FHIR id.
         event([MRN_B, FHIR_ID], source="rad-ris", destination="rad-ris", occurred_at="2026-11-04T11:00:00Z"),
         # Someone else entirely.
@@ -50,7 +62,9 @@ def report(client: httpx.Client, identifier: tuple[str, str], **body: Any) -> di
 
 
 @pytest.mark.parametrize("by", [MRN_A, EMPI, FHIR_ID, MRN_B])
-def test_any_identifier_finds_accesses_recorded_under_linked_ones(reports: tuple[httpx.Client, Service], by: tuple[str, str]) -> None:
+def test_any_identifier_finds_accesses_recorded_under_linked_ones(
+    reports: tuple[httpx.Client, Service], by: tuple[str, str]
+) -> None:
     client, _ = reports
     body = report(client, by)
     assert {(i["system"], i["value"]) for i in body["patient"]["identifiers"]} == {MRN_A, EMPI, FHIR_ID, MRN_B}
@@ -79,7 +93,10 @@ def test_date_range_is_inclusive_by_day_or_timestamp(reports: tuple[httpx.Client
     by_day = report(client, EMPI, **{"from": "2026-11-02", "to": "2026-11-03"})
     assert [e["occurred_at"][:10] for e in by_day["events"]] == ["2026-11-02", "2026-11-03"]
     by_time = report(client, EMPI, **{"from": "2026-11-03T10:00:00Z", "to": "2026-11-04T06:00:00-05:00"})
-    assert [e["occurred_at"] for e in by_time["events"]] == ["2026-11-03T10:00:00.000000Z", "2026-11-04T11:00:00.000000Z"]
+    assert [e["occurred_at"] for e in by_time["events"]] == [
+        "2026-11-03T10:00:00.000000Z",
+        "2026-11-04T11:00:00.000000Z",
+    ]
     assert {s["system_id"] for s in by_time["systems"]} == {"epic-fhir", "fhir-patient-app", "rad-ris"}
 
 

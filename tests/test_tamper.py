@@ -150,8 +150,7 @@ def test_swapped_rows_are_found_at_the_first(filled: Settings) -> None:
 def test_swapped_record_contents_are_found_at_the_first(filled: Settings) -> None:
     tamper(
         filled,
-        "UPDATE events e SET record = o.record FROM events o "
-        "WHERE (e.seq, o.seq) IN ((2, 5), (5, 2))",
+        "UPDATE events e SET record = o.record FROM events o WHERE (e.seq, o.seq) IN ((2, 5), (5, 2))",
     )
     assert_tampered(filled, 2, "record_mismatch")
 

@@ -48,13 +48,20 @@ def serve(
     os.environ["AUDITSVC_RUNTIME_DATABASE_URL"] = runtime_url(s)
     os.environ.setdefault("AUDITSVC_DATA_DIR", str(s.data_dir.resolve()))
     host, port, workers = host or s.host, port or s.port, workers or s.workers
+    where = f"embedded PostgreSQL in {s.data_dir}" if s.embedded else "external PostgreSQL"
     console.print(
-        f"auditsvc on http://{host}:{port} ({'embedded PostgreSQL in ' + str(s.data_dir) if s.embedded else 'external PostgreSQL'}); "
-        f"signing key {signing_key}",
+        f"auditsvc on http://{host}:{port} ({where}); signing key {signing_key}",
         highlight=False,
     )
-    uvicorn.run("auditsvc.api.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                proxy_headers=True, server_header=False)
+    uvicorn.run(
+        "auditsvc.api.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        proxy_headers=True,
+        server_header=False,
+    )
 
 
 @app.command()

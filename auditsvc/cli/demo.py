@@ -37,10 +37,18 @@ def _create_tokens(s: Settings, url: str) -> tuple[str, str]:
         engine = create_engine(url, s)
         try:
             async with engine.begin() as conn:
-                await insert_token(conn, emitter.token_id, emitter.secret_hmac, "emitter",
-                                   list(DEMO_SOURCE_SYSTEMS), "demo interface engine", None)
-                await insert_token(conn, officer.token_id, officer.secret_hmac, "privacy_officer", [],
-                                   "demo privacy officer", None)
+                await insert_token(
+                    conn,
+                    emitter.token_id,
+                    emitter.secret_hmac,
+                    "emitter",
+                    list(DEMO_SOURCE_SYSTEMS),
+                    "demo interface engine",
+                    None,
+                )
+                await insert_token(
+                    conn, officer.token_id, officer.secret_hmac, "privacy_officer", [], "demo privacy officer", None
+                )
         finally:
             await engine.dispose()
 

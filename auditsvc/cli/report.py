@@ -64,14 +64,33 @@ async def _full_report(query: PatientAccessQuery, url: str) -> dict[str, Any]:
 def _csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["system_id", "count", "as_source", "as_destination", "first_access", "last_access",
-                     "actions", "data_elements", "actors"])
+    writer.writerow(
+        [
+            "system_id",
+            "count",
+            "as_source",
+            "as_destination",
+            "first_access",
+            "last_access",
+            "actions",
+            "data_elements",
+            "actors",
+        ]
+    )
     for row in report["systems"]:
-        writer.writerow([
-            row["system_id"], row["count"], row["as_source"], row["as_destination"], row["first_access"],
-            row["last_access"], " ".join(row["actions"]), " ".join(row["data_elements"]),
-            " ".join(a["id"] for a in row["actors"]),
-        ])
+        writer.writerow(
+            [
+                row["system_id"],
+                row["count"],
+                row["as_source"],
+                row["as_destination"],
+                row["first_access"],
+                row["last_access"],
+                " ".join(row["actions"]),
+                " ".join(row["data_elements"]),
+                " ".join(a["id"] for a in row["actors"]),
+            ]
+        )
     return out.getvalue()
 
 
@@ -97,9 +116,14 @@ def render_table(report: dict[str, Any]) -> None:
     table.add_column("data elements")
     for row in report["systems"]:
         table.add_row(
-            row["system_id"], str(row["count"]), f"{row['as_source']}/{row['as_destination']}",
-            _when(row["first_access"]), _when(row["last_access"]), "".join(row["actions"]),
-            _some([a["id"] for a in row["actors"]], 2), _some(row["data_elements"], 4),
+            row["system_id"],
+            str(row["count"]),
+            f"{row['as_source']}/{row['as_destination']}",
+            _when(row["first_access"]),
+            _when(row["last_access"]),
+            "".join(row["actions"]),
+            _some([a["id"] for a in row["actors"]], 2),
+            _some(row["data_elements"], 4),
         )
     console.print(table)
     console.print(f"{len(report['events'])} access events in range.")
@@ -117,8 +141,12 @@ def patient(
     system, value = _parse_identifier(identifier)
     try:
         query = PatientAccessQuery.model_validate(
-            {"identifier": {"system": system, "value": value}, "from": _date(from_, "--from"), "to": _date(to, "--to"),
-             "limit": 1000}
+            {
+                "identifier": {"system": system, "value": value},
+                "from": _date(from_, "--from"),
+                "to": _date(to, "--to"),
+                "limit": 1000,
+            }
         )
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))

@@ -48,7 +48,9 @@ def create(
     if as_json:
         print(json.dumps({"token": token.token, "token_id": token.token_id, "role": role.value, "systems": system}))
     else:
-        console.print(f"token id [bold]{token.token_id}[/] ({role.value}); store this token now, it is not shown again:")
+        console.print(
+            f"token id [bold]{token.token_id}[/] ({role.value}); store this token now, it is not shown again:"
+        )
         print(token.token)
 
 
@@ -88,8 +90,12 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     table = Table("token id", "role", "systems", "name", "created", "state")
     for t in tokens:
         table.add_row(
-            str(t["token_id"]), str(t["role"]), ", ".join(t["systems"]), str(t["name"] or ""),  # type: ignore[arg-type]
-            str(t["created_at"])[:19], str(t["state"]),
+            str(t["token_id"]),
+            str(t["role"]),
+            ", ".join(t["systems"]),  # type: ignore[arg-type]
+            str(t["name"] or ""),
+            str(t["created_at"])[:19],
+            str(t["state"]),
         )
     console.print(table)
 

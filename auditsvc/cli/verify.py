@@ -43,8 +43,12 @@ def verify(
             report = run(_verify(None))
         else:
             with Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                console=err_console, transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
             ) as progress:
                 report = run(_verify(progress))
     except (OSError, asyncpg.PostgresError) as exc:

@@ -1,14 +1,14 @@
 """Domain errors. api/errors.py maps each to its HTTP status.
 
-    DomainError
-    ├── InvalidInput          422: fields named with the reason (never the value)
-    ├── MalformedBody         400: not UTF-8, not JSON
-    ├── PayloadTooLarge       413
-    ├── Unauthenticated       401
-    ├── Forbidden             403
-    ├── NotFound              404
-    ├── Unavailable           503: the database cannot be reached
-    └── AppendFailed          500: the append transaction failed; nothing stored
+DomainError
+├── InvalidInput          422: fields named with the reason (never the value)
+├── MalformedBody         400: not UTF-8, not JSON
+├── PayloadTooLarge       413
+├── Unauthenticated       401
+├── Forbidden             403
+├── NotFound              404
+├── Unavailable           503: the database cannot be reached
+└── AppendFailed          500: the append transaction failed; nothing stored
 """
 
 from __future__ import annotations

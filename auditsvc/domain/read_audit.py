@@ -40,5 +40,5 @@ async def record_read(
         actor={"id": reader.token_id, "type": "user", "role": reader.role.value, "name": reader.name},
         outcome=0,
         attributes={"query": detail},
-    )  # type: ignore[arg-type]
+    )
     await audit.appender.append_batch(reader.token_id, [prepare(event, audit.keys)])

@@ -59,7 +59,8 @@ def _bound(value: datetime | date | None, *, end: bool) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidInput(
-                "report dates need a UTC offset", [{"loc": ["to" if end else "from"], "msg": "timestamp without offset"}]
+                "report dates need a UTC offset",
+                [{"loc": ["to" if end else "from"], "msg": "timestamp without offset"}],
             )
         return value.astimezone(UTC)
     start = datetime.combine(value, time(0), tzinfo=UTC)
@@ -81,7 +82,8 @@ def decode_cursor(cursor: str) -> tuple[tuple[datetime, int], int]:
         return (datetime.fromisoformat(data["t"]), int(data["s"])), int(data["m"])
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise InvalidInput(
-            "cursor is not one this service issued", [{"loc": ["cursor"], "msg": "invalid cursor", "type": "value_error"}]
+            "cursor is not one this service issued",
+            [{"loc": ["cursor"], "msg": "invalid cursor", "type": "value_error"}],
         ) from None
 
 

@@ -34,9 +34,7 @@ RECORD_MISMATCH = "record_mismatch"
 LEAF_HASH_MISMATCH = "leaf_hash_mismatch"
 CHAIN_HASH_MISMATCH = "chain_hash_mismatch"
 
-_ROWS = (
-    "SELECT seq, event_id, occurred_at, record, leaf_hash, chain_hash FROM events WHERE log_id = $1 ORDER BY seq"
-)
+_ROWS = "SELECT seq, event_id, occurred_at, record, leaf_hash, chain_hash FROM events WHERE log_id = $1 ORDER BY seq"
 
 
 @dataclass(frozen=True)

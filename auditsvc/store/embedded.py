@@ -31,7 +31,7 @@ def embedded_owner_url(data_dir: Path) -> str:
             warnings.simplefilter("ignore")
             import pgserver
 
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
         if "1 row" not in exists:
             server.psql(f"CREATE DATABASE {DATABASE};")

@@ -49,7 +49,6 @@ def create_engine(url: str, settings: Settings, **kwargs: Any) -> AsyncEngine:
         },
         **kwargs,
     )
-    return engine
 
 
 def redact(url: str) -> str:

@@ -60,4 +60,4 @@ async def revoke_token(conn: AsyncConnection, token_id: str) -> bool:
         text("UPDATE api_tokens SET revoked_at = now() WHERE token_id = :id AND revoked_at IS NULL"),
         {"id": token_id},
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)

@@ -1,9 +1,9 @@
 """Errors raised by the SDK.
 
-    AuditError
-    ├── ServiceError            the service answered with an error status
-    │   └── EventRejected       4xx: the batch was invalid or not allowed
-    └── TransportError          the service could not be reached
+AuditError
+├── ServiceError            the service answered with an error status
+│   └── EventRejected       4xx: the batch was invalid or not allowed
+└── TransportError          the service could not be reached
 """
 
 from __future__ import annotations

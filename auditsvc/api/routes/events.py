@@ -8,8 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 
 from ...domain.events import ingest_batch, read_event
-from ..deps import AuditDep, EmitterDep, EventReaderDep, read_body
 from ...domain.ingest import EventBatch
+from ..deps import AuditDep, EmitterDep, EventReaderDep, read_body
 from ..schemas import AppendResponse, EventWithHashes, request_body_schema
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
