@@ -34,10 +34,12 @@ def tamper(settings: Settings, *statements: str) -> None:
         conn = await asyncpg.connect(asyncpg_dsn(str(settings.database_url)))
         try:
             async with conn.transaction():
-                await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+                for table in ("events", "event_identifiers"):
+                    await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
                 for statement in statements:
                     await conn.execute(statement)
-                await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+                for table in ("events", "event_identifiers"):
+                    await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         finally:
             await conn.close()
 
@@ -153,6 +155,17 @@ def test_swapped_record_contents_are_found_at_the_first(filled: Settings) -> Non
         "UPDATE events e SET record = o.record FROM events o WHERE (e.seq, o.seq) IN ((2, 5), (5, 2))",
     )
     assert_tampered(filled, 2, "record_mismatch")
+
+
+def test_deleted_patient_index_row_is_found(filled: Settings) -> None:
+    # Hiding an access from reports without touching the chain.
+    tamper(filled, "DELETE FROM event_identifiers WHERE seq = 3")
+    assert_tampered(filled, 3, "identifier_index_mismatch")
+
+
+def test_patient_index_row_pointing_at_another_event_is_found(filled: Settings) -> None:
+    tamper(filled, "UPDATE event_identifiers SET seq = 6 WHERE seq = 5")
+    assert_tampered(filled, 5, "identifier_index_mismatch")
 
 
 def test_verify_that_cannot_reach_the_database_exits_2(filled: Settings) -> None:

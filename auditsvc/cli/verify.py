@@ -11,6 +11,7 @@ from auditsvc_sdk import genesis_hash
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..domain.verify import VerifyReport, log_id_for, verify_chain
+from ..keys import load_keys
 from ..store.engine import asyncpg_dsn
 from ._common import EXIT_ERROR, EXIT_OK, EXIT_TAMPERED, console, database, err_console, fail, run, settings
 
@@ -34,7 +35,9 @@ def verify(
                 if progress is not None and task is not None:
                     progress.update(task, completed=done, total=total)
 
-            return await verify_chain(conn, log_id, s.log_name, genesis_hash(s.log_name), _advance)
+            return await verify_chain(
+                conn, log_id, s.log_name, genesis_hash(s.log_name), _advance, keys=load_keys(s)
+            )
         finally:
             await conn.close()
 
