@@ -102,7 +102,7 @@ def database_server(url: str | None) -> Iterator[DatabaseServer]:
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+        server = pgserver.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
         yield DatabaseServer(f"postgresql://postgres@/postgres?host={pgdata}", "embedded")
     finally:
@@ -311,7 +311,7 @@ def synthetic_patients(count: int, seed: int = 20261124) -> list[tuple[dict[str,
     """``count`` synthetic patients, each with four identifiers; the same list in
     every process for the same arguments, so client processes share patients."""
     rng = random.Random(seed)
-    patients = []
+    patients: list[tuple[dict[str, str], ...]] = []
     for n in range(count):
         patients.append(
             (

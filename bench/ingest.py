@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -32,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -296,10 +298,9 @@ def run_api(
             py_spy_dir.mkdir(parents=True, exist_ok=True)
             spy = _start_py_spy(service.process.pid, py_spy_dir / "ingest-server.txt")
             time.sleep(1.0)  # let py-spy attach before the load starts
-        try:
+        # A broken barrier means a client failed: its error is in the queue.
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=900)
-        except Exception:
-            pass  # a client failed; its error is in the queue
         outcomes = [results.get(timeout=3600) for _ in procs]
         server_after, pg_after = cpu_snapshot(service.process.pid), cpu_snapshot(pg_pid)
     finally:
@@ -424,7 +425,9 @@ async def run_raw(url: str, skip: int, connections: int, pg_pid: int | None) -> 
         expected = sum(len(b.events) for b in batches)
         if stored != expected:
             raise RuntimeError(f"raw copy stored {stored} events, expected {expected}")
-        return RawRun(expected, sum(b.rows for b in batches), seconds, round(bench_cpu, 2), cpu_delta(pg_before, pg_after))
+        return RawRun(
+            expected, sum(b.rows for b in batches), seconds, round(bench_cpu, 2), cpu_delta(pg_before, pg_after)
+        )
     finally:
         await admin.close()
 
@@ -457,6 +460,7 @@ async def _api_stored(url: str) -> dict[str, Any]:
             "SELECT count(*) AS n, coalesce(max(seq) + 1, 0) AS size, "
             "count(DISTINCT (record::jsonb ->> 'received_at')) AS groups FROM events"
         )
+        assert row is not None  # an aggregate always answers one row
         out = {"events": row["n"], "tree_size": row["size"], "append_transactions": row["groups"]}
         for table in ("event_identifiers", "patient_identifiers", "identifier_links"):
             out[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")
@@ -514,8 +518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "patients": args.patients, "seed": args.seed},
         "api": {
             "events": api.events, "seconds": round(api.seconds, 3), "events_per_s": round(api_rate, 1),
-            "requests": len(lat), "latency_ms": {q: round(percentile(lat, p) * 1000, 2)
-                                                 for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))},
+            "requests": len(lat),
+            "latency_ms": {q: round(percentile(lat, p) * 1000, 2)
+                           for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))},
             "stored": stored,
             "cpu_s": {"server": api.server_cpu, "postgres": api.postgres_cpu, "clients": api.client_cpu_s},
         },

@@ -92,7 +92,9 @@ def test_missing_malformed_and_unknown_tokens_are_401(service: Service) -> None:
                 assert_401(response, says)
                 assert secret not in response.text
         # Control: the real token, with a lower-case scheme, is accepted.
-        accepted = client.post("/v1/events", json={"events": [event([PATIENT])]}, headers={"Authorization": f"bearer {real}"})
+        accepted = client.post(
+            "/v1/events", json={"events": [event([PATIENT])]}, headers={"Authorization": f"bearer {real}"}
+        )
     assert accepted.status_code == 200, accepted.text
     assert query(service.settings.database_url, "SELECT count(*) AS n FROM events")[0]["n"] == 1
 
@@ -141,14 +143,16 @@ def test_each_role_reaches_only_its_endpoints(service: Service) -> None:
         assert client.get(f"/v1/events/{event_id}").status_code == 200
         report = client.post("/v1/reports/patient-access", json=REPORT)
     assert report.status_code == 200, report.text
-    # The report lists the emitted event (and the audited reads of this patient, which precede it).
+    # The report lists the emitted event (and the two audited event reads of this patient).
     assert [e["event_id"] for e in report.json()["events"] if e["event_type"] == "hl7v2-message"] == [event_id]
 
     stored = stored_event_ids(service)
     assert event_id in stored
     assert not stored & set(refused)
     # Only the emitter's event and the three permitted reads (each audited) are in the log.
-    types = [r["t"] for r in query(service.settings.database_url, "SELECT record::json->>'event_type' AS t FROM events")]
+    types = [
+        r["t"] for r in query(service.settings.database_url, "SELECT record::json->>'event_type' AS t FROM events")
+    ]
     assert sorted(types) == ["audit-log-query"] * 3 + ["hl7v2-message"]
 
 
@@ -189,7 +193,9 @@ def test_cli_emitter_token_needs_a_system(service: Service) -> None:
 def test_cli_token_lifecycle_create_use_revoke_list_stored_hashed(service: Service) -> None:
     settings = service.settings
     auditor = service.token(Role.AUDITOR)
-    created = run_cli(settings, "tokens", "create", "--role", "emitter", "--system", "epic-adt", "--name", "ADT feed", "--json")
+    created = run_cli(
+        settings, "tokens", "create", "--role", "emitter", "--system", "epic-adt", "--name", "ADT feed", "--json"
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     token = json.loads(created.stdout)["token"]
     token_id, secret = parts(token)

@@ -175,6 +175,7 @@ async def verify_chain(
                 progress(expected, total)
         if damage is None and keys is not None:
             stored = await conn.fetchrow(_INDEX_FINGERPRINT, log_id, expected)
+            assert stored is not None  # an aggregate always returns a row
             if (stored["n"], int(stored["fp"])) != (index_count, index_fp):
                 seq = await _first_index_mismatch(conn, log_id, expected, keys)
                 damage = Damage(
