@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
 from ..domain.ingest import EventBatch
+from ..domain.reports import PatientAccessQuery
 from ..runtime import open_audit_log
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas(EventBatch))
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas(EventBatch, PatientAccessQuery))
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}]
             app.openapi_schema = schema

@@ -14,12 +14,13 @@ from typing import Annotated, Any
 
 from auditsvc_sdk import Identifier
 from auditsvc_sdk._event import format_timestamp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ..runtime import AuditLog
 from ..store import reports as queries
 from ..store.session import driver_connection
-from .errors import InvalidInput
+from .errors import InvalidInput, MalformedBody
+from .ingest import decode_json_body, validation_errors
 from .read_audit import record_read
 
 MIN_TIME = datetime(1, 1, 2, tzinfo=UTC)
@@ -75,16 +76,29 @@ def encode_cursor(occurred_at: datetime, seq: int, as_of: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_BAD_CURSOR = InvalidInput(
+    "cursor is not one this service issued", [{"loc": ["cursor"], "msg": "invalid cursor", "type": "value_error"}]
+)
+_MAX_SEQ = 2**62
+
+
 def decode_cursor(cursor: str) -> tuple[tuple[datetime, int], int]:
+    """Parse a cursor; it is client input, so every part is range-checked."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
-        return (datetime.fromisoformat(data["t"]), int(data["s"])), int(data["m"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidInput(
-            "cursor is not one this service issued",
-            [{"loc": ["cursor"], "msg": "invalid cursor", "type": "value_error"}],
-        ) from None
+        occurred_at = datetime.fromisoformat(data["t"])
+        seq, as_of = data["s"], data["m"]
+        if occurred_at.tzinfo is None or type(seq) is not int or type(as_of) is not int:
+            raise _BAD_CURSOR
+        if not (0 <= seq < _MAX_SEQ and 0 <= as_of < _MAX_SEQ):
+            raise _BAD_CURSOR
+        occurred_at = occurred_at.astimezone(UTC)
+        if not MIN_TIME <= occurred_at <= MAX_TIME:
+            raise _BAD_CURSOR
+        return (occurred_at, seq), as_of
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        raise _BAD_CURSOR from None
 
 
 def _system_json(s: queries.SystemAccess) -> dict[str, Any]:
@@ -99,6 +113,18 @@ def _system_json(s: queries.SystemAccess) -> dict[str, Any]:
         "data_elements": s.data_elements,
         "actors": s.actors,
     }
+
+
+def parse_query(body: bytes) -> PatientAccessQuery:
+    """The report request from raw body bytes, errors named by field."""
+    decode_json_body(body)
+    try:
+        return PatientAccessQuery.model_validate_json(body)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise MalformedBody("request body is not valid JSON") from None
+        raise InvalidInput(f"{len(errors)} invalid field(s) in the report request", errors) from None
 
 
 async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, reader: Any) -> dict[str, Any]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from ...domain.reports import PatientAccessQuery, patient_access_report
-from ..deps import AuditDep, PrivacyOfficerDep
-from ..schemas import PatientAccessReport
+from ...domain.reports import PatientAccessQuery, parse_query, patient_access_report
+from ..deps import AuditDep, PrivacyOfficerDep, read_body
+from ..schemas import PatientAccessReport, request_body_schema
+
+MAX_REPORT_BODY_BYTES = 64 * 1024
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -17,7 +19,10 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 @router.post(
     "/patient-access",
     response_model=PatientAccessReport,
+    openapi_extra=request_body_schema(PatientAccessQuery),
     summary="Every system that accessed this patient's record (by any linked identifier)",
 )
-async def patient_access(query: PatientAccessQuery, audit: AuditDep, caller: PrivacyOfficerDep) -> dict[str, Any]:
+async def patient_access(request: Request, audit: AuditDep, caller: PrivacyOfficerDep) -> dict[str, Any]:
+    # The body is read only after the caller is authenticated, and bounded.
+    query = parse_query(await read_body(request, MAX_REPORT_BODY_BYTES))
     return await patient_access_report(audit, query, caller)
