@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 
 from auditsvc.domain.tokens import Role
 

@@ -43,7 +43,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas(EventBatch, PatientAccessQuery))
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                component_schemas(EventBatch, PatientAccessQuery)
+            )
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}]
             app.openapi_schema = schema

@@ -35,9 +35,7 @@ def verify(
                 if progress is not None and task is not None:
                     progress.update(task, completed=done, total=total)
 
-            return await verify_chain(
-                conn, log_id, s.log_name, genesis_hash(s.log_name), _advance, keys=load_keys(s)
-            )
+            return await verify_chain(conn, log_id, s.log_name, genesis_hash(s.log_name), _advance, keys=load_keys(s))
         finally:
             await conn.close()
 

@@ -129,8 +129,9 @@ async def _first_index_mismatch(conn: asyncpg.Connection, log_id: int, upto: int
     """Walk records and index groups side by side; the first seq whose sets differ."""
     groups = conn.cursor(_INDEX_BY_SEQ, log_id, upto, prefetch=5000).__aiter__()
     group = await anext(groups, None)
-    async for row in conn.cursor("SELECT seq, record FROM events WHERE log_id = $1 AND seq < $2 ORDER BY seq",
-                                 log_id, upto, prefetch=5000):
+    async for row in conn.cursor(
+        "SELECT seq, record FROM events WHERE log_id = $1 AND seq < $2 ORDER BY seq", log_id, upto, prefetch=5000
+    ):
         seq = row["seq"]
         if group is not None and group["seq"] < seq:
             return int(group["seq"])  # index rows for a seq that has no event
