@@ -9,9 +9,7 @@ into ``data_dir/secret.key`` (mode 0600).
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +34,13 @@ class ServerKeys:
     token_key: bytes
 
     def identifier_hmac(self, system: str, value: str) -> bytes:
-        """The keyed hash that indexes one patient identifier; the JSON pair
-        keeps ``("a|b", "c")`` and ``("a", "b|c")`` apart."""
-        message = json.dumps([system, value], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        return hmac.new(self.identifier_key, message, hashlib.sha256).digest()
+        """The keyed hash that indexes one patient identifier:
+        HMAC-SHA256(key, UTF-8 system || 0x00 || UTF-8 value). Events cannot
+        carry NUL, so the separator keeps ``("a", "bc")`` and ``("ab", "c")`` apart."""
+        return hmac.digest(self.identifier_key, system.encode() + b"\x00" + value.encode(), "sha256")
 
     def token_hmac(self, secret: str) -> bytes:
-        return hmac.new(self.token_key, secret.encode("utf-8"), hashlib.sha256).digest()
+        return hmac.digest(self.token_key, secret.encode("utf-8"), "sha256")
 
 
 def load_master_key(settings: Settings) -> bytes:

@@ -613,3 +613,20 @@ def test_validation_error_messages_never_contain_the_offending_value(overrides: 
     for error in errors:
         assert SECRET not in error["msg"]
         assert SECRET not in repr(error.get("ctx", {}))
+
+
+def test_fast_record_encoding_equals_rfc8785_on_a_day_of_varied_events() -> None:
+    from auditsvc_sdk import canonical_record, make_record
+    from auditsvc_sdk._event import events_to_json
+
+    from auditsvc.demo import generate_day
+
+    events = [PhiAccess.model_validate(e) for e in generate_day(seed=3, scale=0.3)]
+    events.append(
+        PhiAccess.model_validate(
+            _event(attributes={"note": 'Zoë \u2028 "q" \\ \x1f 😀', "n": -(2**53 - 1), "flag": True})
+        )
+    )
+    for seq, data in enumerate(events_to_json(events)):
+        record = make_record(data, seq=seq, received_at="2026-11-24T00:00:00.000000Z", emitter="tok")
+        assert canonical_record(record) == rfc8785.dumps(record)

@@ -56,7 +56,7 @@ def _append_worker(settings_json: str, worker: int, start: Any) -> None:
             await asyncio.gather(
                 *(
                     audit.appender.append_batch(
-                        f"worker-{worker}", [prepare(PhiAccess.model_validate(e), audit.keys) for e in batch]
+                        f"worker-{worker}", prepare([PhiAccess.model_validate(e) for e in batch], audit.keys)
                     )
                     for batch in batches
                 )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..store.append import EventResult, Head, PendingBatch, PreparedEvent, append_group
+from ..store.append import EventResult, Head, PendingBatch, PreparedEvent, SeenCache, append_group
 from ..store.session import driver_connection
 from .errors import AppendFailed, Unavailable
 
@@ -46,6 +46,7 @@ class Appender:
         self._max_group_events = max_group_events
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._seen = SeenCache()
 
     def start(self) -> None:
         if self._task is None:
@@ -83,7 +84,9 @@ class Appender:
     async def _commit(self, group: list[_Request]) -> None:
         try:
             async with driver_connection(self._engine) as conn:
-                results, head = await append_group(conn, self._log_id, self._genesis, [r.batch for r in group])
+                results, head = await append_group(
+                    conn, self._log_id, self._genesis, [r.batch for r in group], self._seen
+                )
         except DATABASE_DOWN as exc:
             log.warning("append failed, database unavailable: %s", type(exc).__name__)
             error: Exception = Unavailable("the database is unavailable; nothing was stored, retry later")

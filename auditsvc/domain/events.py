@@ -20,7 +20,7 @@ async def ingest_batch(audit: AuditLog, body: bytes, emitter: Caller) -> dict[st
     """Validate, bind to the emitter's systems, append; the answer means committed."""
     events = parse_batch(body, audit.settings.max_batch_events)
     check_source_systems(events, emitter.systems)
-    prepared = [prepare(e, audit.keys) for e in events]
+    prepared = prepare(events, audit.keys)
     results, head = await audit.appender.append_batch(emitter.token_id, prepared)
     return {
         "results": [{"event_id": str(r.event_id), "status": r.status, "seq": r.seq} for r in results],

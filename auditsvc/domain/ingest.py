@@ -5,10 +5,11 @@ A batch is accepted whole or rejected whole; nothing here touches storage.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from auditsvc_sdk import PhiAccess
+from auditsvc_sdk._event import NO_NUL_PATTERN, events_to_json
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..keys import ServerKeys
@@ -23,7 +24,13 @@ class EventBatch(BaseModel):
 
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """pydantic's errors without the offending input: it may be PHI."""
-    return [{"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in exc.errors()]
+    errors = []
+    for err in exc.errors():
+        msg, kind = err["msg"], err["type"]
+        if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NO_NUL_PATTERN:
+            msg, kind = "must not contain NUL (\\u0000) characters: PostgreSQL text cannot store them", "value_error"
+        errors.append({"loc": list(err["loc"]), "msg": msg, "type": kind})
+    return errors
 
 
 def decode_json_body(body: bytes) -> None:
@@ -61,12 +68,16 @@ def check_source_systems(events: Iterable[PhiAccess], allowed: Iterable[str]) ->
             )
 
 
-def prepare(event: PhiAccess, keys: ServerKeys) -> PreparedEvent:
-    return PreparedEvent(
-        event_id=event.event_id,
-        event_json=event.to_json(),
-        occurred_at=event.occurred_at,
-        identifiers=tuple(
-            (keys.identifier_hmac(i.system, i.value), i.system, i.value) for i in event.patient.identifiers
-        ),
-    )
+def prepare(events: Sequence[PhiAccess], keys: ServerKeys) -> list[PreparedEvent]:
+    """Everything about the events that can be computed outside the append lock."""
+    return [
+        PreparedEvent(
+            event_id=event.event_id,
+            event_json=data,
+            occurred_at=event.occurred_at,
+            identifiers=tuple(
+                (keys.identifier_hmac(i.system, i.value), i.system, i.value) for i in event.patient.identifiers
+            ),
+        )
+        for event, data in zip(events, events_to_json(events), strict=True)
+    ]

@@ -41,4 +41,4 @@ async def record_read(
         outcome=0,
         attributes={"query": detail},
     )
-    await audit.appender.append_batch(reader.token_id, [prepare(event, audit.keys)])
+    await audit.appender.append_batch(reader.token_id, prepare([event], audit.keys))

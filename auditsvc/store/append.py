@@ -10,14 +10,14 @@ once per group, not per event (group commit). The primary key on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from auditsvc_sdk import canonical_json, chain_hash, leaf_hash, make_record
+from auditsvc_sdk import canonical_record, chain_hash, leaf_hash, make_record
 from auditsvc_sdk._event import format_timestamp
 
 # pg_advisory_xact_lock(key1, key2): key1 names auditsvc's append lock, key2 the log.
@@ -47,6 +47,29 @@ class EventResult:
     seq: int
 
 
+class SeenCache:
+    """Identifier and link keys this process has seen committed.
+
+    ``patient_identifiers`` and ``identifier_links`` only ever grow, so a key
+    known to be stored never needs inserting again; skipping it spares the
+    database an ON CONFLICT probe per identifier of every event, which under
+    load is most of them (the same patients recur all day). Bounded: when
+    full it is simply emptied, which costs only redundant, harmless inserts.
+    """
+
+    def __init__(self, max_entries: int = 500_000) -> None:
+        self._max = max_entries
+        self._seen: set[object] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+    def add_all(self, keys: Iterable[object]) -> None:
+        self._seen.update(keys)
+        if len(self._seen) > self._max:
+            self._seen.clear()
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     tree_size: int
@@ -64,7 +87,11 @@ async def read_head(conn: asyncpg.Connection, log_id: int, genesis: bytes) -> He
 
 
 async def append_group(
-    conn: asyncpg.Connection, log_id: int, genesis: bytes, batches: Sequence[PendingBatch]
+    conn: asyncpg.Connection,
+    log_id: int,
+    genesis: bytes,
+    batches: Sequence[PendingBatch],
+    seen: SeenCache | None = None,
 ) -> tuple[list[list[EventResult]], Head]:
     """Append ``batches`` in one transaction; returns per-batch results and the new head.
 
@@ -101,7 +128,7 @@ async def append_group(
                     batch_results.append(EventResult(event.event_id, "duplicate", existing))
                     continue
                 record = make_record(event.event_json, seq=seq, received_at=received_at, emitter=batch.emitter)
-                leaf_bytes = canonical_json(record)
+                leaf_bytes = canonical_record(record)
                 leaf = leaf_hash(leaf_bytes)
                 previous = chain_hash(previous, leaf)
                 event_rows.append(
@@ -110,8 +137,9 @@ async def append_group(
                 first = event.identifiers[0][0]
                 for hmac_, system, value in event.identifiers:
                     ident_rows.append((log_id, hmac_, seq))
-                    known.setdefault(hmac_, (system, value))
-                    if hmac_ != first:
+                    if seen is None or hmac_ not in seen:
+                        known.setdefault(hmac_, (system, value))
+                    if hmac_ != first and (seen is None or (first, hmac_) not in seen):
                         links[(first, hmac_)] = None
                         links[(hmac_, first)] = None
                 stored[event.event_id] = seq
@@ -127,6 +155,7 @@ async def append_group(
             await conn.copy_records_to_table(
                 "event_identifiers", records=ident_rows, columns=("log_id", "id_hmac", "seq")
             )
+        if known:
             await conn.execute(
                 "INSERT INTO patient_identifiers (log_id, id_hmac, system, value) "
                 "SELECT $1, * FROM unnest($2::bytea[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
@@ -135,14 +164,17 @@ async def append_group(
                 [v[0] for v in known.values()],
                 [v[1] for v in known.values()],
             )
-            if links:
-                await conn.execute(
-                    "INSERT INTO identifier_links (log_id, a, b) "
-                    "SELECT $1, * FROM unnest($2::bytea[], $3::bytea[]) ON CONFLICT DO NOTHING",
-                    log_id,
-                    [a for a, _ in links],
-                    [b for _, b in links],
-                )
+        if links:
+            await conn.execute(
+                "INSERT INTO identifier_links (log_id, a, b) "
+                "SELECT $1, * FROM unnest($2::bytea[], $3::bytea[]) ON CONFLICT DO NOTHING",
+                log_id,
+                [a for a, _ in links],
+                [b for _, b in links],
+            )
+    if seen is not None:  # only now: the rows are committed
+        seen.add_all(known)
+        seen.add_all(links)
     return results, Head(seq, previous)
 
 

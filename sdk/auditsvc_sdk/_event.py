@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any
@@ -30,6 +31,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     field_validator,
 )
 
@@ -42,6 +44,7 @@ __all__ = [
     "Patient",
     "PhiAccess",
     "SystemRef",
+    "events_to_json",
     "format_timestamp",
     "new_event_id",
 ]
@@ -64,15 +67,18 @@ def _clean_text(value: str) -> str:
     return value
 
 
-def _stripped(value: str) -> str:
-    value = _clean_text(value).strip()
-    if not value:
-        raise ValueError("must not be empty or only white space")
-    return value
+# NUL and unpaired surrogates: PostgreSQL text cannot hold NUL, and a lone
+# surrogate cannot be encoded as UTF-8. The JSON parser already refuses lone
+# surrogates; this pattern (checked in pydantic-core, not Python, because it
+# runs on every string of every event) refuses NUL.
+NO_NUL_PATTERN = r"^[^\x00]*$"
 
 
 def _text(max_length: int) -> Any:
-    return Annotated[str, StringConstraints(min_length=1, max_length=max_length), AfterValidator(_stripped)]
+    """Required text, stripped of surrounding white space, then 1..max_length long."""
+    return Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length, pattern=NO_NUL_PATTERN)
+    ]
 
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
@@ -215,38 +221,23 @@ class PhiAccess(_Model):
     def to_json(self) -> dict[str, Any]:
         """The event's JSON object with the chain's normal forms: UTC
         microsecond timestamp, lowercase UUID, absent optionals omitted."""
-        out: dict[str, Any] = {
-            "event_id": str(self.event_id),
-            "occurred_at": format_timestamp(self.occurred_at),
-            "action": self.action.value,
-            "event_type": self.event_type,
-            "patient": {"identifiers": [{"system": i.system, "value": i.value} for i in self.patient.identifiers]},
-            "data_elements": list(self.data_elements),
-            "source": _ref_json(self.source),
-            "destination": _ref_json(self.destination),
-            "actor": _actor_json(self.actor),
-            "outcome": int(self.outcome),
-        }
-        for key in ("purpose_of_use", "message_id", "trace_id", "span_id"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        if self.attributes:
-            out["attributes"] = dict(self.attributes)
-        return out
+        return events_to_json([self])[0]
 
 
-def _ref_json(ref: SystemRef) -> dict[str, Any]:
-    out: dict[str, Any] = {"system_id": ref.system_id}
-    if ref.name is not None:
-        out["name"] = ref.name
-    return out
+_EVENT_LIST: TypeAdapter[list[PhiAccess]] = TypeAdapter(list[PhiAccess])
 
 
-def _actor_json(actor: Actor) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": actor.id, "type": actor.type.value}
-    if actor.role is not None:
-        out["role"] = actor.role
-    if actor.name is not None:
-        out["name"] = actor.name
-    return out
+def events_to_json(events: Sequence[PhiAccess]) -> list[dict[str, Any]]:
+    """``to_json()`` of many events at once.
+
+    One pydantic-core dump of the whole list (UUIDs as lowercase text, enums
+    as their codes, ``None`` optionals left out) costs a fraction of a dump
+    per event; then the two normal forms pydantic does not produce: the
+    timestamp always with six fractional digits, and no empty ``attributes``.
+    """
+    out = _EVENT_LIST.dump_python(list(events), mode="json", exclude_none=True)
+    for event, data in zip(events, out, strict=True):
+        data["occurred_at"] = format_timestamp(event.occurred_at)
+        if not data["attributes"]:
+            del data["attributes"]
+    return out  # type: ignore[no-any-return]
