@@ -43,6 +43,7 @@ def _shared_events() -> list[dict[str, Any]]:
 def _append_worker(settings_json: str, worker: int, start: Any) -> None:
     """One OS process with its own appender, racing the others at the database."""
     from auditsvc_sdk import PhiAccess
+    from auditsvc_sdk._wire import wire_event
 
     from auditsvc.domain.ingest import prepare
     from auditsvc.runtime import open_audit_log
@@ -56,7 +57,8 @@ def _append_worker(settings_json: str, worker: int, start: Any) -> None:
             await asyncio.gather(
                 *(
                     audit.appender.append_batch(
-                        f"worker-{worker}", prepare([PhiAccess.model_validate(e) for e in batch], audit.keys)
+                        f"worker-{worker}",
+                        prepare([wire_event(PhiAccess.model_validate(e)) for e in batch], audit.keys),
                     )
                     for batch in batches
                 )

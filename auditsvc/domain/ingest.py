@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from auditsvc_sdk import PhiAccess
-from auditsvc_sdk._event import NO_NUL_PATTERN, events_to_json
+from auditsvc_sdk._event import NO_NUL_PATTERN
+from auditsvc_sdk._wire import WireEvent, parse_event_batch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..keys import ServerKeys
@@ -18,6 +19,9 @@ from .errors import Forbidden, InvalidInput, MalformedBody
 
 
 class EventBatch(BaseModel):
+    """The documented body of ``POST /v1/events`` (OpenAPI). Requests are
+    validated by ``parse_event_batch``, the same schema without model objects."""
+
     model_config = ConfigDict(extra="forbid")
     events: list[PhiAccess] = Field(min_length=1)
 
@@ -41,43 +45,44 @@ def decode_json_body(body: bytes) -> None:
         raise MalformedBody(f"request body is not valid UTF-8 (byte offset {exc.start})") from None
 
 
-def parse_batch(body: bytes, max_events: int) -> list[PhiAccess]:
+def parse_batch(body: bytes, max_events: int) -> list[WireEvent]:
     decode_json_body(body)
     try:
-        batch = EventBatch.model_validate_json(body)
+        events = parse_event_batch(body)
     except ValidationError as exc:
         errors = validation_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
             raise MalformedBody("request body is not valid JSON") from None
         raise InvalidInput(f"{len(errors)} invalid field(s) in the batch; nothing was stored", errors) from None
-    if len(batch.events) > max_events:
+    if len(events) > max_events:
         raise InvalidInput(
-            f"a batch holds at most {max_events} events, this one has {len(batch.events)}; nothing was stored",
+            f"a batch holds at most {max_events} events, this one has {len(events)}; nothing was stored",
             [{"loc": ["events"], "msg": f"at most {max_events} events per batch", "type": "too_long"}],
         )
-    return batch.events
+    return events
 
 
-def check_source_systems(events: Iterable[PhiAccess], allowed: Iterable[str]) -> None:
+def check_source_systems(events: Iterable[WireEvent], allowed: Iterable[str]) -> None:
     """An emitter may only claim the source systems its token is bound to."""
     allowed_set = set(allowed)
     for index, event in enumerate(events):
-        if event.source.system_id not in allowed_set:
+        if event.json["source"]["system_id"] not in allowed_set:
             raise Forbidden(
                 f"events[{index}].source.system_id is not a system this token may emit for; nothing was stored"
             )
 
 
-def prepare(events: Sequence[PhiAccess], keys: ServerKeys) -> list[PreparedEvent]:
+def prepare(events: Sequence[WireEvent], keys: ServerKeys) -> list[PreparedEvent]:
     """Everything about the events that can be computed outside the append lock."""
     return [
         PreparedEvent(
             event_id=event.event_id,
-            event_json=data,
+            event_json=event.json,
             occurred_at=event.occurred_at,
             identifiers=tuple(
-                (keys.identifier_hmac(i.system, i.value), i.system, i.value) for i in event.patient.identifiers
+                (keys.identifier_hmac(i["system"], i["value"]), i["system"], i["value"])
+                for i in event.json["patient"]["identifiers"]
             ),
         )
-        for event, data in zip(events, events_to_json(events), strict=True)
+        for event in events
     ]

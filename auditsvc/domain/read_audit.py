@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from auditsvc_sdk import Identifier, PhiAccess
+from auditsvc_sdk._wire import wire_event
 
 from ..runtime import AuditLog
 from .ingest import prepare
@@ -41,4 +42,4 @@ async def record_read(
         outcome=0,
         attributes={"query": detail},
     )
-    await audit.appender.append_batch(reader.token_id, prepare([event], audit.keys))
+    await audit.appender.append_batch(reader.token_id, prepare([wire_event(event)], audit.keys))

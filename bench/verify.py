@@ -1,0 +1,339 @@
+"""Full-chain verification speed, as a ratio to a raw sequential read.
+
+1. Fill a fresh database with N realistic events through the service's own
+   append transaction (``auditsvc.store.append.append_group``, groups of
+   5,000), not over HTTP: the rows are exactly what the service stores.
+2. On one asyncpg connection, alternately, ``--repeat`` times:
+   * raw: the SELECT ``verify_chain`` runs, ``ORDER BY seq``, through a
+     server-side cursor with the same prefetch in the same kind of
+     transaction, doing nothing per row;
+   * verify: ``auditsvc.domain.verify.verify_chain`` over the same rows.
+   An untimed read first puts the table in cache for both.
+3. The ``auditsvc verify --json`` CLI's wall time on the same data (process
+   start, imports, connection and verification).
+
+The ratio verify/raw (medians) says what fraction of PostgreSQL's sequential
+read speed full verification keeps (a later target is >= 0.6). A per-row
+breakdown of verification's Python work, on rows held in memory, shows where
+the rest goes.
+
+    python -m bench.verify [--events N] [--repeat R] [--quick] [--database-url DSN] [--no-cli]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from auditsvc_sdk._wire import wire_event
+from auditsvc_sdk import FORMAT_VERSION, PhiAccess, chain_hash, genesis_hash, leaf_hash
+from auditsvc_sdk._event import format_timestamp
+
+from auditsvc.domain.ingest import prepare
+from auditsvc.domain.verify import _ROWS as VERIFY_ROWS_SQL  # the very query verify_chain reads with
+from auditsvc.domain.verify import verify_chain
+from auditsvc.keys import ServerKeys, load_keys
+from auditsvc.store.append import PendingBatch, append_group, ensure_log
+from auditsvc.store.engine import asyncpg_dsn
+
+from ._common import (
+    BENCH_LOG_NAME,
+    BENCH_SECRET_KEY,
+    REPO,
+    EventFactory,
+    add_common_arguments,
+    bench_settings,
+    code_facts,
+    database_server,
+    describe_url,
+    event_count,
+    fresh_database,
+    machine_facts,
+    print_table,
+    rate,
+    server_facts,
+    write_results,
+)
+
+GROUP_EVENTS = 5000  # events per append transaction while filling (the service's group-commit bound)
+BATCH_EVENTS = 500  # events per PendingBatch inside a group, as clients send them
+PREFETCH = 5000  # verify_chain's cursor prefetch; the raw read must use the same
+BREAKDOWN_ROWS = 50_000  # rows held in memory for the per-step breakdown
+EMITTER = "tok_bench_emitter"
+_TOTAL_SQL = "SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1"
+
+
+async def fill(url: str, events: int, seed: int, data_dir: Path) -> dict[str, Any]:
+    """Append ``events`` events with the service's append transaction.
+
+    Validation and preparation (pydantic, identifier HMACs) happen outside
+    the timed part; ``append_seconds`` is the append transactions alone."""
+    keys = load_keys(bench_settings(url, data_dir))
+    genesis = genesis_hash(BENCH_LOG_NAME)
+    factory = EventFactory(seed)
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    started = time.perf_counter()
+    append_seconds = 0.0
+    try:
+        log_id = await ensure_log(conn, BENCH_LOG_NAME, FORMAT_VERSION)
+        for start in range(0, events, GROUP_EVENTS):
+            models = [PhiAccess.model_validate(e) for e in factory.events(min(GROUP_EVENTS, events - start))]
+            prepared = prepare([wire_event(m) for m in models], keys)
+            batches = [
+                PendingBatch(EMITTER, prepared[i : i + BATCH_EVENTS]) for i in range(0, len(prepared), BATCH_EVENTS)
+            ]
+            t0 = time.perf_counter()
+            _, head = await append_group(conn, log_id, genesis, batches)
+            append_seconds += time.perf_counter() - t0
+        await conn.execute("VACUUM ANALYZE events")  # settle hint bits so no read pass pays for them
+        size = await conn.fetchval("SELECT pg_total_relation_size('events')")
+    finally:
+        await conn.close()
+    if head.tree_size != events:
+        raise RuntimeError(f"filled {head.tree_size} events, expected {events}")
+    return {
+        "log_id": log_id,
+        "seconds": round(time.perf_counter() - started, 2),
+        "append_seconds": round(append_seconds, 2),
+        "append_events_per_s": round(rate(events, append_seconds), 1),
+        "events_table_bytes": size,
+    }
+
+
+async def raw_read(conn: asyncpg.Connection, log_id: int) -> tuple[int, float]:
+    """Read the rows as verify_chain does (same transaction kind, count query,
+    SELECT and prefetch), doing nothing per row."""
+    started = time.perf_counter()
+    rows = 0
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.fetchval(_TOTAL_SQL, log_id)
+        async for _row in conn.cursor(VERIFY_ROWS_SQL, log_id, prefetch=PREFETCH):
+            rows += 1
+    return rows, time.perf_counter() - started
+
+
+async def timed_verify(conn: asyncpg.Connection, log_id: int, keys: ServerKeys | None) -> tuple[int, float]:
+    """``verify_chain`` over the log; with ``keys`` it also checks the patient
+    lookup index against each record's identifiers, as ``auditsvc verify`` does."""
+    started = time.perf_counter()
+    report = await verify_chain(conn, log_id, BENCH_LOG_NAME, genesis_hash(BENCH_LOG_NAME), keys=keys)
+    seconds = time.perf_counter() - started
+    if not report.ok:
+        raise RuntimeError(f"verification failed on freshly appended data: {report.damage}")
+    return report.rows_checked, seconds
+
+
+def _per_row_us(items: Sequence[Any], step: Callable[[Any], object]) -> float:
+    started = time.perf_counter()
+    for item in items:
+        step(item)
+    return round((time.perf_counter() - started) / len(items) * 1e6, 2)
+
+
+async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int, keys: ServerKeys) -> dict[str, Any]:
+    """Microseconds per row of each step of verification, on rows already in
+    memory (no database), plus the index fingerprint query's time: where
+    verification spends what it adds on top of reading.
+
+    It times the verifier's own private helpers, so that it measures exactly
+    what runs; if they change shape, the breakdown says so instead of failing
+    the benchmark."""
+    try:
+        from auditsvc.domain import verify as v
+
+        rows = await conn.fetch(VERIFY_ROWS_SQL + " LIMIT $2", log_id, limit)
+        records = [json.loads(r["record"]) for r in rows]
+        genesis = genesis_hash(BENCH_LOG_NAME)
+        leaf = leaf_hash(b"")
+        started = time.perf_counter()
+        previous = genesis
+        for expected, row in enumerate(rows):
+            outcome = v._check_row(row, expected, previous)
+            if outcome[0] is not None:
+                raise RuntimeError(f"damage at {expected}: {outcome[0]}")
+            previous = outcome[1]
+        check_row_us = round((time.perf_counter() - started) / len(rows) * 1e6, 2)
+        steps: dict[str, Any] = {
+            "rows": len(rows),
+            "check_row_total_us": check_row_us,
+            "json_loads_us": _per_row_us(rows, lambda r: json.loads(r["record"])),
+            "format_timestamp_us": _per_row_us(rows, lambda r: format_timestamp(r["occurred_at"])),
+            "str_uuid_us": _per_row_us(rows, lambda r: str(r["event_id"])),
+            "encode_and_leaf_hash_us": _per_row_us(rows, lambda r: leaf_hash(r["record"].encode("utf-8"))),
+            "chain_hash_us": _per_row_us(rows, lambda r: chain_hash(r["chain_hash"], leaf)),
+        }
+        if hasattr(v, "_identifier_hmacs") and hasattr(v, "_fingerprint"):
+            steps["identifier_hmacs_us"] = _per_row_us(records, lambda rec: v._identifier_hmacs(rec, keys))
+            hmacs = [(v._identifier_hmacs(rec, keys), rec["seq"]) for rec in records]
+            steps["index_fingerprint_py_us"] = _per_row_us(hmacs, lambda hs: [v._fingerprint(h, hs[1]) for h in hs[0]])
+        if hasattr(v, "_INDEX_FINGERPRINT"):
+            total = await conn.fetchval(_TOTAL_SQL, log_id)
+            started = time.perf_counter()
+            await conn.fetchrow(v._INDEX_FINGERPRINT, log_id, total)
+            steps["index_fingerprint_sql_s_all_rows"] = round(time.perf_counter() - started, 3)
+        return steps
+    except Exception as exc:
+        return {"error": f"breakdown unavailable: {type(exc).__name__}: {exc}"}
+
+
+async def measure(url: str, log_id: int, repeat: int, keys: ServerKeys) -> dict[str, Any]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        facts = await server_facts(conn)
+        await raw_read(conn, log_id)  # untimed: warm the cache for both
+        samples: dict[str, list[float]] = {"raw": [], "verify_full": [], "verify_chain_only": []}
+        rows = 0
+        for _ in range(repeat):
+            # Alternate so that drift (other load, checkpoints) hits all alike.
+            rows, seconds = await raw_read(conn, log_id)
+            samples["raw"].append(rate(rows, seconds))
+            for name, with_keys in (("verify_full", keys), ("verify_chain_only", None)):
+                checked, seconds = await timed_verify(conn, log_id, with_keys)
+                if checked != rows:
+                    raise RuntimeError(f"verify checked {checked} rows, the raw read saw {rows}")
+                samples[name].append(rate(checked, seconds))
+        steps = await breakdown(conn, log_id, BREAKDOWN_ROWS, keys)
+    finally:
+        await conn.close()
+    return {"facts": facts, "rows": rows, "samples": samples, "breakdown": steps}
+
+
+def run_cli(url: str, data_dir: Path) -> dict[str, Any]:
+    """``python -m auditsvc verify --json`` on the same database: wall time
+    (interpreter start and imports included) and the time it reports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSVC_")}
+    env.update(
+        AUDITSVC_DATABASE_URL=url,
+        AUDITSVC_SECRET_KEY=BENCH_SECRET_KEY,
+        AUDITSVC_DATA_DIR=str(data_dir),
+        AUDITSVC_LOG_NAME=BENCH_LOG_NAME,
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "auditsvc", "verify", "--json"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    out: dict[str, Any] = {"exit_code": done.returncode, "wall_seconds": round(wall, 3)}
+    if done.returncode == 0:
+        report = json.loads(done.stdout)
+        out.update(reported_seconds=report["seconds"], rows_checked=report["rows_checked"])
+    else:
+        out["stderr"] = done.stderr.strip()[-500:]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.verify", description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="timed rounds of raw read, full and chain-only verify; medians are reported (3)",
+    )
+    parser.add_argument("--no-cli", action="store_true", help="skip timing the `auditsvc verify` CLI")
+    args = parser.parse_args(argv)
+    events = event_count(args)
+    code = code_facts()  # before the run: the code the service starts with
+
+    with (
+        database_server(args.database_url) as server,
+        fresh_database(server) as url,
+        tempfile.TemporaryDirectory(prefix="asvc-bench-") as tmp,
+    ):
+        print(f"verify: filling {events:,} events ({server.label} server)")
+        filled = asyncio.run(fill(url, events, args.seed, Path(tmp)))
+        print(f"verify: filled in {filled['seconds']} s; measuring {args.repeat} rounds of raw read / verify")
+        keys = load_keys(bench_settings(url, Path(tmp)))
+        measured = asyncio.run(measure(url, filled["log_id"], args.repeat, keys))
+        cli = None if args.no_cli else run_cli(url, Path(tmp) / "data")
+
+    samples = measured["samples"]
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    raw_rate = medians["raw"]
+    ratio = medians["verify_full"] / raw_rate if raw_rate else 0.0
+    ratio_chain = medians["verify_chain_only"] / raw_rate if raw_rate else 0.0
+    facts = measured["facts"]
+    steps = measured["breakdown"]
+    result: dict[str, Any] = {
+        "benchmark": "verify",
+        "server": server.label,
+        "database_url": describe_url(server.url),
+        "server_facts": facts,
+        "machine": machine_facts(),
+        "code": code,
+        "config": {"events": events, "repeat": args.repeat, "prefetch": PREFETCH, "seed": args.seed},
+        "fill": filled,
+        "rows_per_s": {
+            name: {"median": round(medians[name], 1), "samples": [round(r, 1) for r in values]}
+            for name, values in samples.items()
+        },
+        "ratio_verify_over_raw": round(ratio, 3),
+        "ratio_chain_only_over_raw": round(ratio_chain, 3),
+        "target_ratio": 0.6,
+        "verify_breakdown_us_per_row": steps,
+        "cli": cli,
+    }
+    # Smoke runs keep their own file, so they never overwrite a full run's figures.
+    path = write_results(f"verify-{server.label}{'-quick' if args.quick else ''}", result)
+
+    def per_s(name: str) -> str:
+        return f"{medians[name]:,.0f}  ({1e6 / medians[name]:.2f} us/row)"
+
+    rows = [
+        ("server", f"{server.label} (PostgreSQL {facts['version'].split()[0]})"),
+        ("events (events table size)", f"{measured['rows']:,} ({filled['events_table_bytes'] / 2**20:,.0f} MiB)"),
+        ("fill: append_group events/s", f"{filled['append_events_per_s']:,.0f} (transactions only)"),
+        ("raw sequential read rows/s", per_s("raw")),
+        ("verify rows/s (chain + index, as the CLI)", per_s("verify_full")),
+        ("verify rows/s (chain only)", per_s("verify_chain_only")),
+        ("ratio verify / raw", f"{ratio:.3f}  (later target >= 0.6: {'met' if ratio >= 0.6 else 'not met'})"),
+        ("ratio verify chain only / raw", f"{ratio_chain:.3f}"),
+    ]
+    if "error" in steps:
+        rows.append(("per-row breakdown", str(steps["error"])))
+    else:
+        rows += [
+            ("per row in memory: chain checks", f"{steps['check_row_total_us']:.2f} us"),
+            ("  json.loads / format_timestamp",
+             f"{steps['json_loads_us']:.2f} / {steps['format_timestamp_us']:.2f} us"),
+            ("  leaf hash / chain hash / str(uuid)",
+             f"{steps['encode_and_leaf_hash_us']:.2f} / {steps['chain_hash_us']:.2f} / {steps['str_uuid_us']:.2f} us"),
+        ]  # fmt: skip
+        if "identifier_hmacs_us" in steps:
+            rows.append(
+                ("  index: identifier HMACs / fingerprint",
+                 f"{steps['identifier_hmacs_us']:.2f} / {steps['index_fingerprint_py_us']:.2f} us"),
+            )  # fmt: skip
+        if "index_fingerprint_sql_s_all_rows" in steps:
+            rows.append(("  index fingerprint SQL (all rows)", f"{steps['index_fingerprint_sql_s_all_rows']:.2f} s"))
+    if cli is not None:
+        if cli["exit_code"] == 0:
+            cli_text = f"{cli['wall_seconds']:.2f} s (reports {cli['reported_seconds']} s)"
+            rows.append(("auditsvc verify CLI wall time", cli_text))
+        else:
+            rows.append(("auditsvc verify CLI", f"exit {cli['exit_code']}: {cli.get('stderr', '')[:120]}"))
+    print_table(f"verify ({server.label})", rows)
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
