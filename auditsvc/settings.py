@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch_events: int = 1000
     group_commit_max_events: int = 5000
+    keepalive_max_requests: int = 8
+    """Ask a client to reconnect after this many requests on one connection,
+    so load spreads over worker processes (0: never)."""
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 30_000
 

@@ -630,3 +630,28 @@ def test_fast_record_encoding_equals_rfc8785_on_a_day_of_varied_events() -> None
     for seq, data in enumerate(events_to_json(events)):
         record = make_record(data, seq=seq, received_at="2026-11-24T00:00:00.000000Z", emitter="tok")
         assert canonical_record(record) == rfc8785.dumps(record)
+
+
+def test_record_template_splices_the_same_bytes_as_encoding_the_whole_record() -> None:
+    from auditsvc_sdk import RecordTemplate, canonical_record, make_record
+    from auditsvc_sdk._event import events_to_json
+
+    from auditsvc.demo import generate_day
+
+    events = [PhiAccess.model_validate(e) for e in generate_day(seed=9, scale=0.2)]
+    events.append(PhiAccess.model_validate(_event(attributes={"zz": "é", "a": 1}, purpose_of_use="ETREAT")))
+    for seq, data in enumerate(events_to_json(events)):
+        expected = canonical_record(make_record(data, seq=seq, received_at="2026-11-24T01:02:03.000004Z", emitter="t1"))
+        spliced = RecordTemplate(data).leaf_bytes(seq=seq, received_at="2026-11-24T01:02:03.000004Z", emitter="t1")
+        assert (
+            spliced
+            == expected
+            == rfc8785.dumps(make_record(data, seq=seq, received_at="2026-11-24T01:02:03.000004Z", emitter="t1"))
+        )
+
+
+def test_record_template_refuses_an_event_carrying_server_fields() -> None:
+    from auditsvc_sdk import RecordTemplate
+
+    with pytest.raises(ValueError, match="server-assigned"):
+        RecordTemplate({"seq": 1})

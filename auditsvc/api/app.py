@@ -15,6 +15,7 @@ from ..domain.reports import PatientAccessQuery
 from ..runtime import open_audit_log
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
+from .keepalive import KeepAliveLimit
 from .routes import events, health, reports
 from .schemas import component_schemas
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(KeepAliveLimit, max_requests=settings.keepalive_max_requests)
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(reports.router)

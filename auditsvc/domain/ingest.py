@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from auditsvc_sdk import PhiAccess
+from auditsvc_sdk import PhiAccess, RecordTemplate
 from auditsvc_sdk._event import NO_NUL_PATTERN
 from auditsvc_sdk._wire import WireEvent, parse_event_batch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -77,7 +77,7 @@ def prepare(events: Sequence[WireEvent], keys: ServerKeys) -> list[PreparedEvent
     return [
         PreparedEvent(
             event_id=event.event_id,
-            event_json=event.json,
+            template=RecordTemplate(event.json),
             occurred_at=event.occurred_at,
             identifiers=tuple(
                 (keys.identifier_hmac(i["system"], i["value"]), i["system"], i["value"])

@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from auditsvc_sdk import canonical_record, chain_hash, leaf_hash, make_record
+from auditsvc_sdk import RecordTemplate, chain_hash, leaf_hash
 from auditsvc_sdk._event import format_timestamp
 
 # pg_advisory_xact_lock(key1, key2): key1 names auditsvc's append lock, key2 the log.
@@ -29,7 +29,7 @@ class PreparedEvent:
     """A validated event, with everything computable outside the lock."""
 
     event_id: UUID
-    event_json: dict[str, Any]
+    template: RecordTemplate  # the event's leaf bytes, server fields still open
     occurred_at: datetime
     identifiers: tuple[tuple[bytes, str, str], ...]  # (hmac, system, value)
 
@@ -127,8 +127,7 @@ async def append_group(
                 if existing is not None:
                     batch_results.append(EventResult(event.event_id, "duplicate", existing))
                     continue
-                record = make_record(event.event_json, seq=seq, received_at=received_at, emitter=batch.emitter)
-                leaf_bytes = canonical_record(record)
+                leaf_bytes = event.template.leaf_bytes(seq=seq, received_at=received_at, emitter=batch.emitter)
                 leaf = leaf_hash(leaf_bytes)
                 previous = chain_hash(previous, leaf)
                 event_rows.append(

@@ -2,6 +2,7 @@
 
 from ._chain import (
     FORMAT_VERSION,
+    RecordTemplate,
     UnsupportedFormatVersion,
     canonical_json,
     canonical_record,
@@ -27,6 +28,7 @@ __all__ = [
     "Outcome",
     "Patient",
     "PhiAccess",
+    "RecordTemplate",
     "ServiceError",
     "SystemRef",
     "TransportError",

@@ -24,6 +24,7 @@ import rfc8785
 __all__ = [
     "CHAIN_TAG",
     "FORMAT_VERSION",
+    "RecordTemplate",
     "UnsupportedFormatVersion",
     "canonical_json",
     "canonical_record",
@@ -96,6 +97,51 @@ def canonical_record(record: dict[str, Any]) -> bytes:
     RFC 8785 bytes; tests/test_chain.py checks it on generated events.
     """
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+_SERVER_KEYS = ("emitter", "received_at", "seq", "v")
+
+
+class RecordTemplate:
+    """An event's leaf bytes with the server-assigned fields still open.
+
+    RFC 8785 sorts members by key, so the record's bytes are the event's
+    members and the four server members (``emitter``, ``received_at``,
+    ``seq``, ``v``) interleaved in key order. Encoding the event's members
+    once, before the append lock, leaves only the splice for inside it:
+    ``template.leaf_bytes(...)`` equals ``canonical_record(make_record(...))``
+    byte for byte (tests/test_chain.py checks it).
+    """
+
+    __slots__ = ("_after", "_before", "_middle", "_tail")
+
+    def __init__(self, event: Mapping[str, Any]) -> None:
+        if any(key in event for key in _SERVER_KEYS):
+            raise ValueError("an event must not carry server-assigned fields")
+        dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+        members = sorted((key, f'"{key}":{dumps(value)}') for key, value in event.items())
+        # The server keys fall into three gaps: before "emitter"; between
+        # "emitter" and "received_at"; "received_at" and "seq" are adjacent
+        # (no event key sorts between them); and "v" sorts after every key.
+        self._before = ",".join(m for k, m in members if k < "emitter")
+        self._middle = ",".join(m for k, m in members if "emitter" < k < "received_at")
+        self._after = ",".join(m for k, m in members if "seq" < k < "v")
+        self._tail = ",".join(m for k, m in members if k > "v")
+        if any("received_at" < k < "seq" for k, _ in members):
+            raise ValueError("an event key sorts between received_at and seq")
+
+    def leaf_bytes(self, *, seq: int, received_at: str, emitter: str) -> bytes:
+        dumps = json.dumps
+        parts = [
+            self._before,
+            f'"emitter":{dumps(emitter, ensure_ascii=False)}',
+            self._middle,
+            f'"received_at":{dumps(received_at)},"seq":{seq}',
+            self._after,
+            f'"v":{FORMAT_VERSION}',
+            self._tail,
+        ]
+        return ("{" + ",".join(p for p in parts if p) + "}").encode("utf-8")
 
 
 def leaf_hash(leaf_bytes: bytes) -> bytes:
