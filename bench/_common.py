@@ -152,7 +152,33 @@ async def server_facts(conn: asyncpg.Connection) -> dict[str, Any]:
 
 
 def machine_facts() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    """The machine, and its load average: other work on the same cores (a test
+    run, another benchmark) skews both sides of a ratio, but not equally."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def code_facts() -> dict[str, Any]:
+    """The service code measured: commit, and uncommitted changes outside
+    bench/ (a digest of the diff), since the code may change between runs."""
+    import hashlib
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=30)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    paths = ["--", "auditsvc", "sdk", "migrations"]
+    diff = git("diff", "HEAD", *paths)
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "uncommitted_files": git("diff", "--name-only", "HEAD", *paths).splitlines(),
+        "uncommitted_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else None,
+    }
 
 
 async def postmaster_pid(conn: asyncpg.Connection) -> int | None:
@@ -250,11 +276,25 @@ def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
             print(f"  {key.ljust(width)}  {value}")
         return
     table = Table(title=title, title_justify="left", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
     for key, value in rows:
         table.add_row(key, value)
-    Console().print(table)
+    # Wide enough for the labels and figures even when stdout is not a terminal
+    # (rich would otherwise wrap at 80 columns).
+    Console(width=max(Console().width, 110)).print(table)
+
+
+def results_name(benchmark: str, server: str, args: argparse.Namespace, *variants: str) -> str:
+    """``<benchmark>-<server>`` for a default full run; smoke, resized or
+    otherwise varied runs get a suffix, so they never overwrite its figures."""
+    parts = [benchmark, server]
+    if args.quick:
+        parts.append("quick")
+    elif args.events is not None and args.events != DEFAULT_EVENTS:
+        parts.append(f"{args.events}ev")
+    parts.extend(v for v in variants if v)
+    return "-".join(parts)
 
 
 def write_results(name: str, payload: Mapping[str, Any]) -> Path:

@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from auditsvc_sdk._wire import wire_event
-from auditsvc_sdk import FORMAT_VERSION, PhiAccess, chain_hash, genesis_hash, leaf_hash
+from auditsvc_sdk import FORMAT_VERSION, chain_hash, genesis_hash, leaf_hash
 from auditsvc_sdk._event import format_timestamp
 
-from auditsvc.domain.ingest import prepare
+from auditsvc.domain.ingest import parse_batch, prepare
 from auditsvc.domain.verify import _ROWS as VERIFY_ROWS_SQL  # the very query verify_chain reads with
 from auditsvc.domain.verify import verify_chain
 from auditsvc.keys import ServerKeys, load_keys
@@ -62,6 +61,7 @@ from ._common import (
     machine_facts,
     print_table,
     rate,
+    results_name,
     server_facts,
     write_results,
 )
@@ -77,8 +77,10 @@ _TOTAL_SQL = "SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1"
 async def fill(url: str, events: int, seed: int, data_dir: Path) -> dict[str, Any]:
     """Append ``events`` events with the service's append transaction.
 
-    Validation and preparation (pydantic, identifier HMACs) happen outside
-    the timed part; ``append_seconds`` is the append transactions alone."""
+    Each 500-event batch goes through the service's request parsing and
+    preparation (``parse_batch``, ``prepare``: validation, identifier HMACs)
+    as a POST body would, outside the timed part; ``append_seconds`` is the
+    append transactions alone."""
     keys = load_keys(bench_settings(url, data_dir))
     genesis = genesis_hash(BENCH_LOG_NAME)
     factory = EventFactory(seed)
@@ -88,11 +90,11 @@ async def fill(url: str, events: int, seed: int, data_dir: Path) -> dict[str, An
     try:
         log_id = await ensure_log(conn, BENCH_LOG_NAME, FORMAT_VERSION)
         for start in range(0, events, GROUP_EVENTS):
-            models = [PhiAccess.model_validate(e) for e in factory.events(min(GROUP_EVENTS, events - start))]
-            prepared = prepare([wire_event(m) for m in models], keys)
-            batches = [
-                PendingBatch(EMITTER, prepared[i : i + BATCH_EVENTS]) for i in range(0, len(prepared), BATCH_EVENTS)
-            ]
+            batches = []
+            for chunk in range(start, min(start + GROUP_EVENTS, events), BATCH_EVENTS):
+                # Through the service's own request parsing, as a POST body would go.
+                body = json.dumps({"events": factory.events(min(BATCH_EVENTS, events - chunk))}).encode()
+                batches.append(PendingBatch(EMITTER, prepare(parse_batch(body, BATCH_EVENTS), keys)))
             t0 = time.perf_counter()
             _, head = await append_group(conn, log_id, genesis, batches)
             append_seconds += time.perf_counter() - t0
@@ -291,8 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify_breakdown_us_per_row": steps,
         "cli": cli,
     }
-    # Smoke runs keep their own file, so they never overwrite a full run's figures.
-    path = write_results(f"verify-{server.label}{'-quick' if args.quick else ''}", result)
+    path = write_results(results_name("verify", server.label, args), result)
 
     def per_s(name: str) -> str:
         return f"{medians[name]:,.0f}  ({1e6 / medians[name]:.2f} us/row)"
