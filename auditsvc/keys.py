@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import hmac
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -28,15 +30,29 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"auditsvc/" + purpose).derive(master)
 
 
+# Identifiers recur all day (every message about an admitted patient carries
+# the same MRNs), so each process keeps the most recent keyed hashes. The
+# cache lives only in this process's memory, like the request that brought
+# the identifier; it is never written, logged or exported.
+IDENTIFIER_HMAC_CACHE = 65_536
+
+
 @dataclass(frozen=True)
 class ServerKeys:
     identifier_key: bytes
     token_key: bytes
+    _cached_hmac: Callable[[str, str], bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cached_hmac", lru_cache(maxsize=IDENTIFIER_HMAC_CACHE)(self._identifier_hmac))
 
     def identifier_hmac(self, system: str, value: str) -> bytes:
         """The keyed hash that indexes one patient identifier:
         HMAC-SHA256(key, UTF-8 system || 0x00 || UTF-8 value). Events cannot
         carry NUL, so the separator keeps ``("a", "bc")`` and ``("ab", "c")`` apart."""
+        return self._cached_hmac(system, value)
+
+    def _identifier_hmac(self, system: str, value: str) -> bytes:
         return hmac.digest(self.identifier_key, system.encode() + b"\x00" + value.encode(), "sha256")
 
     def token_hmac(self, secret: str) -> bytes:

@@ -94,7 +94,7 @@ async def fill(url: str, events: int, seed: int, data_dir: Path) -> dict[str, An
             for chunk in range(start, min(start + GROUP_EVENTS, events), BATCH_EVENTS):
                 # Through the service's own request parsing, as a POST body would go.
                 body = json.dumps({"events": factory.events(min(BATCH_EVENTS, events - chunk))}).encode()
-                batches.append(PendingBatch(EMITTER, prepare(parse_batch(body, BATCH_EVENTS), keys)))
+                batches.append(PendingBatch(prepare(parse_batch(body, BATCH_EVENTS), keys, EMITTER)))
             t0 = time.perf_counter()
             _, head = await append_group(conn, log_id, genesis, batches)
             append_seconds += time.perf_counter() - t0

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from auditsvc_sdk import (
@@ -327,10 +328,10 @@ def test_non_ascii_keys_are_ordered_by_utf16_code_units_not_code_points() -> Non
     obj = {"\ue000": 3, "\U0001f600": 2, "é": 1, "a": 0}
     expected = '{"a":0,"é":1,"\U0001f600":2,"\ue000":3}'.encode()
     assert canonical_json(obj) == rfc8785.dumps(obj) == expected
-    # Code-point order (what json.dumps sort_keys gives) puts U+E000 before U+1F600:
-    # this is the case the fallback to the reference encoder exists for.
-    naive = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    assert naive != expected
+    # Code-point order (what orjson's and json.dumps' key sort give) puts U+E000
+    # before U+1F600: this is the case the fallback to the reference encoder exists for.
+    assert orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != expected
+    assert json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() != expected
 
 
 def test_record_strings_are_escaped_as_rfc8785_requires() -> None:
@@ -642,7 +643,7 @@ def test_record_template_splices_the_same_bytes_as_encoding_the_whole_record() -
     events.append(PhiAccess.model_validate(_event(attributes={"zz": "é", "a": 1}, purpose_of_use="ETREAT")))
     for seq, data in enumerate(events_to_json(events)):
         expected = canonical_record(make_record(data, seq=seq, received_at="2026-11-24T01:02:03.000004Z", emitter="t1"))
-        spliced = RecordTemplate(data).leaf_bytes(seq=seq, received_at="2026-11-24T01:02:03.000004Z", emitter="t1")
+        spliced = RecordTemplate(data, emitter="t1").leaf_bytes(seq=seq, received_at="2026-11-24T01:02:03.000004Z")
         assert (
             spliced
             == expected
@@ -654,4 +655,22 @@ def test_record_template_refuses_an_event_carrying_server_fields() -> None:
     from auditsvc_sdk import RecordTemplate
 
     with pytest.raises(ValueError, match="server-assigned"):
-        RecordTemplate({"seq": 1})
+        RecordTemplate({"seq": 1}, emitter="t1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        ASCII_KEYS.filter(lambda k: not ("received_at" <= k <= "seq") and k not in ("emitter", "v")),
+        _json_values(ASCII_KEYS),
+        max_size=10,
+    ),
+    TEXT,
+    st.integers(min_value=0, max_value=MAX_SAFE),
+)
+def test_record_template_equals_rfc8785_for_generated_records(event: dict[str, Any], emitter: str, seq: int) -> None:
+    from auditsvc_sdk import RecordTemplate, make_record
+
+    received_at = "2026-11-24T01:02:03.000004Z"
+    spliced = RecordTemplate(event, emitter=emitter).leaf_bytes(seq=seq, received_at=received_at)
+    assert spliced == rfc8785.dumps(make_record(event, seq=seq, received_at=received_at, emitter=emitter))

@@ -57,8 +57,9 @@ def _append_worker(settings_json: str, worker: int, start: Any) -> None:
             await asyncio.gather(
                 *(
                     audit.appender.append_batch(
-                        f"worker-{worker}",
-                        prepare([wire_event(PhiAccess.model_validate(e)) for e in batch], audit.keys),
+                        prepare(
+                            [wire_event(PhiAccess.model_validate(e)) for e in batch], audit.keys, f"worker-{worker}"
+                        )
                     )
                     for batch in batches
                 )

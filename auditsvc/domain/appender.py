@@ -63,11 +63,11 @@ class Appender:
             if not request.future.done():
                 request.future.set_exception(Unavailable("the service is shutting down; nothing was stored"))
 
-    async def append_batch(self, emitter: str, events: Sequence[PreparedEvent]) -> tuple[list[EventResult], Head]:
+    async def append_batch(self, events: Sequence[PreparedEvent]) -> tuple[list[EventResult], Head]:
         """Append one request's events; returns after they are committed."""
         if self._task is None:
             raise RuntimeError("Appender.start() was not called")
-        request = _Request(PendingBatch(emitter, events))
+        request = _Request(PendingBatch(events))
         await self._queue.put(request)
         return await request.future
 

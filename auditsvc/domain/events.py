@@ -17,13 +17,17 @@ from .tokens import Caller
 
 
 async def ingest_batch(audit: AuditLog, body: bytes, emitter: Caller) -> dict[str, Any]:
-    """Validate, bind to the emitter's systems, append; the answer means committed."""
+    """Validate, bind to the emitter's systems, append; the answer means committed.
+
+    The answer holds ``UUID`` objects; the route serialises it with orjson,
+    which writes them as canonical lowercase text.
+    """
     events = parse_batch(body, audit.settings.max_batch_events)
     check_source_systems(events, emitter.systems)
-    prepared = prepare(events, audit.keys)
-    results, head = await audit.appender.append_batch(emitter.token_id, prepared)
+    prepared = prepare(events, audit.keys, emitter.token_id)
+    results, head = await audit.appender.append_batch(prepared)
     return {
-        "results": [{"event_id": str(r.event_id), "status": r.status, "seq": r.seq} for r in results],
+        "results": [{"event_id": r.event_id, "status": r.status, "seq": r.seq} for r in results],
         "head": {"tree_size": head.tree_size, "chain_hash": head.chain_hash.hex()},
     }
 

@@ -72,12 +72,12 @@ def check_source_systems(events: Iterable[WireEvent], allowed: Iterable[str]) ->
             )
 
 
-def prepare(events: Sequence[WireEvent], keys: ServerKeys) -> list[PreparedEvent]:
-    """Everything about the events that can be computed outside the append lock."""
+def prepare(events: Sequence[WireEvent], keys: ServerKeys, emitter: str) -> list[PreparedEvent]:
+    """Everything about ``emitter``'s events that can be computed outside the append lock."""
     return [
         PreparedEvent(
             event_id=event.event_id,
-            template=RecordTemplate(event.json),
+            template=RecordTemplate(event.json, emitter=emitter),
             occurred_at=event.occurred_at,
             identifiers=tuple(
                 (keys.identifier_hmac(i["system"], i["value"]), i["system"], i["value"])

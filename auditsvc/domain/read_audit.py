@@ -42,4 +42,4 @@ async def record_read(
         outcome=0,
         attributes={"query": detail},
     )
-    await audit.appender.append_batch(reader.token_id, prepare([wire_event(event)], audit.keys))
+    await audit.appender.append_batch(prepare([wire_event(event)], audit.keys, reader.token_id))

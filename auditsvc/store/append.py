@@ -29,14 +29,13 @@ class PreparedEvent:
     """A validated event, with everything computable outside the lock."""
 
     event_id: UUID
-    template: RecordTemplate  # the event's leaf bytes, server fields still open
+    template: RecordTemplate  # the event's leaf bytes, seq and received_at still open
     occurred_at: datetime
     identifiers: tuple[tuple[bytes, str, str], ...]  # (hmac, system, value)
 
 
 @dataclass(frozen=True, slots=True)
 class PendingBatch:
-    emitter: str
     events: Sequence[PreparedEvent]
 
 
@@ -86,6 +85,54 @@ async def read_head(conn: asyncpg.Connection, log_id: int, genesis: bytes) -> He
     return Head(row["seq"] + 1, bytes(row["chain_hash"]))
 
 
+def _identifier_rows(
+    batches: Sequence[PendingBatch], seen: SeenCache | None
+) -> tuple[dict[bytes, tuple[str, str]], dict[tuple[bytes, bytes], None]]:
+    """Lookup-index and link rows for the group's identifiers, less those
+    this process has already seen committed."""
+    known: dict[bytes, tuple[str, str]] = {}
+    links: dict[tuple[bytes, bytes], None] = {}
+    for batch in batches:
+        for event in batch.events:
+            first = event.identifiers[0][0]
+            for hmac_, system, value in event.identifiers:
+                if seen is None or hmac_ not in seen:
+                    known.setdefault(hmac_, (system, value))
+                if hmac_ != first and (seen is None or (first, hmac_) not in seen):
+                    links[(first, hmac_)] = None
+                    links[(hmac_, first)] = None
+    return known, links
+
+
+async def _insert_identifiers(
+    conn: asyncpg.Connection,
+    log_id: int,
+    known: dict[bytes, tuple[str, str]],
+    links: dict[tuple[bytes, bytes], None],
+) -> None:
+    # In key order: two appenders that both bring a new identifier wait for
+    # each other's commit in one direction only, so they cannot deadlock.
+    if known:
+        await conn.execute(
+            "INSERT INTO patient_identifiers (log_id, id_hmac, system, value) "
+            "SELECT $1, h, s, v FROM unnest($2::bytea[], $3::text[], $4::text[]) AS u(h, s, v) "
+            "ORDER BY h ON CONFLICT DO NOTHING",
+            log_id,
+            list(known),
+            [v[0] for v in known.values()],
+            [v[1] for v in known.values()],
+        )
+    if links:
+        await conn.execute(
+            "INSERT INTO identifier_links (log_id, a, b) "
+            "SELECT $1, a, b FROM unnest($2::bytea[], $3::bytea[]) AS u(a, b) "
+            "ORDER BY a, b ON CONFLICT DO NOTHING",
+            log_id,
+            [a for a, _ in links],
+            [b for _, b in links],
+        )
+
+
 async def append_group(
     conn: asyncpg.Connection,
     log_id: int,
@@ -97,9 +144,16 @@ async def append_group(
 
     Events whose ``event_id`` is already stored (or appears earlier in the
     group) are answered ``duplicate`` with the stored ``seq`` and add nothing.
+
+    The lock is held for as little as possible: identifier and link rows do
+    not depend on ``seq``, so they are written in the same transaction but
+    before it is taken (a duplicate event's rows are already stored, and
+    ``ON CONFLICT DO NOTHING`` makes re-inserting them a no-op).
     """
     all_ids = list({e.event_id for b in batches for e in b.events})
+    known, links = _identifier_rows(batches, seen)
     async with conn.transaction():
+        await _insert_identifiers(conn, log_id, known, links)
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", APPEND_LOCK_CLASS, log_id)
         # Read committed: each statement after the lock sees every append
         # committed before we obtained it.
@@ -117,8 +171,6 @@ async def append_group(
         previous = head.chain_hash
         event_rows: list[tuple[Any, ...]] = []
         ident_rows: list[tuple[int, bytes, int]] = []
-        links: dict[tuple[bytes, bytes], None] = {}
-        known: dict[bytes, tuple[str, str]] = {}
         results: list[list[EventResult]] = []
         for batch in batches:
             batch_results: list[EventResult] = []
@@ -127,20 +179,14 @@ async def append_group(
                 if existing is not None:
                     batch_results.append(EventResult(event.event_id, "duplicate", existing))
                     continue
-                leaf_bytes = event.template.leaf_bytes(seq=seq, received_at=received_at, emitter=batch.emitter)
+                leaf_bytes = event.template.leaf_bytes(seq=seq, received_at=received_at)
                 leaf = leaf_hash(leaf_bytes)
                 previous = chain_hash(previous, leaf)
                 event_rows.append(
                     (log_id, seq, event.event_id, event.occurred_at, leaf_bytes.decode("utf-8"), leaf, previous)
                 )
-                first = event.identifiers[0][0]
-                for hmac_, system, value in event.identifiers:
+                for hmac_, _, _ in event.identifiers:
                     ident_rows.append((log_id, hmac_, seq))
-                    if seen is None or hmac_ not in seen:
-                        known.setdefault(hmac_, (system, value))
-                    if hmac_ != first and (seen is None or (first, hmac_) not in seen):
-                        links[(first, hmac_)] = None
-                        links[(hmac_, first)] = None
                 stored[event.event_id] = seq
                 batch_results.append(EventResult(event.event_id, "accepted", seq))
                 seq += 1
@@ -153,23 +199,6 @@ async def append_group(
             )
             await conn.copy_records_to_table(
                 "event_identifiers", records=ident_rows, columns=("log_id", "id_hmac", "seq")
-            )
-        if known:
-            await conn.execute(
-                "INSERT INTO patient_identifiers (log_id, id_hmac, system, value) "
-                "SELECT $1, * FROM unnest($2::bytea[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
-                log_id,
-                list(known),
-                [v[0] for v in known.values()],
-                [v[1] for v in known.values()],
-            )
-        if links:
-            await conn.execute(
-                "INSERT INTO identifier_links (log_id, a, b) "
-                "SELECT $1, * FROM unnest($2::bytea[], $3::bytea[]) ON CONFLICT DO NOTHING",
-                log_id,
-                [a for a, _ in links],
-                [b for _, b in links],
             )
     if seen is not None:  # only now: the rows are committed
         seen.add_all(known)

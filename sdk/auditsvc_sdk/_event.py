@@ -174,9 +174,9 @@ def new_event_id() -> uuid.UUID:
 
 def format_timestamp(value: datetime) -> str:
     """The chain's one timestamp form: UTC, four-digit year, six fractional digits, ``Z``."""
-    v = value.astimezone(UTC)
-    # Not strftime: glibc does not zero-pad years below 1000.
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
+    # Not strftime: glibc does not zero-pad years below 1000; isoformat
+    # always writes four year digits, and six fractional ones when asked.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
