@@ -22,13 +22,13 @@ from the client's request or from the service's memory: only the database.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from auditsvc_sdk import UnsupportedFormatVersion, chain_hash, check_format_version, leaf_hash
 from auditsvc_sdk._event import format_timestamp
 
@@ -79,7 +79,7 @@ def _check_row(row: asyncpg.Record, expected: int, previous: bytes) -> tuple[Dam
         return Damage(seq, DUPLICATE_SEQ, "a second row claims this seq"), previous, {}
     text = row["record"]
     try:
-        record = json.loads(text)
+        record = orjson.loads(text)
         if not isinstance(record, dict):
             raise ValueError("not an object")
     except ValueError:
@@ -138,7 +138,7 @@ async def _first_index_mismatch(conn: asyncpg.Connection, log_id: int, upto: int
         actual = [bytes(h) for h in group["hmacs"]] if group is not None and group["seq"] == seq else []
         if group is not None and group["seq"] == seq:
             group = await anext(groups, None)
-        if sorted(actual) != sorted(_identifier_hmacs(json.loads(row["record"]), keys)):
+        if sorted(actual) != sorted(_identifier_hmacs(orjson.loads(row["record"]), keys)):
             return int(seq)
     return int(group["seq"]) if group is not None else upto
 
