@@ -137,3 +137,59 @@ def test_four_clients_against_two_server_workers_make_one_gapless_chain(settings
     assert statuses.count("accepted") == unique
     assert statuses.count("duplicate") == len(statuses) - unique
     assert_one_linear_history(settings, unique)
+
+
+async def _until_waiting(watcher: Any, pid: int, wait_event_type: str) -> None:
+    """Until backend ``pid`` is blocked on a lock of the given kind."""
+    deadline = time.monotonic() + 30
+    while True:
+        row = await watcher.fetchrow("SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = $1", pid)
+        if row is not None and row["wait_event_type"] == "Lock" and row["wait_event"] == wait_event_type:
+            return
+        assert time.monotonic() < deadline, f"backend never waited on {wait_event_type}: {dict(row or {})}"
+        await asyncio.sleep(0.02)
+
+
+def test_a_resend_racing_its_original_is_stored_once_and_answered_duplicate(settings: Settings) -> None:
+    """The original and its resend both pass the look-up before either holds
+    the lock; the resend then collides with the original's rows and is
+    retried, and finds the events stored."""
+    import asyncpg
+    from auditsvc_sdk import FORMAT_VERSION, PhiAccess, genesis_hash
+    from auditsvc_sdk._wire import wire_event
+
+    from auditsvc.domain.ingest import prepare
+    from auditsvc.keys import load_keys
+    from auditsvc.store.append import APPEND_LOCK_CLASS, PendingBatch, append_group, ensure_log
+    from auditsvc.store.engine import asyncpg_dsn
+
+    events = [event([("urn:oid:2.16.840.1.113883.3.1234.1.1", f"MRN-R{i:04d}")]) for i in range(20)]
+
+    async def _run() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        dsn = asyncpg_dsn(str(settings.database_url))
+        holder, first, second, watcher = [await asyncpg.connect(dsn) for _ in range(4)]
+        try:
+            log_id = await ensure_log(holder, settings.log_name, FORMAT_VERSION)
+            genesis = genesis_hash(settings.log_name)
+            keys = load_keys(settings)
+            batch = PendingBatch(prepare([wire_event(PhiAccess.model_validate(e)) for e in events], keys, "tok"))
+            holding = holder.transaction()
+            await holding.start()
+            await holder.execute("SELECT pg_advisory_xact_lock($1, $2)", APPEND_LOCK_CLASS, log_id)
+            original = asyncio.create_task(append_group(first, log_id, genesis, [batch]))
+            await _until_waiting(watcher, first.get_server_pid(), "advisory")
+            resend = asyncio.create_task(append_group(second, log_id, genesis, [batch]))
+            # The resend's lookup rows collide with the original's uncommitted ones.
+            await _until_waiting(watcher, second.get_server_pid(), "transactionid")
+            await holding.commit()
+            (a,), _ = await original
+            (b,), _ = await resend
+            return [(r.status, r.seq) for r in a], [(r.status, r.seq) for r in b]
+        finally:
+            for conn in (holder, first, second, watcher):
+                await conn.close()
+
+    original, resend = asyncio.run(_run())
+    assert original == [("accepted", seq) for seq in range(20)]
+    assert resend == [("duplicate", seq) for seq in range(20)]
+    assert_one_linear_history(settings, 20)

@@ -159,13 +159,31 @@ def test_swapped_record_contents_are_found_at_the_first(filled: Settings) -> Non
 
 def test_deleted_patient_index_row_is_found(filled: Settings) -> None:
     # Hiding an access from reports without touching the chain.
-    tamper(filled, "DELETE FROM event_identifiers WHERE seq = 3")
+    tamper(filled, "DELETE FROM event_identifiers WHERE event_id = (SELECT event_id FROM events WHERE seq = 3)")
     assert_tampered(filled, 3, "identifier_index_mismatch")
 
 
 def test_patient_index_row_pointing_at_another_event_is_found(filled: Settings) -> None:
-    tamper(filled, "UPDATE event_identifiers SET seq = 6 WHERE seq = 5")
+    tamper(
+        filled,
+        "UPDATE event_identifiers SET event_id = (SELECT event_id FROM events WHERE seq = 6) "
+        "WHERE event_id = (SELECT event_id FROM events WHERE seq = 5)",
+    )
     assert_tampered(filled, 5, "identifier_index_mismatch")
+
+
+def test_patient_index_row_naming_no_stored_event_is_found(filled: Settings) -> None:
+    # Reports join lookup rows to events, so such a row shows nothing; but the
+    # index must hold exactly what the records say, no more.
+    tamper(
+        filled,
+        "INSERT INTO event_identifiers (log_id, id_hmac, event_id) "
+        "SELECT log_id, id_hmac, '00000000-0000-7000-8000-000000000000' FROM event_identifiers LIMIT 1",
+    )
+    assert_tampered(filled, N, "identifier_index_mismatch")
+    _, report = verify(filled)
+    damage = report["damage"]
+    assert isinstance(damage, dict) and "not in the log" in str(damage["detail"])
 
 
 def test_verify_that_cannot_reach_the_database_exits_2(filled: Settings) -> None:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -108,39 +109,49 @@ def _identifier_hmacs(record: dict[str, Any], keys: ServerKeys) -> list[bytes]:
     return [keys.identifier_hmac(i["system"], i["value"]) for i in identifiers]
 
 
-def _fingerprint(id_hmac: bytes, seq: int) -> int:
+def _fingerprint(id_hmac: bytes, event_id: UUID) -> int:
     # 60 bits, as the SQL side computes it (15 hex digits fit a bigint).
-    return int.from_bytes(hashlib.sha256(id_hmac + seq.to_bytes(8, "big")).digest()[:8], "big") >> 4
+    return int.from_bytes(hashlib.sha256(id_hmac + event_id.bytes).digest()[:8], "big") >> 4
 
 
+# Over the whole table in the verifying snapshot: lookup rows are written in
+# the same transaction as their event, so the snapshot holds exactly the rows
+# of the events it holds, and a row naming no event at all counts too.
 _INDEX_FINGERPRINT = """
 SELECT count(*) AS n,
-       coalesce(sum(('x' || left(encode(sha256(id_hmac || int8send(seq)), 'hex'), 15))::bit(60)::bigint::numeric), 0)
-           AS fp
-FROM event_identifiers WHERE log_id = $1 AND seq < $2
+       coalesce(sum(
+           ('x' || left(encode(sha256(id_hmac || uuid_send(event_id)), 'hex'), 15))::bit(60)::bigint::numeric
+       ), 0) AS fp
+FROM event_identifiers WHERE log_id = $1
 """
+# Index rows grouped by the seq of the event they name; rows naming no
+# stored event come first (seq NULL).
 _INDEX_BY_SEQ = """
-SELECT seq, array_agg(id_hmac ORDER BY id_hmac) AS hmacs
-FROM event_identifiers WHERE log_id = $1 AND seq < $2 GROUP BY seq ORDER BY seq
+SELECT e.seq, array_agg(ei.id_hmac ORDER BY ei.id_hmac) AS hmacs
+FROM event_identifiers ei LEFT JOIN events e ON e.log_id = ei.log_id AND e.event_id = ei.event_id
+WHERE ei.log_id = $1 GROUP BY e.seq ORDER BY e.seq NULLS FIRST
 """
 
 
-async def _first_index_mismatch(conn: asyncpg.Connection, log_id: int, upto: int, keys: ServerKeys) -> int:
+async def _first_index_mismatch(conn: asyncpg.Connection, log_id: int, upto: int, keys: ServerKeys) -> tuple[int, str]:
     """Walk records and index groups side by side; the first seq whose sets differ."""
-    groups = conn.cursor(_INDEX_BY_SEQ, log_id, upto, prefetch=5000).__aiter__()
+    groups = conn.cursor(_INDEX_BY_SEQ, log_id, prefetch=5000).__aiter__()
     group = await anext(groups, None)
+    if group is not None and group["seq"] is None:
+        return upto, "the patient lookup index has rows naming an event that is not in the log"
     async for row in conn.cursor(
         "SELECT seq, record FROM events WHERE log_id = $1 AND seq < $2 ORDER BY seq", log_id, upto, prefetch=5000
     ):
         seq = row["seq"]
-        if group is not None and group["seq"] < seq:
-            return int(group["seq"])  # index rows for a seq that has no event
         actual = [bytes(h) for h in group["hmacs"]] if group is not None and group["seq"] == seq else []
         if group is not None and group["seq"] == seq:
             group = await anext(groups, None)
         if sorted(actual) != sorted(_identifier_hmacs(orjson.loads(row["record"]), keys)):
-            return int(seq)
-    return int(group["seq"]) if group is not None else upto
+            return int(seq), _INDEX_DIFFERS
+    return upto, _INDEX_DIFFERS
+
+
+_INDEX_DIFFERS = "the patient lookup index differs from the record's identifiers"
 
 
 async def verify_chain(
@@ -169,19 +180,17 @@ async def verify_chain(
             if keys is not None:
                 for id_hmac in _identifier_hmacs(record, keys):
                     index_count += 1
-                    index_fp += _fingerprint(id_hmac, expected)
+                    index_fp += _fingerprint(id_hmac, row["event_id"])
             previous = current
             expected += 1
             if progress is not None and expected % 5000 == 0:
                 progress(expected, total)
         if damage is None and keys is not None:
-            stored = await conn.fetchrow(_INDEX_FINGERPRINT, log_id, expected)
+            stored = await conn.fetchrow(_INDEX_FINGERPRINT, log_id)
             assert stored is not None  # an aggregate always returns a row
             if (stored["n"], int(stored["fp"])) != (index_count, index_fp):
-                seq = await _first_index_mismatch(conn, log_id, expected, keys)
-                damage = Damage(
-                    seq, IDENTIFIER_INDEX_MISMATCH, "the patient lookup index differs from the record's identifiers"
-                )
+                seq, detail = await _first_index_mismatch(conn, log_id, expected, keys)
+                damage = Damage(seq, IDENTIFIER_INDEX_MISMATCH, detail)
     if progress is not None:
         progress(expected, total)
     return VerifyReport(

@@ -28,13 +28,12 @@ SELECT h FROM component LIMIT $3
 """
 
 _MATCHED = """
-matched AS (
-    SELECT DISTINCT seq FROM event_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[])
-),
 ev AS MATERIALIZED (
     SELECT e.seq, e.occurred_at, e.record
-    FROM events e JOIN matched m ON e.log_id = $1 AND e.seq = m.seq
-    WHERE e.occurred_at >= $3 AND e.occurred_at <= $4 AND e.seq < $5
+    FROM events e
+    WHERE e.log_id = $1
+      AND e.event_id IN (SELECT event_id FROM event_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[]))
+      AND e.occurred_at >= $3 AND e.occurred_at <= $4 AND e.seq < $5
 )
 """
 
