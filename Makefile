@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.verify
+	$(BIN)/python -m bench.sdk
 
 clean:
 	rm -rf $(VENV) .auditsvc .pytest_cache .mypy_cache .ruff_cache

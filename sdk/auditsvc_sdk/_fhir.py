@@ -97,6 +97,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ._event import MAX_DATA_ELEMENTS, MAX_IDENTIFIERS, Action, Actor, Outcome, PhiAccess, SystemRef
+from ._exceptions import AuditError
 
 __all__ = ["FHIRError", "events_from_fhir"]
 
@@ -133,7 +134,7 @@ _MAX_SYSTEM = 256
 _MAX_VALUE = 128
 
 
-class FHIRError(ValueError):
+class FHIRError(AuditError, ValueError):
     """The input is not usable FHIR R4 JSON. ``path`` is where (``entry[3].resource.subject``,
     empty for the whole input); the message never contains values from the input."""
 
