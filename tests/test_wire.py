@@ -42,6 +42,16 @@ ODD_BUT_VALID: list[dict[str, Any]] = [
     {"occurred_at": "2026-11-24 09:30:00+05:30"},
     {"event_id": str(uuid.uuid4()).upper()},
     {"patient": {"identifiers": [{"system": " MRN ", "value": " 42 "}, {"system": "MRN", "value": "42"}]}},
+    {
+        "patient": {
+            "identifiers": [
+                {"system": "A", "value": "1"},
+                {"system": "B", "value": "2"},
+                {"system": "A", "value": "1"},
+                {"system": "C", "value": "3"},
+            ]
+        }
+    },
     {"attributes": {}},
     {"attributes": {"n": 2**53 - 1, "b": False, "s": "Zoë"}},
     {"message_id": None, "purpose_of_use": None, "trace_id": None},
