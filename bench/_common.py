@@ -123,6 +123,18 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
+def service_env(url: str, data_dir: Path) -> dict[str, str]:
+    """The environment ``auditsvc`` runs with: this database, the bench key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSVC_")}
+    env.update(
+        AUDITSVC_DATABASE_URL=url,
+        AUDITSVC_SECRET_KEY=BENCH_SECRET_KEY,
+        AUDITSVC_DATA_DIR=str(data_dir),
+        AUDITSVC_LOG_NAME=BENCH_LOG_NAME,
+    )
+    return env
+
+
 def bench_settings(url: str, data_dir: Path) -> Settings:
     """Settings for ``url`` with the bench's fixed secret key and log name."""
     return Settings(database_url=url, secret_key=BENCH_SECRET_KEY, data_dir=data_dir, log_name=BENCH_LOG_NAME)

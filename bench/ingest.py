@@ -52,8 +52,6 @@ import httpx
 from auditsvc.store.engine import asyncpg_dsn
 
 from ._common import (
-    BENCH_LOG_NAME,
-    BENCH_SECRET_KEY,
     REPO,
     SOURCE_SYSTEM_IDS,
     DatabaseServer,
@@ -73,6 +71,7 @@ from ._common import (
     rate,
     results_name,
     server_facts,
+    service_env,
     write_results,
 )
 
@@ -100,18 +99,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def service_env(url: str, data_dir: Path) -> dict[str, str]:
-    """The environment ``auditsvc`` runs with: this database, the bench key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSVC_")}
-    env.update(
-        AUDITSVC_DATABASE_URL=url,
-        AUDITSVC_SECRET_KEY=BENCH_SECRET_KEY,
-        AUDITSVC_DATA_DIR=str(data_dir),
-        AUDITSVC_LOG_NAME=BENCH_LOG_NAME,
-    )
-    return env
 
 
 @dataclass

@@ -38,9 +38,10 @@ from ._common import (
     print_table,
     rate,
     results_name,
+    service_env,
     write_results,
 )
-from .ingest import create_emitter_token, service_env, start_service
+from .ingest import create_emitter_token, start_service
 
 DEFAULT_SDK_EVENTS = 50_000
 QUICK_SDK_EVENTS = 10_000

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,6 @@ from auditsvc.store.engine import asyncpg_dsn
 
 from ._common import (
     BENCH_LOG_NAME,
-    BENCH_SECRET_KEY,
     REPO,
     EventFactory,
     add_common_arguments,
@@ -64,6 +62,7 @@ from ._common import (
     rate,
     results_name,
     server_facts,
+    service_env,
     write_results,
 )
 
@@ -215,13 +214,7 @@ async def measure(url: str, log_id: int, repeat: int, keys: ServerKeys) -> dict[
 def run_cli(url: str, data_dir: Path) -> dict[str, Any]:
     """``python -m auditsvc verify --json`` on the same database: wall time
     (interpreter start and imports included) and the time it reports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSVC_")}
-    env.update(
-        AUDITSVC_DATABASE_URL=url,
-        AUDITSVC_SECRET_KEY=BENCH_SECRET_KEY,
-        AUDITSVC_DATA_DIR=str(data_dir),
-        AUDITSVC_LOG_NAME=BENCH_LOG_NAME,
-    )
+    env = service_env(url, data_dir)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "auditsvc", "verify", "--json"],

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -112,7 +113,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class ClientCore:
+class ClientCore(ABC):
     """The base of ``AuditClient`` and ``AsyncAuditClient``; only I/O differs."""
 
     def __init__(
@@ -316,8 +317,10 @@ class ClientCore:
         self._put = self._done = self._flush_target = 0
         self._reset_io_after_fork()
 
+    @abstractmethod
     def _reset_io_after_fork(self) -> None:
-        raise NotImplementedError
+        """New HTTP connections (and sender) for a forked child: the sync and
+        async clients own different kinds of I/O."""
 
     # ------------------------------------------------------------ helpers
 
