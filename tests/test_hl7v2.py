@@ -510,3 +510,47 @@ def test_damaged_messages_give_events_or_hl7v2error_and_nothing_else() -> None:
         except HL7v2Error:
             outcomes["error"] += 1
     assert outcomes["events"] > 300 and outcomes["error"] > 300
+
+
+# --- event ids for re-runs ----------------------------------------------------------
+
+
+def test_event_ids_are_new_each_time_by_default() -> None:
+    message = msg("EVN|A01|20240301115900-0500", PID)
+    assert events(message)[0].event_id != events(message)[0].event_id
+
+
+def test_event_ids_from_the_message_are_stable_across_reruns_and_framings() -> None:
+    message = msg("EVN|A01|20240301115900-0500", PID, "PV1|1|I")
+    first = events(message, event_ids="from-message")
+    again = events(("\x0b" + message.replace("\r", "\r\n") + "\x1c\r").encode(), event_ids="from-message")
+    assert [e.event_id for e in first] == [e.event_id for e in again]
+    assert first[0].event_id.version == 5
+
+
+def test_event_ids_from_the_message_differ_by_patient_control_id_destination_and_actor() -> None:
+    batch = "\r".join(
+        [
+            "FHS|^~\\&|EPIC|MAINHOSP",
+            "BHS|^~\\&|EPIC|MAINHOSP",
+            msg(PID).rstrip("\r"),
+            msg("PID|1||900002^^^MAINHOSP^MR||ZZTEST^OTHER").rstrip("\r"),
+            "BTS|2",
+            "FTS|1",
+        ]
+    )
+    two = events(batch, event_ids="from-message")
+    assert len(two) == 2 and two[0].event_id != two[1].event_id
+    base = events(msg(PID), event_ids="from-message")[0].event_id
+    other_id = msg(PID, msh="MSH|^~\\&|EPIC|MAINHOSP|LAB|LABFAC|20240301120000-0500||ADT^A01|C2|P|2.5.1")
+    assert events(other_id, event_ids="from-message")[0].event_id != base
+    assert events(msg(PID), event_ids="from-message", destination="ris")[0].event_id != base
+    assert events(msg(PID), event_ids="from-message", actor={"id": "other", "type": "system"})[0].event_id != base
+
+
+def test_event_ids_from_the_message_need_a_control_id() -> None:
+    no_id = msg(PID, msh="MSH|^~\\&|EPIC|MAINHOSP|LAB|LABFAC|20240301120000-0500||ADT^A01||P|2.5.1")
+    with pytest.raises(HL7v2Error, match="MSH-10"):
+        events(no_id, event_ids="from-message")
+    with pytest.raises(ValueError, match="event_ids"):
+        events(msg(PID), event_ids="sometimes")

@@ -4,6 +4,7 @@ acknowledgement watermark, segment rotation, bound. Sending goes through
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from auditsvc_sdk import AuditClient, RetryPolicy, SpoolFull, SpoolLocked
+from auditsvc_sdk import AsyncAuditClient, AuditClient, RetryPolicy, SpoolFull, SpoolLocked
 from auditsvc_sdk._spool import Spool
 
 from .conftest import event
@@ -85,6 +86,20 @@ def test_events_left_in_the_spool_are_sent_by_the_next_client_once(tmp_path) -> 
     client(tmp_path, after).close()
     assert after.ids == []
     assert segments(tmp_path) == [] or all(p.stat().st_size == 0 for p in segments(tmp_path))
+
+
+async def test_an_async_client_sends_what_an_earlier_run_left_without_being_asked(tmp_path) -> None:
+    ids = spool_offline(tmp_path, 12)
+    received = Recorder()
+    later = AsyncAuditClient(
+        "http://audit.test", "tok", transport=httpx.MockTransport(received), spool_dir=tmp_path, max_batch=5
+    )
+    deadline = time.monotonic() + 5
+    while later.counters().queue_depth and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)  # no record(), no flush(): the sender started on its own
+    assert later.counters().queue_depth == 0
+    assert received.ids == ids
+    assert await later.close()
 
 
 def test_a_torn_last_record_is_detected_and_never_sent(tmp_path, caplog) -> None:

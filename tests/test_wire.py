@@ -8,7 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
-from auditsvc_sdk import PhiAccess
+from auditsvc_sdk import InvalidEvent, PhiAccess
+from auditsvc_sdk._core import encode_event
 from auditsvc_sdk._wire import parse_event_batch
 from pydantic import ValidationError
 
@@ -119,3 +120,35 @@ def test_null_system_name_is_dropped_alike() -> None:
     wire, model = _both([body])
     assert wire == model
     assert wire[0]["source"] == {"system_id": "epic-adt"} and wire[0]["destination"]["name"] == "Lab"
+
+
+# record() sends a mapping as validated, without the normal forms (the
+# service applies them): what the service makes of those bytes must be
+# exactly the normal form the SDK's model gives.
+def _service_view(payload: bytes) -> dict[str, Any]:
+    return parse_event_batch(b'{"events":[' + payload + b"]}")[0].json
+
+
+def test_what_record_sends_of_a_day_normalises_to_the_model_form() -> None:
+    events = generate_day(seed=12, scale=0.3)
+    for e in events:
+        assert _service_view(encode_event(e)) == PhiAccess.model_validate(e).to_json()
+
+
+@pytest.mark.parametrize("overrides", ODD_BUT_VALID, ids=repr)
+def test_what_record_sends_of_odd_events_normalises_to_the_model_form(overrides: dict[str, Any]) -> None:
+    e = event(**overrides)
+    assert _service_view(encode_event(e)) == PhiAccess.model_validate(e).to_json()
+
+
+def test_record_fixes_the_event_id_of_an_event_without_one() -> None:
+    e = event()
+    del e["event_id"]
+    sent = _service_view(encode_event(e))
+    assert uuid.UUID(sent["event_id"]).version == 7
+
+
+@pytest.mark.parametrize("overrides", INVALID, ids=repr)
+def test_record_refuses_what_the_service_refuses(overrides: dict[str, Any]) -> None:
+    with pytest.raises(InvalidEvent):
+        encode_event(event(**overrides))

@@ -56,6 +56,12 @@ class AsyncAuditClient(ClientCore):
         self._task: asyncio.Task[None] | None = None
         self._atexit = _report_at_exit
         atexit.register(self._atexit, weakref.ref(self))
+        if self.store.depth:
+            # Events left in the spool by an earlier run go out now when a
+            # loop is running; otherwise on entering ``async with``, or at
+            # the first record() or flush().
+            with contextlib.suppress(RuntimeError):
+                self._ensure_task()
 
     def _events(self) -> None:
         # Set by the recording side, cleared by the waiter before it checks
@@ -157,6 +163,8 @@ class AsyncAuditClient(ClientCore):
         return delivered
 
     async def __aenter__(self) -> AsyncAuditClient:
+        if self.store.depth:
+            self._ensure_task()
         return self
 
     async def __aexit__(

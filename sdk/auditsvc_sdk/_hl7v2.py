@@ -95,9 +95,10 @@ from __future__ import annotations
 
 import codecs
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 import hl7
 from pydantic import ValidationError
@@ -159,6 +160,7 @@ def events_from_hl7v2(
     attributes: Mapping[str, str | int | bool] | None = None,
     event_type: str = "hl7v2-message",
     encoding: str | None = None,
+    event_ids: Literal["new", "from-message"] = "new",
 ) -> list[PhiAccess]:
     """One PHI access event per patient of an HL7 v2 message or batch.
 
@@ -170,7 +172,16 @@ def events_from_hl7v2(
     ``encoding`` decodes ``bytes`` instead of MSH-18. See the module
     docstring for the rules. Raises :class:`HL7v2Error` when the message
     has no MSH, no patient identifier, or no usable timestamp or system.
+
+    ``event_ids="from-message"`` derives each ``event_id`` from the message
+    (UUIDv5 of source, destination, actor, MSH-10, time and the patient's
+    place in the batch and message) instead of a new UUIDv7: a channel that re-runs the
+    same handler on the same message after a crash then records nothing
+    twice (the service answers ``duplicate``). Use it when a re-run is a
+    retry, not a new disclosure; it needs MSH-10.
     """
+    if event_ids not in ("new", "from-message"):
+        raise ValueError('event_ids must be "new" or "from-message"')
     if not isinstance(message, str | bytes):
         raise TypeError("message must be str or bytes")
     common: dict[str, Any] = {
@@ -179,6 +190,7 @@ def events_from_hl7v2(
         "event_type": event_type,
         "purpose_of_use": purpose_of_use,
     }
+    derive_ids = event_ids == "from-message"
     if occurred_at is not None and occurred_at.tzinfo is None and default_tz is not None:
         occurred_at = occurred_at.replace(tzinfo=default_tz)
     overrides = {
@@ -192,7 +204,11 @@ def events_from_hl7v2(
     events: list[PhiAccess] = []
     for number, lines in enumerate(messages, 1):
         try:
-            events.extend(_message_events(lines, common, overrides, dict(attributes or {}), default_tz))
+            events.extend(
+                _message_events(
+                    lines, common, overrides, dict(attributes or {}), default_tz, number if derive_ids else None
+                )
+            )
         except HL7v2Error as exc:
             if len(messages) == 1:
                 raise
@@ -362,6 +378,7 @@ def _message_events(
     overrides: dict[str, Any],
     caller_attributes: dict[str, str | int | bool],
     default_tz: tzinfo | None,
+    derive_ids_as: int | None = None,
 ) -> list[PhiAccess]:
     parsed = _parse(lines)
     r = _Reader(parsed)
@@ -384,11 +401,23 @@ def _message_events(
     attributes: dict[str, str | int | bool] = {k: v[:64] for k, v in derived.items() if v}
     attributes.update(caller_attributes)
 
+    if derive_ids_as is not None and message_id is None:
+        raise HL7v2Error('event_ids="from-message" needs MSH-10 (message control id), and it is empty')
     events = []
-    for identifiers, data_elements in _patients(r, parsed, code, trigger):
+    for index, (identifiers, data_elements) in enumerate(_patients(r, parsed, code, trigger)):
+        ids = (
+            {
+                "event_id": _derived_event_id(
+                    source, destination, common["actor"], message_id, occurred_at, f"{derive_ids_as}.{index}"
+                )
+            }
+            if derive_ids_as is not None
+            else {}
+        )
         try:
             events.append(
                 PhiAccess(
+                    **ids,
                     occurred_at=occurred_at,
                     action=action,
                     patient={"identifiers": identifiers[:MAX_IDENTIFIERS]},
@@ -405,6 +434,21 @@ def _message_events(
             reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise HL7v2Error(f"the event built from the message is invalid: {reasons}") from None
     return events
+
+
+# Fixed for ever: changing it would give a re-run message new ids.
+_EVENT_ID_NAMESPACE = uuid.UUID("4f0c6a3e-9a51-5b8e-8d0e-6f1f2c1e7a01")
+
+
+def _derived_event_id(
+    source: Any, destination: Any, actor: Actor, message_id: str | None, occurred_at: Any, place: str
+) -> uuid.UUID:
+    def system_id(ref: Any) -> str:
+        return str(ref.system_id if isinstance(ref, SystemRef) else ref["system_id"])
+
+    when = occurred_at.isoformat() if isinstance(occurred_at, datetime) else str(occurred_at)
+    parts = (system_id(source), system_id(destination), actor.id, message_id or "", when, place)
+    return uuid.uuid5(_EVENT_ID_NAMESPACE, "\x1f".join(parts))
 
 
 def _segments(parsed: Any) -> list[tuple[str, Any]]:
