@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from auditsvc_sdk._note import NoteError, NoteSigner
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -84,17 +85,84 @@ def load_keys(settings: Settings) -> ServerKeys:
     return ServerKeys(identifier_key=_derive(master, b"identifier-index"), token_key=_derive(master, b"api-token"))
 
 
+def signing_key_path(settings: Settings) -> Path:
+    return settings.checkpoint_key_file or settings.data_dir / "signing.key"
+
+
 def ensure_signing_key(settings: Settings) -> Path:
-    """The Ed25519 checkpoint signing key, created on first start in development
-    (``data_dir/signing.key``, PKCS#8 PEM, mode 0600)."""
+    """The Ed25519 checkpoint signing key's file, created on first start in
+    development (PKCS#8 PEM, mode 0600). Production never generates one."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-    path = settings.data_dir / "signing.key"
+    path = signing_key_path(settings)
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.env == "production":
+            raise SecretKeyError(f"the checkpoint signing key {path} does not exist (AUDITSVC_CHECKPOINT_KEY_FILE)")
+        path.parent.mkdir(parents=True, exist_ok=True)
         pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path  # another process made it first
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
     return path
+
+
+class CheckpointSigner:
+    """The log's checkpoint signer, read from its key file and read again
+    when the file changes (key rotation needs no restart). The key name is
+    the log's origin, as C2SP tlog-checkpoint expects."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._path = signing_key_path(settings)
+        self._name = settings.log_name
+        self._stamp: tuple[int, int] | None = None
+        self._signer: NoteSigner | None = None
+
+    def current(self) -> NoteSigner:
+        st = self._path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._signer is None or stamp != self._stamp:
+            self._signer = load_note_signer(self._path.read_bytes(), self._name)
+            self._stamp = stamp
+        return self._signer
+
+
+def load_note_signer(data: bytes, name: str) -> NoteSigner:
+    text = data.decode("ascii", errors="replace").strip()
+    try:
+        if text.startswith("PRIVATE+KEY+"):
+            signer = NoteSigner.from_skey(text)
+            if signer.name != name:
+                return NoteSigner(name, signer._seed())
+            return signer
+        return NoteSigner.from_pem(name, data)
+    except NoteError as exc:
+        raise SecretKeyError(f"the checkpoint signing key cannot be loaded: {exc}") from None
+
+
+def rotate_signing_key(settings: Settings) -> tuple[Path, Path | None]:
+    """Write a new signing key in place of the current one; the old file is
+    kept beside it as ``<name>.retired-<key id>`` (its checkpoints stay
+    verifiable from the verifier keys the log stored). Returns (new, retired)."""
+    path = signing_key_path(settings)
+    retired: Path | None = None
+    if path.exists():
+        data = path.read_bytes()
+        old = load_note_signer(data, settings.log_name)
+        retired = path.with_name(f"{path.name}.retired-{old.key_id:08x}")
+        fd = os.open(retired, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    # The key file is replaced in one rename: a process reading it sees the old key or the new.
+    fresh = NoteSigner.generate(settings.log_name)
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(fresh.private_key_pem())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path, retired

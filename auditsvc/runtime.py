@@ -10,7 +10,8 @@ from auditsvc_sdk import FORMAT_VERSION, genesis_hash
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .domain.appender import Appender
-from .keys import ServerKeys, load_keys
+from .domain.checkpointer import Checkpointer
+from .keys import ServerKeys, ensure_signing_key, load_keys
 from .settings import Settings
 from .store.append import ensure_log
 from .store.engine import create_engine, runtime_url
@@ -26,11 +27,15 @@ class AuditLog:
     log_name: str
     genesis: bytes
     appender: Appender
+    checkpointer: Checkpointer
 
 
 @asynccontextmanager
-async def open_audit_log(settings: Settings, url: str | None = None) -> AsyncIterator[AuditLog]:
-    """Connect as the runtime role, register the log, start the appender."""
+async def open_audit_log(
+    settings: Settings, url: str | None = None, *, background: bool = True
+) -> AsyncIterator[AuditLog]:
+    """Connect as the runtime role, register the log, start the appender and
+    (``background``) the checkpointer."""
     engine = create_engine(url or runtime_url(settings), settings)
     try:
         async with driver_connection(engine) as conn:
@@ -38,9 +43,16 @@ async def open_audit_log(settings: Settings, url: str | None = None) -> AsyncIte
         genesis = genesis_hash(settings.log_name)
         appender = Appender(engine, log_id, genesis, settings.group_commit_max_events)
         appender.start()
+        ensure_signing_key(settings)
+        checkpointer = Checkpointer(engine, log_id, settings)
+        if background:
+            checkpointer.start()
         try:
-            yield AuditLog(settings, engine, load_keys(settings), log_id, settings.log_name, genesis, appender)
+            yield AuditLog(
+                settings, engine, load_keys(settings), log_id, settings.log_name, genesis, appender, checkpointer
+            )
         finally:
+            await checkpointer.stop()
             await appender.stop()
     finally:
         await engine.dispose()

@@ -10,10 +10,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class WitnessConfig(BaseModel):
+    url: str = Field(pattern=r"^https?://")
+    vkey: str = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -55,6 +60,24 @@ class Settings(BaseSettings):
     so load spreads over worker processes (0: never)."""
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 30_000
+
+    checkpoint_key_file: Path | None = None
+    """The Ed25519 checkpoint signing key (PKCS#8 PEM, or Go's
+    ``PRIVATE+KEY+...`` form). Unset: ``data_dir/signing.key``, created on
+    first start in development. Replacing the file rotates the key: new
+    checkpoints are signed with the new one, old ones stay verifiable."""
+    checkpoint_every_events: int = Field(default=10_000, ge=1)
+    """Sign a checkpoint once this many events arrived since the last one..."""
+    checkpoint_interval_seconds: float = Field(default=60.0, gt=0)
+    """...or when this many seconds passed and the log grew at all."""
+    checkpoint_dir: Path | None = None
+    """Directory sink: every checkpoint is written there as ``<size>.note``
+    (for a WORM / object-lock mount). Unset: none."""
+    checkpoint_webhook_url: str | None = None
+    """HTTPS webhook sink: every checkpoint is POSTed there (text/plain)."""
+    witnesses: list[WitnessConfig] = []
+    """C2SP tlog-witness witnesses that cosign each checkpoint, as JSON:
+    ``[{"url": "https://witness.example/", "vkey": "<cosignature vkey>"}]``."""
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:

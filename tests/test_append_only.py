@@ -11,9 +11,19 @@ from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 from auditsvc.store.engine import asyncpg_dsn, runtime_url
 
-from .conftest import Service, event
+from .conftest import Service, event, query
 
-LOG_TABLES = ("logs", "events", "event_identifiers", "identifier_links", "patient_identifiers")
+LOG_TABLES = (
+    "logs",
+    "events",
+    "event_identifiers",
+    "identifier_links",
+    "patient_identifiers",
+    "merkle_nodes",
+    "checkpoints",
+    "verifier_keys",
+    "checkpoint_cosignatures",
+)
 
 
 def attempt(url: str, sql: str) -> BaseException | None:
@@ -36,6 +46,15 @@ def stored(service: Service) -> Settings:
     linked = [("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-AO-1"), ("urn:oid:2.16.840.1.113883.3.9999.0", "E-AO-1")]
     with service.client(token) as client:
         client.post("/v1/events", json={"events": [event(linked), event()]}).raise_for_status()
+        # A whole 256-leaf block (a stored Merkle node) and a signed checkpoint.
+        client.post("/v1/events", json={"events": [event() for _ in range(256)]}).raise_for_status()
+    with service.client(service.token(Role.ADMIN)) as admin:
+        admin.post("/v1/checkpoints").raise_for_status()
+    query(
+        str(service.settings.database_url),
+        "INSERT INTO checkpoint_cosignatures (log_id, tree_size, witness, signature) "
+        "SELECT log_id, tree_size, 'witness.example/w', 'a line' FROM checkpoints",
+    )
     return service.settings
 
 

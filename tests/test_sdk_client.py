@@ -107,6 +107,11 @@ def test_public_names_are_pinned() -> None:
             "SpoolLocked", "SystemRef", "TransportError", "UnsupportedFormatVersion", "canonical_json",
             "canonical_record", "chain_hash", "check_format_version", "genesis_hash", "leaf_hash", "make_record",
             "new_event_id",
+            # chain format verification: Merkle proofs, signed notes, evidence packages
+            "EMPTY_ROOT", "CompactRange", "ProofError", "RootMismatchError", "root_from_leaf_hashes",
+            "verify_consistency", "verify_inclusion", "Checkpoint", "CosignatureVerifier", "NoteError", "NoteSigner",
+            "NoteVerifier", "open_checkpoint", "open_note", "sign_note", "verify_cosignature", "EvidenceError",
+            "EvidenceRejected", "EvidenceReport", "EvidenceUnreadable", "verify_package",
         ]
     )  # fmt: skip
     for name in auditsvc_sdk.__all__:

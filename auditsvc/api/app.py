@@ -16,7 +16,7 @@ from ..runtime import open_audit_log
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
 from .keepalive import KeepAliveLimit
-from .routes import events, health, reports
+from .routes import checkpoints, events, health, proofs, reports
 from .schemas import component_schemas
 
 
@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(reports.router)
+    app.include_router(checkpoints.router)
+    app.include_router(proofs.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

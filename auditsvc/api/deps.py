@@ -45,6 +45,8 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
 EmitterDep = Annotated[Caller, Depends(require(Role.EMITTER))]
 PrivacyOfficerDep = Annotated[Caller, Depends(require(Role.PRIVACY_OFFICER))]
 EventReaderDep = Annotated[Caller, Depends(require(Role.AUDITOR, Role.PRIVACY_OFFICER))]
+AuditorDep = Annotated[Caller, Depends(require(Role.AUDITOR))]
+AdminDep = Annotated[Caller, Depends(require(Role.ADMIN))]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

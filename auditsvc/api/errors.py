@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..domain.errors import (
     AppendFailed,
+    Conflict,
     DomainError,
     Forbidden,
     InvalidInput,
@@ -36,6 +37,7 @@ STATUS: dict[type[DomainError], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
+    Conflict: 409,
     Unavailable: 503,
     AppendFailed: 500,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class EventResultOut(BaseModel):
@@ -29,6 +29,19 @@ class EventWithHashes(BaseModel):
     seq: int
     leaf_hash: str
     chain_hash: str
+
+
+class InclusionProof(BaseModel):
+    seq: int
+    tree_size: int
+    leaf_hash: str = Field(description="lowercase hex")
+    hashes: list[str] = Field(description="the audit path, lowest level first, lowercase hex (RFC 9162 2.1.3)")
+
+
+class ConsistencyProof(BaseModel):
+    first: int
+    second: int
+    hashes: list[str] = Field(description="lowercase hex (RFC 9162 2.1.4)")
 
 
 class IdentifierOut(BaseModel):

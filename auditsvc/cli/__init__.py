@@ -13,7 +13,9 @@ from ..store.engine import runtime_url
 from ..store.migrate import upgrade_head
 from . import report, tokens
 from ._common import configure_logging, console, database, fail, settings
+from .checkpoints import checkpoint
 from .demo import demo
+from .export import export
 from .verify import verify
 
 app = typer.Typer(
@@ -25,6 +27,8 @@ app = typer.Typer(
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(report.app, name="report")
 app.command()(verify)
+app.command()(checkpoint)
+app.command()(export)
 app.command()(demo)
 
 

@@ -49,7 +49,7 @@ def _date(raw: str | None, option: str) -> date | datetime | None:
 async def _full_report(query: PatientAccessQuery, url: str) -> dict[str, Any]:
     s = settings()
     reader = Caller(token_id=f"cli:{getpass.getuser()}", role=Role.PRIVACY_OFFICER, systems=(), name=None)
-    async with open_audit_log(s, url) as audit:
+    async with open_audit_log(s, url, background=False) as audit:
         report = await patient_access_report(audit, query, reader)
         events = list(report["events"])
         while report["next_cursor"]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import asyncpg
 import typer
 from auditsvc_sdk import genesis_hash
+from auditsvc_sdk._note import Checkpoint, NoteError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..domain.verify import VerifyReport, log_id_for, verify_chain
+from ..domain.verify import CheckpointClaim, ResumeState, VerifyReport, log_id_for, verify_chain
 from ..keys import load_keys
 from ..store.engine import asyncpg_dsn
 from ._common import EXIT_ERROR, EXIT_OK, EXIT_TAMPERED, console, database, err_console, fail, run, settings
@@ -18,10 +20,33 @@ from ._common import EXIT_ERROR, EXIT_OK, EXIT_TAMPERED, console, database, err_
 
 def verify(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            help="a signed checkpoint kept outside the database (a file, or a directory of *.note files); repeatable",
+        ),
+    ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="pin the log's verifier key (vkey form); repeatable. Default: the stored keys"),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="incremental: resume from this state file if it exists, and save the new state there",
+        ),
+    ] = None,
 ) -> None:
     """Verify the store: exit 0 intact, 1 tampering found, 2 could not run."""
     s = settings()
     url = database(s)
+    try:
+        external = load_external_checkpoints(checkpoint or [])
+        resume = ResumeState.from_json(json.loads(state.read_text())) if state and state.exists() else None
+    except (OSError, ValueError) as exc:
+        fail(f"verification could not run: {exc}")
 
     async def _verify(progress: Progress | None) -> VerifyReport | None:
         conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -35,7 +60,17 @@ def verify(
                 if progress is not None and task is not None:
                     progress.update(task, completed=done, total=total)
 
-            return await verify_chain(conn, log_id, s.log_name, genesis_hash(s.log_name), _advance, keys=load_keys(s))
+            return await verify_chain(
+                conn,
+                log_id,
+                s.log_name,
+                genesis_hash(s.log_name),
+                _advance,
+                keys=load_keys(s),
+                trusted_vkeys=key or None,
+                external=external,
+                resume=resume,
+            )
         finally:
             await conn.close()
 
@@ -56,12 +91,19 @@ def verify(
         fail(f"verification could not run: {type(exc).__name__}: {exc}")
     if report is None:
         fail(f"no log named {s.log_name!r} in this database (has the service ever started?)")
+    if state is not None and report.ok and report.state is not None:
+        tmp = state.with_name(state.name + ".tmp")
+        tmp.write_text(json.dumps(report.state) + "\n")
+        tmp.replace(state)
     if as_json:
         print(json.dumps(report.to_json()))
     elif report.ok:
+        resumed = f" (resumed at seq {report.resumed_from})" if report.resumed_from else ""
         console.print(
-            f"[bold green]intact[/]: {report.rows_checked} events in log {report.log_name!r} verified "
-            f"in {report.seconds}s; head chain hash {report.head_chain_hash}",
+            f"[bold green]intact[/]: {report.rows_checked} events in log {report.log_name!r} verified{resumed} "
+            f"in {report.seconds}s; head chain hash {report.head_chain_hash}; "
+            f"{report.checkpoints_checked} stored and {report.external_checked} external checkpoints match "
+            f"({'pinned keys' if report.keys_pinned else 'keys from the database: pin them with --key'})",
             highlight=False,
         )
     else:
@@ -71,6 +113,25 @@ def verify(
             highlight=False,
         )
     raise typer.Exit(EXIT_OK if report.ok else EXIT_TAMPERED)
+
+
+def load_external_checkpoints(paths: list[Path]) -> list[CheckpointClaim]:
+    """Signed checkpoint notes from files or directories of ``*.note`` files
+    (their signatures are checked by verification, with the pinned keys)."""
+    claims = []
+    for path in paths:
+        files = sorted(path.glob("*.note")) if path.is_dir() else [path]
+        for file in files:
+            note = file.read_text(encoding="utf-8")
+            split = note.rfind("\n\n")
+            try:
+                cp = Checkpoint.parse(note[: split + 1]) if split >= 0 else None
+            except NoteError as exc:
+                raise ValueError(f"{file} is not a signed checkpoint: {exc}") from None
+            if cp is None:
+                raise ValueError(f"{file} is not a signed checkpoint (no signature block)")
+            claims.append(CheckpointClaim(cp.size, cp.root_hash, note, external=True))
+    return claims
 
 
 __all__ = ["EXIT_ERROR", "verify"]

@@ -7,6 +7,7 @@ DomainError
 ├── Unauthenticated       401
 ├── Forbidden             403
 ├── NotFound              404
+├── Conflict              409: refused because of stored state (e.g. an inconsistent log)
 ├── Unavailable           503: the database cannot be reached
 └── AppendFailed          500: the append transaction failed; nothing stored
 """
@@ -45,6 +46,10 @@ class Forbidden(DomainError):
 
 
 class NotFound(DomainError):
+    pass
+
+
+class Conflict(DomainError):
     pass
 
 

@@ -15,12 +15,27 @@ Steps, per row in ``seq`` order (docs/chain-format.md, "Verifying"):
    the chain; this catches it. The comparison streams a multiset fingerprint
    and only on a mismatch walks both sides to name the first bad ``seq``.
 
+7. Checkpoints: the Merkle root of the first N leaves equals the root of
+   every stored checkpoint of size N, and each stored checkpoint's signature
+   verifies (with pinned keys when given, else the log's stored keys). A
+   checkpoint larger than the log means rows were cut off the end.
+8. ``external`` checkpoints (kept outside the database, e.g. by a witness or
+   on WORM storage) are checked the same way: this detects a truncated tail
+   and a rewrite of the whole chain recomputed consistently, which the rows
+   alone cannot show. For such a rewrite the first bad ``seq`` is bracketed:
+   it is the size of the last checkpoint the rows still match (the first
+   seq no matching checkpoint covers).
+9. ``resume``: start from a saved state (the tree frontier and chain hash at
+   the last verified checkpoint) instead of seq 0; rows before it are not
+   re-read (run a full verification now and then).
+
 The first failure is reported with its ``seq`` and kind. Nothing is taken
 from the client's request or from the service's memory: only the database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -32,6 +47,8 @@ import asyncpg
 import orjson
 from auditsvc_sdk import UnsupportedFormatVersion, chain_hash, check_format_version, leaf_hash
 from auditsvc_sdk._event import format_timestamp
+from auditsvc_sdk._merkle import CompactRange
+from auditsvc_sdk._note import NoteError, NoteVerifier, open_checkpoint
 
 from ..keys import ServerKeys
 
@@ -43,8 +60,17 @@ RECORD_MISMATCH = "record_mismatch"
 LEAF_HASH_MISMATCH = "leaf_hash_mismatch"
 CHAIN_HASH_MISMATCH = "chain_hash_mismatch"
 IDENTIFIER_INDEX_MISMATCH = "identifier_index_mismatch"
+CHECKPOINT_ROOT_MISMATCH = "checkpoint_root_mismatch"
+CHECKPOINTS_INCONSISTENT = "checkpoints_inconsistent"
+CHECKPOINT_SIGNATURE = "checkpoint_signature_invalid"
+TRUNCATED = "truncated"
+REWRITTEN = "rewritten"
+STATE_MISMATCH = "resume_state_mismatch"
 
-_ROWS = "SELECT seq, event_id, occurred_at, record, leaf_hash, chain_hash FROM events WHERE log_id = $1 ORDER BY seq"
+_ROWS = (
+    "SELECT seq, event_id, occurred_at, record, leaf_hash, chain_hash FROM events "
+    "WHERE log_id = $1 AND seq >= $2 ORDER BY seq"
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +89,11 @@ class VerifyReport:
     head_chain_hash: str | None
     seconds: float
     damage: Damage | None
+    checkpoints_checked: int = 0
+    external_checked: int = 0
+    keys_pinned: bool = False
+    resumed_from: int = 0
+    state: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -154,6 +185,126 @@ async def _first_index_mismatch(conn: asyncpg.Connection, log_id: int, upto: int
 _INDEX_DIFFERS = "the patient lookup index differs from the record's identifiers"
 
 
+@dataclass(frozen=True)
+class CheckpointClaim:
+    """A signed checkpoint to check the rows against."""
+
+    tree_size: int
+    root_hash: bytes
+    note: str
+    external: bool  # kept outside the database (the auditor's copy)
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """Where an earlier verification stopped: at a checkpoint it verified."""
+
+    origin: str
+    tree_size: int
+    chain_hash: bytes
+    frontier: tuple[bytes, ...]
+    root_hash: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "auditsvc-verify-state/v1",
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "chain_hash": self.chain_hash.hex(),
+            "root_hash": self.root_hash.hex(),
+            "frontier": [h.hex() for h in self.frontier],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ResumeState:
+        if data.get("format") != "auditsvc-verify-state/v1":
+            raise ValueError("not an auditsvc verification state (format auditsvc-verify-state/v1)")
+        try:
+            state = cls(
+                str(data["origin"]),
+                int(data["tree_size"]),
+                bytes.fromhex(data["chain_hash"]),
+                tuple(bytes.fromhex(h) for h in data["frontier"]),
+                bytes.fromhex(data["root_hash"]),
+            )
+            if CompactRange.from_frontier(state.tree_size, state.frontier).root() != state.root_hash:
+                raise ValueError("its frontier does not hash to its root")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed verification state: {exc}") from None
+        return state
+
+
+def check_signatures(claims: list[CheckpointClaim], origin: str, vkeys: list[str]) -> Damage | None:
+    """Every claim's note is signed by one of ``vkeys`` and names ``origin``."""
+    verifiers = []
+    for vkey in vkeys:
+        with contextlib.suppress(NoteError):
+            verifiers.append(NoteVerifier.from_vkey(vkey))
+    for claim in claims:
+        try:
+            cp, _ = open_checkpoint(claim.note, verifiers, origin=origin)
+        except NoteError as exc:
+            where = "external" if claim.external else "stored"
+            return Damage(claim.tree_size, CHECKPOINT_SIGNATURE, f"{where} checkpoint of size {claim.tree_size}: {exc}")
+        if (cp.size, cp.root_hash) != (claim.tree_size, claim.root_hash):
+            return Damage(claim.tree_size, CHECKPOINT_SIGNATURE, "a stored checkpoint's columns differ from its note")
+    return None
+
+
+class _Roots:
+    """Compares the running Merkle root with each claimed checkpoint as the
+    rows stream past, remembering the last size that matched."""
+
+    def __init__(self, claims: list[CheckpointClaim], start: int) -> None:
+        self.by_size: dict[int, list[CheckpointClaim]] = {}
+        for claim in claims:
+            if claim.tree_size >= start:
+                self.by_size.setdefault(claim.tree_size, []).append(claim)
+        self.matched = start
+        self.good: list[int] = []
+        self.bad: list[tuple[CheckpointClaim, bytes]] = []
+        self.snapshot: tuple[int, bytes, tuple[bytes, ...], bytes] | None = None
+
+    def at(self, size: int, tree: CompactRange, chain: bytes) -> None:
+        root = tree.root()
+        wrong = [claim for claim in self.by_size[size] if claim.root_hash != root]
+        self.bad.extend((claim, root) for claim in wrong)
+        if not wrong:
+            self.good.append(size)
+            if len(self.bad) == 0:
+                self.matched = size
+                self.snapshot = (size, chain, tree.frontier, root)
+
+    def damage(self, rows: int) -> Damage | None:
+        if self.bad:
+            claim, root = self.bad[0]
+            if not claim.external and any(size > claim.tree_size for size in self.good):
+                return Damage(
+                    self.matched,
+                    CHECKPOINTS_INCONSISTENT,
+                    f"the checkpoint of size {claim.tree_size} (root {claim.root_hash.hex()}) is contradicted by a "
+                    f"later signed checkpoint, which the rows match (root here {root.hex()})",
+                )
+            where = "an external" if claim.external else "a stored"
+            return Damage(
+                self.matched,
+                REWRITTEN if claim.external else CHECKPOINT_ROOT_MISMATCH,
+                f"the first {claim.tree_size} rows hash to root {root.hex()}, but {where} checkpoint of that size "
+                f"says {claim.root_hash.hex()}: rows were rewritten (the first difference is at or after seq "
+                f"{self.matched}, before seq {claim.tree_size})",
+            )
+        beyond = sorted(size for size in self.by_size if size > rows)
+        if beyond:
+            claim = self.by_size[beyond[-1]][0]
+            where = "an external" if claim.external else "a stored"
+            return Damage(
+                rows,
+                TRUNCATED,
+                f"{where} checkpoint commits to {claim.tree_size} events but the log holds {rows}: the tail is gone",
+            )
+        return None
+
+
 async def verify_chain(
     conn: asyncpg.Connection,
     log_id: int,
@@ -161,46 +312,103 @@ async def verify_chain(
     genesis: bytes,
     progress: Callable[[int, int], None] | None = None,
     keys: ServerKeys | None = None,
+    *,
+    trusted_vkeys: list[str] | None = None,
+    external: list[CheckpointClaim] | None = None,
+    resume: ResumeState | None = None,
 ) -> VerifyReport:
     """Verify every row of the log; ``progress(done, total)`` is called as it goes.
 
-    With ``keys`` (the server's), the patient lookup index is checked too.
+    With ``keys`` (the server's), the patient lookup index is checked too
+    (not when resuming: it is a whole-table check). Stored checkpoints are
+    always checked; ``external`` ones too; ``trusted_vkeys`` pins the keys
+    their signatures must verify with (else the log's stored keys).
     """
     started = time.perf_counter()
-    expected = 0
-    previous = genesis
+    start = 0 if resume is None else resume.tree_size
+    expected = start
+    previous = genesis if resume is None else resume.chain_hash
+    tree = CompactRange() if resume is None else CompactRange.from_frontier(resume.tree_size, resume.frontier)
     damage: Damage | None = None
     index_count = index_fp = 0
+    check_index = keys is not None and resume is None
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         total = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id)
-        async for row in conn.cursor(_ROWS, log_id, prefetch=5000):
-            damage, current, record = _check_row(row, expected, previous)
-            if damage is not None:
-                break
-            if keys is not None:
-                for id_hmac in _identifier_hmacs(record, keys):
-                    index_count += 1
-                    index_fp += _fingerprint(id_hmac, row["event_id"])
-            previous = current
-            expected += 1
-            if progress is not None and expected % 5000 == 0:
-                progress(expected, total)
-        if damage is None and keys is not None:
-            stored = await conn.fetchrow(_INDEX_FINGERPRINT, log_id)
-            assert stored is not None  # an aggregate always returns a row
-            if (stored["n"], int(stored["fp"])) != (index_count, index_fp):
+        stored = [
+            CheckpointClaim(int(r["tree_size"]), bytes(r["root_hash"]), r["note"], external=False)
+            for r in await conn.fetch(
+                "SELECT tree_size, root_hash, note FROM checkpoints WHERE log_id = $1 ORDER BY tree_size", log_id
+            )
+        ]
+        claims = stored + list(external or [])
+        vkeys = trusted_vkeys
+        if vkeys is None:
+            vkeys = [r["vkey"] for r in await conn.fetch("SELECT vkey FROM verifier_keys WHERE log_id = $1", log_id)]
+        if resume is not None:
+            if resume.origin != log_name:
+                damage = Damage(start, STATE_MISMATCH, f"the saved state is for log {resume.origin!r}")
+            elif start > 0:
+                row = await conn.fetchrow(
+                    "SELECT chain_hash FROM events WHERE log_id = $1 AND seq = $2", log_id, start - 1
+                )
+                if row is None or bytes(row["chain_hash"]) != resume.chain_hash:
+                    damage = Damage(
+                        start - 1, STATE_MISMATCH, "the row where the last verification stopped has changed"
+                    )
+        roots = _Roots(claims, start)
+        if 0 in roots.by_size and start == 0:
+            roots.at(0, tree, previous)
+        if damage is None:
+            async for row in conn.cursor(_ROWS, log_id, start, prefetch=5000):
+                damage, current, record = _check_row(row, expected, previous)
+                if damage is not None:
+                    break
+                if check_index:
+                    assert keys is not None
+                    for id_hmac in _identifier_hmacs(record, keys):
+                        index_count += 1
+                        index_fp += _fingerprint(id_hmac, row["event_id"])
+                tree.append(row["leaf_hash"])
+                previous = current
+                expected += 1
+                if expected in roots.by_size:
+                    roots.at(expected, tree, previous)
+                if progress is not None and expected % 5000 == 0:
+                    progress(expected, total)
+        if damage is None:
+            # Rows cut off the end or rewritten against a checkpoint say more
+            # than the lookup index that no longer matches them.
+            damage = roots.damage(expected)
+        if damage is None and check_index:
+            assert keys is not None
+            fp_row = await conn.fetchrow(_INDEX_FINGERPRINT, log_id)
+            assert fp_row is not None  # an aggregate always returns a row
+            if (fp_row["n"], int(fp_row["fp"])) != (index_count, index_fp):
                 seq, detail = await _first_index_mismatch(conn, log_id, expected, keys)
                 damage = Damage(seq, IDENTIFIER_INDEX_MISMATCH, detail)
+    if damage is None:
+        damage = check_signatures(claims, log_name, vkeys)
     if progress is not None:
         progress(expected, total)
+    state = None
+    if damage is None and roots.snapshot is not None:
+        size, chain, frontier, root = roots.snapshot
+        state = ResumeState(log_name, size, chain, frontier, root).to_json()
+    elif damage is None and resume is not None:
+        state = resume.to_json()
     return VerifyReport(
         ok=damage is None,
         log_name=log_name,
         tree_size=total,
-        rows_checked=expected,
+        rows_checked=expected - start,
         head_chain_hash=previous.hex() if expected else None,
         seconds=round(time.perf_counter() - started, 3),
         damage=damage,
+        checkpoints_checked=len(stored),
+        external_checked=len(external or []),
+        keys_pinned=trusted_vkeys is not None,
+        resumed_from=start,
+        state=state,
     )
 
 

@@ -1,0 +1,75 @@
+"""``auditsvc export``: an evidence package that verifies offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from auditsvc_sdk import genesis_hash
+
+from ..domain.checkpointer import Checkpointer
+from ..domain.checkpoints import CheckpointRefused
+from ..domain.evidence import ExportRangeError, ExportSummary, write_package
+from ..domain.verify import log_id_for
+from ..keys import ensure_signing_key
+from ..store.engine import create_engine
+from ..store.session import driver_connection
+from ._common import EXIT_TAMPERED, console, database, fail, run, settings
+
+
+def export(
+    out: Annotated[Path, typer.Option("--out", help="the package to write (.tar.gz)")],
+    from_seq: Annotated[int, typer.Option("--from-seq", min=0, help="first event (default 0)")] = 0,
+    to_seq: Annotated[
+        int | None, typer.Option("--to-seq", min=0, help="last event, inclusive (default: the newest)")
+    ] = None,
+) -> None:
+    """Write an evidence package: events with their hashes, signed checkpoints, proofs
+    and verifier keys. Verify it anywhere with `auditsvc-verify FILE` (SDK only)."""
+    s = settings()
+    url = database(s)
+    ensure_signing_key(s)
+
+    async def _export() -> ExportSummary | None:
+        engine = create_engine(url, s)
+        try:
+            async with driver_connection(engine) as conn:
+                log_id = await log_id_for(conn, s.log_name)
+            if log_id is None:
+                return None
+            # A fresh checkpoint, so that the newest events are covered too.
+            checkpointer = Checkpointer(engine, log_id, s)
+            try:
+                signed = await checkpointer.checkpoint_now()
+            finally:
+                await checkpointer.stop()
+            async with driver_connection(engine) as conn:
+                return await write_package(
+                    conn,
+                    log_id,
+                    s.log_name,
+                    genesis_hash(s.log_name),
+                    out,
+                    covered_size=signed.tree_size,
+                    from_seq=from_seq,
+                    to_seq=to_seq,
+                    witness_vkeys=[w.vkey for w in s.witnesses],
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        summary = run(_export())
+    except CheckpointRefused as exc:
+        fail(str(exc), EXIT_TAMPERED)
+    except (ExportRangeError, OSError) as exc:
+        fail(f"export failed: {exc}")
+    if summary is None:
+        fail(f"no log named {s.log_name!r} in this database (has the service ever started?)")
+    console.print(
+        f"wrote {summary.path}: events {summary.from_seq}..{summary.to_seq} ({summary.events}), "
+        f"{summary.checkpoints} signed checkpoints, {summary.bytes:,} bytes. "
+        f"Verify it with: auditsvc-verify {summary.path}",
+        highlight=False,
+    )

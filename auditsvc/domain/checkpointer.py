@@ -1,0 +1,115 @@
+"""The background task each worker runs: sign a checkpoint when one is due
+(every N events or T seconds), and publish the latest to every sink that
+has not taken it yet.
+
+Workers coordinate through PostgreSQL advisory locks, so however many run,
+one signs a given checkpoint; the others skip the round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..keys import CheckpointSigner
+from ..settings import Settings
+from ..store import tree as store
+from ..store.session import driver_connection
+from .checkpoints import CheckpointRefused, SignedCheckpoint, checkpoint_due, make_checkpoint, published_note
+from .sinks import CheckpointSink, DirectorySink, WebhookSink, WitnessSink, publish_all
+
+log = logging.getLogger("auditsvc.checkpoints")
+
+PUBLISH_LOCK_CLASS = store.CHECKPOINT_LOCK_CLASS + 1
+
+
+class Checkpointer:
+    def __init__(self, engine: AsyncEngine, log_id: int, settings: Settings) -> None:
+        self.engine = engine
+        self.log_id = log_id
+        self.origin = settings.log_name
+        self.every = settings.checkpoint_every_events
+        self.interval = settings.checkpoint_interval_seconds
+        self.signer = CheckpointSigner(settings)
+        self._http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        self.sinks: list[CheckpointSink] = []
+        if settings.checkpoint_dir is not None:
+            self.sinks.append(DirectorySink(settings.checkpoint_dir))
+        if settings.checkpoint_webhook_url:
+            self.sinks.append(WebhookSink(settings.checkpoint_webhook_url, self._http))
+        for witness in settings.witnesses:
+            self.sinks.append(WitnessSink(witness.url, witness.vkey, self._http))
+        self._published: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.failures = 0
+        self.refused: str | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="auditsvc-checkpointer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._http.aclose()
+
+    async def checkpoint_now(self) -> SignedCheckpoint:
+        """Sign now (waiting for a concurrent signer) and publish."""
+        async with driver_connection(self.engine) as conn:
+            cp = await make_checkpoint(conn, self.log_id, self.origin, self.signer, wait=True)
+            assert cp is not None
+        await self.publish_latest()
+        return cp
+
+    async def round(self) -> None:
+        """One round: sign if due, then publish what sinks lack."""
+        async with driver_connection(self.engine) as conn:
+            if await checkpoint_due(conn, self.log_id, self.every, self.interval):
+                try:
+                    await make_checkpoint(conn, self.log_id, self.origin, self.signer, wait=False)
+                    self.refused = None
+                except CheckpointRefused as exc:
+                    if self.refused != str(exc):
+                        log.critical("%s", exc)  # once per condition; no PHI in it
+                    self.refused = str(exc)
+        await self.publish_latest()
+
+    async def publish_latest(self) -> None:
+        if not self.sinks:
+            return
+        async with driver_connection(self.engine) as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", PUBLISH_LOCK_CLASS, self.log_id):
+                return
+            latest = await store.latest_checkpoint(conn, self.log_id)
+            if latest is None:
+                return
+            pending = [s for s in self.sinks if self._published.get(s.name) != latest.tree_size]
+            # Witnesses first, so that the directory and webhook get the cosigned note.
+            witnesses: list[CheckpointSink] = [s for s in pending if isinstance(s, WitnessSink)]
+            for group in (witnesses, [s for s in pending if not isinstance(s, WitnessSink)]):
+                if not group:
+                    continue
+                note = await published_note(conn, self.log_id, latest.tree_size)
+                assert note is not None
+                failed = await publish_all(group, conn, self.log_id, latest.tree_size, note)
+                self.failures += len(failed)
+                for sink in group:
+                    if sink.name not in failed:
+                        self._published[sink.name] = latest.tree_size
+
+    async def _run(self) -> None:
+        poll = max(0.05, min(1.0, self.interval / 2))
+        while True:
+            await asyncio.sleep(poll)
+            try:
+                await self.round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be down: try again next round
+                self.failures += 1
+                log.warning("checkpoint round failed: %s", type(exc).__name__)
