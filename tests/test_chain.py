@@ -25,6 +25,7 @@ from auditsvc_sdk import (
     genesis_hash,
     leaf_hash,
     make_record,
+    root_from_leaf_hashes,
 )
 from auditsvc_sdk._chain import CHAIN_TAG, GENESIS_TAG
 from hypothesis import given, settings
@@ -154,6 +155,9 @@ def test_doc_shows_every_vector_hash_and_tag() -> None:
 
 def test_doc_has_no_hash_that_the_vectors_do_not_have() -> None:
     known = {VECTORS["genesis_hash"]} | {r[k] for r in RECORDS for k in ("leaf_hash", "chain_hash")}
+    tree = json.loads((Path(__file__).parent / "vectors" / "tree-v1.json").read_text(encoding="utf-8"))
+    known |= set(tree["roots"].values()) | set(tree["inclusion"]["hashes"]) | set(tree["consistency"]["hashes"])
+    known.add(tree["key_seed_hex"])
     shown = set(HEX64.findall(DOC))
     assert shown, "the doc shows no hashes"
     assert shown <= known, f"stale hashes in the doc: {sorted(shown - known)}"
@@ -674,3 +678,28 @@ def test_record_template_equals_rfc8785_for_generated_records(event: dict[str, A
     received_at = "2026-11-24T01:02:03.000004Z"
     spliced = RecordTemplate(event, emitter=emitter).leaf_bytes(seq=seq, received_at=received_at)
     assert spliced == rfc8785.dumps(make_record(event, seq=seq, received_at=received_at, emitter=emitter))
+
+
+def test_tree_and_checkpoint_vectors_in_the_docs_hold() -> None:
+    """docs/chain-format.md §11-12: roots, proofs and a signed checkpoint over the §9 records."""
+    from auditsvc_sdk import Checkpoint, NoteSigner, open_checkpoint, sign_note, verify_consistency, verify_inclusion
+
+    vectors_dir = Path(__file__).parent / "vectors"
+    tree = json.loads((vectors_dir / "tree-v1.json").read_text(encoding="utf-8"))
+    chain = json.loads((vectors_dir / "chain-v1.json").read_text(encoding="utf-8"))
+    leaves = [bytes.fromhex(r["leaf_hash"]) for r in chain["records"]]
+    assert [h.hex() for h in leaves] == tree["leaf_hashes"]
+    for size, root in tree["roots"].items():
+        assert root_from_leaf_hashes(leaves[: int(size)]).hex() == root
+    root3 = bytes.fromhex(tree["roots"]["3"])
+    verify_inclusion(leaves[1], 1, 3, [bytes.fromhex(h) for h in tree["inclusion"]["hashes"]], root3)
+    root2 = bytes.fromhex(tree["roots"]["2"])
+    verify_consistency(2, 3, [bytes.fromhex(h) for h in tree["consistency"]["hashes"]], root2, root3)
+    signer = NoteSigner(chain["log_name"], bytes.fromhex(tree["key_seed_hex"]))
+    assert signer.vkey == tree["vkey"]
+    assert Checkpoint(chain["log_name"], 3, root3).body() == tree["checkpoint_body"]
+    assert sign_note(tree["checkpoint_body"], [signer]) == tree["signed_note"]
+    checkpoint, _ = open_checkpoint(tree["signed_note"], [signer.verifier], origin=chain["log_name"])
+    assert (checkpoint.size, checkpoint.root_hash) == (3, root3)
+    docs = (Path(__file__).parent.parent / "docs" / "chain-format.md").read_text(encoding="utf-8")
+    assert tree["signed_note"] in docs and tree["vkey"] in docs and tree["roots"]["3"] in docs
