@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.verify
 	$(BIN)/python -m bench.sdk
+	$(BIN)/python -m bench.proofs
 
 clean:
 	rm -rf $(VENV) .auditsvc .pytest_cache .mypy_cache .ruff_cache
