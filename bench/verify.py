@@ -120,7 +120,7 @@ async def raw_read(conn: asyncpg.Connection, log_id: int) -> tuple[int, float]:
     rows = 0
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.fetchval(_TOTAL_SQL, log_id)
-        async for _row in conn.cursor(VERIFY_ROWS_SQL, log_id, prefetch=PREFETCH):
+        async for _row in conn.cursor(VERIFY_ROWS_SQL, log_id, 0, prefetch=PREFETCH):
             rows += 1
     return rows, time.perf_counter() - started
 
@@ -154,7 +154,7 @@ async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int, keys: Ser
     try:
         from auditsvc.domain import verify as v
 
-        rows = await conn.fetch(VERIFY_ROWS_SQL + " LIMIT $2", log_id, limit)
+        rows = await conn.fetch(VERIFY_ROWS_SQL + " LIMIT $3", log_id, 0, limit)
         records = [orjson.loads(r["record"]) for r in rows]
         genesis = genesis_hash(BENCH_LOG_NAME)
         leaf = leaf_hash(b"")
