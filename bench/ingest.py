@@ -154,8 +154,13 @@ def start_service(env: dict[str, str], workers: int, log_path: Path) -> Service:
 
 def create_emitter_token(env: dict[str, str]) -> str:
     """An emitter token bound to every synthetic source system, via the real CLI."""
-    cmd = [sys.executable, "-m", "auditsvc", "tokens", "create", "--role", "emitter", "--name", "bench", "--json"]
-    for system in SOURCE_SYSTEM_IDS:
+    return create_token(env, "emitter", SOURCE_SYSTEM_IDS)
+
+
+def create_token(env: dict[str, str], role: str, systems: Sequence[str] = ()) -> str:
+    """A token of ``role`` (bound to ``systems``), via the real CLI."""
+    cmd = [sys.executable, "-m", "auditsvc", "tokens", "create", "--role", role, "--name", "bench", "--json"]
+    for system in systems:
         cmd += ["--system", system]
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:

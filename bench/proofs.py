@@ -35,13 +35,12 @@ from auditsvc_sdk import open_checkpoint, verify_consistency, verify_inclusion
 from auditsvc_sdk._note import NoteVerifier
 
 from auditsvc.domain.checkpoints import make_checkpoint
-from auditsvc.domain.tree import consistency_proof, extend_stored_tree, inclusion_proof
+from auditsvc.domain.tree import consistency_proof, extend_stored_tree, inclusion_proof, root_at
 from auditsvc.keys import CheckpointSigner, ensure_signing_key
 from auditsvc.store.engine import asyncpg_dsn
 
 from ._common import (
     BENCH_LOG_NAME,
-    REPO,
     bench_settings,
     code_facts,
     database_server,
@@ -54,7 +53,7 @@ from ._common import (
     service_env,
     write_results,
 )
-from .ingest import start_service
+from .ingest import create_token, start_service
 from .verify import fill
 
 DEFAULT_EVENTS = 1_000_000
@@ -105,15 +104,6 @@ def over_http(base_url: str, token: str, size: int, root: bytes, seqs: list[int]
     return {"inclusion_ms": _ms(samples)}
 
 
-def auditor_token(env: dict[str, str]) -> str:
-    import json
-    import subprocess
-
-    cmd = [sys.executable, "-m", "auditsvc", "tokens", "create", "--role", "auditor", "--name", "bench", "--json"]
-    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
-    return str(json.loads(done.stdout)["token"])
-
-
 async def build(url: str, data_dir: Path, log_id: int) -> dict[str, Any]:
     settings = bench_settings(url, data_dir)
     ensure_signing_key(settings)
@@ -131,8 +121,6 @@ async def build(url: str, data_dir: Path, log_id: int) -> dict[str, Any]:
         checkpoint, _ = open_checkpoint(signed.note, [NoteVerifier.from_vkey(signer.current().vkey)])
         # A consistency proof between two checkpoints, verified.
         proof = await consistency_proof(conn, log_id, checkpoint.size // 3, checkpoint.size)
-        from auditsvc.domain.tree import root_at
-
         verify_consistency(
             checkpoint.size // 3, checkpoint.size, proof, await root_at(conn, log_id, checkpoint.size // 3),
             checkpoint.root_hash,
@@ -172,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         env = service_env(url, data)
         service = start_service(env, 1, Path(tmp) / "serve.log")
         try:
-            http = over_http(service.base_url, auditor_token(env), size, root, seqs)
+            http = over_http(service.base_url, create_token(env, "auditor"), size, root, seqs)
         finally:
             service.stop()
     p95 = http["inclusion_ms"]["p95"]

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,8 +164,8 @@ class Service:
         return make_token(self.settings, role, systems)
 
 
-@pytest.fixture
-def service(settings: Settings) -> Iterator[Service]:
+@contextmanager
+def running_service(settings: Settings) -> Iterator[Service]:
     """The real API on a loopback port, connected as the runtime role."""
     port = free_port()
     app = create_app(settings, runtime_url(settings))
@@ -175,9 +176,17 @@ def service(settings: Settings) -> Iterator[Service]:
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "API server did not start"
         time.sleep(0.02)
-    yield Service(f"http://127.0.0.1:{port}", settings, server)
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield Service(f"http://127.0.0.1:{port}", settings, server)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[Service]:
+    with running_service(settings) as running:
+        yield running
 
 
 def event(

@@ -11,15 +11,12 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import uvicorn
 from auditsvc_sdk import canonical_json, chain_hash, genesis_hash, leaf_hash
 from auditsvc_sdk._merkle import root_from_leaf_hashes, verify_consistency, verify_inclusion
 from auditsvc_sdk._note import (
@@ -32,32 +29,13 @@ from auditsvc_sdk._note import (
     verify_cosignature,
 )
 
-from auditsvc.api.app import create_app
 from auditsvc.domain.tokens import Role
 from auditsvc.domain.tree import inclusion_proof
 from auditsvc.settings import Settings, WitnessConfig
 from auditsvc.store.engine import asyncpg_dsn, runtime_url
 
-from .conftest import Service, event, free_port, query, run_cli
+from .conftest import Service, event, query, run_cli, running_service
 from .witness import start_witness
-
-
-@contextmanager
-def running(settings: Settings) -> Iterator[Service]:
-    port = free_port()
-    app = create_app(settings, runtime_url(settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    try:
-        yield Service(f"http://127.0.0.1:{port}", settings, server)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def append(service: Service, count: int, batch: int = 1000) -> None:
@@ -213,7 +191,7 @@ def checkpoint_sizes(settings: Settings) -> list[int]:
 
 def test_checkpoints_are_made_every_n_events_and_every_t_seconds(settings: Settings) -> None:
     by_count = settings.model_copy(update={"checkpoint_every_events": 100, "checkpoint_interval_seconds": 3600})
-    with running(by_count) as service:
+    with running_service(by_count) as service:
         wait_for(lambda: checkpoint_sizes(settings) == [0])  # the empty log, signed at start
         append(service, 99)
         time.sleep(1.5)
@@ -221,7 +199,7 @@ def test_checkpoints_are_made_every_n_events_and_every_t_seconds(settings: Setti
         append(service, 1)
         wait_for(lambda: checkpoint_sizes(settings) == [0, 100])
     by_time = settings.model_copy(update={"checkpoint_every_events": 10**9, "checkpoint_interval_seconds": 0.5})
-    with running(by_time) as service:
+    with running_service(by_time) as service:
         append(service, 5)
         wait_for(lambda: checkpoint_sizes(settings)[-1] == 105)
 
@@ -302,7 +280,7 @@ def test_checkpoints_go_to_a_directory_a_webhook_and_a_witness_that_cosigns(sett
                 "witnesses": [WitnessConfig(url=witness.url, vkey=witness.vkey)],
             }
         )
-        with running(configured) as service:
+        with running_service(configured) as service:
             for size in (60, 120, 180):
                 append(service, 60)  # one batch: the checkpoint lands on exactly this size
                 wait_for(lambda size=size: (tmp_path / "worm" / f"{size}.note").exists())

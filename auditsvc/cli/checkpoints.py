@@ -6,13 +6,10 @@ from typing import Annotated
 
 import typer
 
-from ..domain.checkpointer import Checkpointer
 from ..domain.checkpoints import CheckpointRefused
-from ..domain.verify import log_id_for
 from ..keys import ensure_signing_key, rotate_signing_key
-from ..store.engine import create_engine
-from ..store.session import driver_connection
 from ._common import EXIT_TAMPERED, console, database, err_console, fail, run, settings
+from ._log import open_log, sign_checkpoint_now
 
 
 def checkpoint(
@@ -34,20 +31,10 @@ def checkpoint(
         ensure_signing_key(s)
 
     async def _sign() -> str | None:
-        engine = create_engine(url, s)
-        try:
-            async with driver_connection(engine) as conn:
-                log_id = await log_id_for(conn, s.log_name)
+        async with open_log(url, s) as (engine, log_id):
             if log_id is None:
                 return None
-            checkpointer = Checkpointer(engine, log_id, s)
-            try:
-                signed = await checkpointer.checkpoint_now()
-            finally:
-                await checkpointer.stop()
-            return signed.note
-        finally:
-            await engine.dispose()
+            return (await sign_checkpoint_now(engine, log_id, s)).note
 
     try:
         note = run(_sign())

@@ -8,14 +8,12 @@ from typing import Annotated
 import typer
 from auditsvc_sdk import genesis_hash
 
-from ..domain.checkpointer import Checkpointer
 from ..domain.checkpoints import CheckpointRefused
 from ..domain.evidence import ExportRangeError, ExportSummary, write_package
-from ..domain.verify import log_id_for
 from ..keys import ensure_signing_key
-from ..store.engine import create_engine
 from ..store.session import driver_connection
 from ._common import EXIT_TAMPERED, console, database, fail, run, settings
+from ._log import open_log, sign_checkpoint_now
 
 
 def export(
@@ -32,18 +30,11 @@ def export(
     ensure_signing_key(s)
 
     async def _export() -> ExportSummary | None:
-        engine = create_engine(url, s)
-        try:
-            async with driver_connection(engine) as conn:
-                log_id = await log_id_for(conn, s.log_name)
+        async with open_log(url, s) as (engine, log_id):
             if log_id is None:
                 return None
             # A fresh checkpoint, so that the newest events are covered too.
-            checkpointer = Checkpointer(engine, log_id, s)
-            try:
-                signed = await checkpointer.checkpoint_now()
-            finally:
-                await checkpointer.stop()
+            signed = await sign_checkpoint_now(engine, log_id, s)
             async with driver_connection(engine) as conn:
                 return await write_package(
                     conn,
@@ -56,8 +47,6 @@ def export(
                     to_seq=to_seq,
                     witness_vkeys=[w.vkey for w in s.witnesses],
                 )
-        finally:
-            await engine.dispose()
 
     try:
         summary = run(_export())

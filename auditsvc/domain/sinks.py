@@ -106,7 +106,7 @@ class WitnessSink:
         self._client = client
 
     async def publish(self, conn: asyncpg.Connection, log_id: int, tree_size: int, note: str) -> None:
-        if await store.cosignatures_by(conn, log_id, tree_size, self.verifier.name):
+        if await store.has_cosignature(conn, log_id, tree_size, self.verifier.name):
             return
         old = await store.last_cosigned_size(conn, log_id, self.verifier.name) or 0
         for _ in range(2):  # once more when the witness knows a different size

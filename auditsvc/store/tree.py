@@ -167,7 +167,7 @@ async def last_cosigned_size(conn: asyncpg.Connection, log_id: int, witness: str
     return None if value is None else int(value)
 
 
-async def cosignatures_by(conn: asyncpg.Connection, log_id: int, tree_size: int, witness: str) -> bool:
+async def has_cosignature(conn: asyncpg.Connection, log_id: int, tree_size: int, witness: str) -> bool:
     value = await conn.fetchval(
         "SELECT 1 FROM checkpoint_cosignatures WHERE log_id = $1 AND tree_size = $2 AND witness = $3",
         log_id,
