@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..domain.verify import CheckpointClaim, ResumeState, VerifyReport, log_id_for, verify_chain
 from ..keys import load_keys
 from ..store.engine import asyncpg_dsn
+from ..telemetry.metrics import record_verification
 from ._common import EXIT_ERROR, EXIT_OK, EXIT_TAMPERED, console, database, err_console, fail, run, settings
 
 
@@ -38,6 +40,14 @@ def verify(
             help="incremental: resume from this state file if it exists, and save the new state there",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="processes that verify ranges of a large log in parallel (0, the default: one per CPU available)",
+        ),
+    ] = 0,
 ) -> None:
     """Verify the store: exit 0 intact, 1 tampering found, 2 could not run."""
     s = settings()
@@ -70,6 +80,8 @@ def verify(
                 trusted_vkeys=key or None,
                 external=external,
                 resume=resume,
+                dsn=asyncpg_dsn(url),
+                workers=workers or len(os.sched_getaffinity(0)),
             )
         finally:
             await conn.close()
@@ -91,6 +103,7 @@ def verify(
         fail(f"verification could not run: {type(exc).__name__}: {exc}")
     if report is None:
         fail(f"no log named {s.log_name!r} in this database (has the service ever started?)")
+    record_verification(s, report.damage.kind if report.damage else None)  # auditsvc.verify.* metrics
     if state is not None and report.ok and report.state is not None:
         tmp = state.with_name(state.name + ".tmp")
         tmp.write_text(json.dumps(report.state) + "\n")

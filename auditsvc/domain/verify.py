@@ -35,30 +35,53 @@ from the client's request or from the service's memory: only the database.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import hashlib
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import orjson
-from auditsvc_sdk import UnsupportedFormatVersion, chain_hash, check_format_version, leaf_hash
-from auditsvc_sdk._event import format_timestamp
 from auditsvc_sdk._merkle import CompactRange
 from auditsvc_sdk._note import NoteError, NoteVerifier, open_checkpoint
 
 from ..keys import ServerKeys
+from .verify_range import (
+    CHAIN_HASH_MISMATCH,
+    DUPLICATE_SEQ,
+    LEAF_HASH_MISMATCH,
+    MALFORMED_RECORD,
+    MISSING_ROW,
+    RECORD_MISMATCH,
+    UNSUPPORTED_VERSION,
+    Damage,
+    RangeResult,
+    RangeTask,
+    check_range,
+    check_range_in_worker,
+    identifier_lookup_keys,
+)
 
-MISSING_ROW = "missing_row"
-DUPLICATE_SEQ = "duplicate_seq"
-MALFORMED_RECORD = "malformed_record"
-UNSUPPORTED_VERSION = "unsupported_version"
-RECORD_MISMATCH = "record_mismatch"
-LEAF_HASH_MISMATCH = "leaf_hash_mismatch"
-CHAIN_HASH_MISMATCH = "chain_hash_mismatch"
+__all__ = [
+    "CHAIN_HASH_MISMATCH",
+    "DUPLICATE_SEQ",
+    "LEAF_HASH_MISMATCH",
+    "MALFORMED_RECORD",
+    "MISSING_ROW",
+    "RECORD_MISMATCH",
+    "UNSUPPORTED_VERSION",
+    "CheckpointClaim",
+    "Damage",
+    "ResumeState",
+    "VerifyReport",
+    "log_id_for",
+    "verify_chain",
+]
+
 IDENTIFIER_INDEX_MISMATCH = "identifier_index_mismatch"
 CHECKPOINT_ROOT_MISMATCH = "checkpoint_root_mismatch"
 CHECKPOINTS_INCONSISTENT = "checkpoints_inconsistent"
@@ -67,17 +90,10 @@ TRUNCATED = "truncated"
 REWRITTEN = "rewritten"
 STATE_MISMATCH = "resume_state_mismatch"
 
-_ROWS = (
-    "SELECT seq, event_id, occurred_at, record, leaf_hash, chain_hash FROM events "
-    "WHERE log_id = $1 AND seq >= $2 ORDER BY seq"
-)
-
-
-@dataclass(frozen=True)
-class Damage:
-    seq: int
-    kind: str
-    detail: str
+SERIAL_RANGE_ROWS = 1 << 16
+PARALLEL_MIN_ROWS = 100_000
+"""Fewer rows than this are verified in this process: starting worker
+processes costs more than it saves."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,7 @@ class VerifyReport:
     keys_pinned: bool = False
     resumed_from: int = 0
     state: dict[str, Any] | None = None
+    index_checked: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -103,52 +120,12 @@ class VerifyReport:
         return out
 
 
-def _check_row(row: asyncpg.Record, expected: int, previous: bytes) -> tuple[Damage | None, bytes, dict[str, Any]]:
-    seq = row["seq"]
-    if seq != expected:
-        if seq > expected:
-            return Damage(expected, MISSING_ROW, f"rows {expected}..{seq - 1} are missing"), previous, {}
-        return Damage(seq, DUPLICATE_SEQ, "a second row claims this seq"), previous, {}
-    text = row["record"]
-    try:
-        record = orjson.loads(text)
-        if not isinstance(record, dict):
-            raise ValueError("not an object")
-    except ValueError:
-        return Damage(seq, MALFORMED_RECORD, "the stored record is not a JSON object"), previous, {}
-    try:
-        check_format_version(record)
-    except UnsupportedFormatVersion:
-        return Damage(seq, UNSUPPORTED_VERSION, f"record declares format version {record.get('v')!r}"), previous, {}
-    if type(record.get("seq")) is not int or record["seq"] != seq:
-        return Damage(seq, RECORD_MISMATCH, f"the record at this row says seq {record.get('seq')!r}"), previous, {}
-    if record.get("event_id") != str(row["event_id"]):
-        return Damage(seq, RECORD_MISMATCH, "the row's event_id differs from its record's"), previous, {}
-    if record.get("occurred_at") != format_timestamp(row["occurred_at"]):
-        return Damage(seq, RECORD_MISMATCH, "the row's occurred_at differs from its record's"), previous, {}
-    leaf = leaf_hash(text.encode("utf-8"))
-    if leaf != row["leaf_hash"]:
-        return Damage(seq, LEAF_HASH_MISMATCH, "the record's bytes do not hash to the stored leaf hash"), previous, {}
-    current = chain_hash(previous, leaf)
-    if current != row["chain_hash"]:
-        return Damage(seq, CHAIN_HASH_MISMATCH, "the chain hash does not follow from the previous row"), previous, {}
-    return None, current, record
-
-
-def _identifier_hmacs(record: dict[str, Any], keys: ServerKeys) -> list[bytes]:
-    identifiers = record.get("patient", {}).get("identifiers", [])
-    return [keys.identifier_hmac(i["system"], i["value"]) for i in identifiers]
-
-
-def _fingerprint(id_hmac: bytes, event_id: UUID) -> int:
-    # 60 bits, as the SQL side computes it (15 hex digits fit a bigint).
-    return int.from_bytes(hashlib.sha256(id_hmac + event_id.bytes).digest()[:8], "big") >> 4
-
-
 # Over the whole table in the verifying snapshot: lookup rows are written in
 # the same transaction as their event, so the snapshot holds exactly the rows
-# of the events it holds, and a row naming no event at all counts too.
-_INDEX_FINGERPRINT = """
+# of the events it holds, and rows naming no stored event count too. Per row:
+# 60 bits of SHA-256(lookup key || event id), summed
+# (verify_range.index_fingerprint is the same on the records' side).
+INDEX_FINGERPRINT = """
 SELECT count(*) AS n,
        coalesce(sum(
            ('x' || left(encode(sha256(id_hmac || uuid_send(event_id)), 'hex'), 15))::bit(60)::bigint::numeric
@@ -164,7 +141,9 @@ WHERE ei.log_id = $1 GROUP BY e.seq ORDER BY e.seq NULLS FIRST
 """
 
 
-async def _first_index_mismatch(conn: asyncpg.Connection, log_id: int, upto: int, keys: ServerKeys) -> tuple[int, str]:
+async def _first_index_mismatch(
+    conn: asyncpg.Connection, log_id: int, upto: int, keys: ServerKeys | None
+) -> tuple[int, str]:
     """Walk records and index groups side by side; the first seq whose sets differ."""
     groups = conn.cursor(_INDEX_BY_SEQ, log_id, prefetch=5000).__aiter__()
     group = await anext(groups, None)
@@ -177,7 +156,9 @@ async def _first_index_mismatch(conn: asyncpg.Connection, log_id: int, upto: int
         actual = [bytes(h) for h in group["hmacs"]] if group is not None and group["seq"] == seq else []
         if group is not None and group["seq"] == seq:
             group = await anext(groups, None)
-        if sorted(actual) != sorted(_identifier_hmacs(orjson.loads(row["record"]), keys)):
+        key = keys.identifier_key if keys is not None else None
+        expected = identifier_lookup_keys(orjson.loads(row["record"]), key) or []
+        if sorted(actual) != sorted(expected):
             return int(seq), _INDEX_DIFFERS
     return upto, _INDEX_DIFFERS
 
@@ -305,6 +286,69 @@ class _Roots:
         return None
 
 
+def plan_ranges(start: int, total: int, chunk: int) -> list[tuple[int, int]]:
+    """Ranges covering ``[start, total)``: ``chunk`` rows (a power of two)
+    starting at multiples of ``chunk``, after a first range up to the first
+    multiple when ``start`` is not one (a resumed verification)."""
+    if chunk.bit_count() != 1:
+        raise ValueError("the range size must be a power of two")
+    ranges = []
+    aligned = min(-(-start // chunk) * chunk, total)
+    if aligned > start:
+        ranges.append((start, aligned))
+    ranges.extend((a, min(a + chunk, total)) for a in range(aligned, total, chunk))
+    return ranges
+
+
+def range_size(rows: int, workers: int) -> int:
+    """About four ranges per worker process, so that a slow one does not hold
+    the rest up; 65,536 rows in one process (the leaves of a range are held
+    in memory)."""
+    if workers <= 1:
+        return SERIAL_RANGE_ROWS
+    return 1 << max(12, min(17, (rows // (workers * 4)).bit_length() - 1))
+
+
+class _Tree:
+    """The log's tree as verified ranges are joined in order."""
+
+    def __init__(self, size: int, frontier: tuple[bytes, ...], chunk: int) -> None:
+        self.size, self.frontier, self.chunk = size, frontier, chunk
+        self._chunks: CompactRange | None = None  # over C-leaf subtrees, while size is a multiple of C
+
+    def joined(self, task: RangeTask, size: int, frontier: tuple[bytes, ...]) -> CompactRange:
+        """The log's tree at ``size`` from a frontier ``task`` reported."""
+        if task.base_size == task.start:
+            return CompactRange.from_frontier(size, frontier)
+        prefix = self._prefix(task)
+        if size - task.start == self.chunk:  # the range's whole subtree: it may merge with the prefix
+            assert self._chunks is not None
+            chunks = self._chunks.copy()
+            chunks.append(frontier[0])
+            return CompactRange.from_frontier(size, chunks.frontier)
+        return CompactRange.from_frontier(size, prefix + frontier)
+
+    def _prefix(self, task: RangeTask) -> tuple[bytes, ...]:
+        assert self.size == task.start and task.start % self.chunk == 0
+        if self._chunks is None:
+            self._chunks = CompactRange.from_frontier(self.size // self.chunk, self.frontier)
+        return self._chunks.frontier
+
+    def advance(self, task: RangeTask, result: RangeResult) -> None:
+        end = task.start + result.checked
+        if task.base_size == task.start:
+            self.frontier = result.frontier
+        elif result.checked == self.chunk:
+            prefix = self._prefix(task)
+            assert self._chunks is not None and len(prefix) == len(self._chunks.frontier)
+            self._chunks.append(result.frontier[0])
+            self.frontier = self._chunks.frontier
+        else:
+            self.frontier = self._prefix(task) + result.frontier
+            self._chunks = None
+        self.size = end
+
+
 async def verify_chain(
     conn: asyncpg.Connection,
     log_id: int,
@@ -316,22 +360,30 @@ async def verify_chain(
     trusted_vkeys: list[str] | None = None,
     external: list[CheckpointClaim] | None = None,
     resume: ResumeState | None = None,
+    dsn: str | None = None,
+    workers: int = 1,
+    parallel_min_rows: int = PARALLEL_MIN_ROWS,
+    range_rows: int | None = None,
 ) -> VerifyReport:
     """Verify every row of the log; ``progress(done, total)`` is called as it goes.
 
-    With ``keys`` (the server's), the patient lookup index is checked too
-    (not when resuming: it is a whole-table check). Stored checkpoints are
-    always checked; ``external`` ones too; ``trusted_vkeys`` pins the keys
-    their signatures must verify with (else the log's stored keys).
+    The patient lookup index is checked against the records (not when
+    resuming: it is a whole-table check); format-1 records need the server's
+    ``keys`` for it. Stored checkpoints are always checked; ``external`` ones
+    too; ``trusted_vkeys`` pins the keys their signatures must verify with
+    (else the log's stored keys). With ``dsn`` and ``workers > 1``, ranges of
+    a large log are checked in that many processes, each reading the same
+    snapshot as ``conn``, in ranges of ``range_rows`` (a power of two;
+    default: about four per worker) once there are ``parallel_min_rows``.
     """
     started = time.perf_counter()
     start = 0 if resume is None else resume.tree_size
     expected = start
     previous = genesis if resume is None else resume.chain_hash
-    tree = CompactRange() if resume is None else CompactRange.from_frontier(resume.tree_size, resume.frontier)
+    base_frontier: tuple[bytes, ...] = () if resume is None else resume.frontier
     damage: Damage | None = None
     index_count = index_fp = 0
-    check_index = keys is not None and resume is None
+    index_known = resume is None
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         total = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id)
         stored = [
@@ -357,33 +409,54 @@ async def verify_chain(
                     )
         roots = _Roots(claims, start)
         if 0 in roots.by_size and start == 0:
-            roots.at(0, tree, previous)
+            roots.at(0, CompactRange(), previous)
         if damage is None:
-            async for row in conn.cursor(_ROWS, log_id, start, prefetch=5000):
-                damage, current, record = _check_row(row, expected, previous)
-                if damage is not None:
-                    break
-                if check_index:
-                    assert keys is not None
-                    for id_hmac in _identifier_hmacs(record, keys):
-                        index_count += 1
-                        index_fp += _fingerprint(id_hmac, row["event_id"])
-                tree.append(row["leaf_hash"])
-                previous = current
-                expected += 1
-                if expected in roots.by_size:
-                    roots.at(expected, tree, previous)
-                if progress is not None and expected % 5000 == 0:
-                    progress(expected, total)
+            parallel = dsn is not None and workers > 1 and total - start >= parallel_min_rows
+            chunk = range_rows or range_size(total - start, workers if parallel else 1)
+            tasks = [
+                RangeTask(
+                    log_id,
+                    a,
+                    b,
+                    base_size=0 if a % chunk == 0 else start,
+                    base_frontier=() if a % chunk == 0 else base_frontier,
+                    previous=previous if a == start else None,
+                    points=tuple(sorted(size for size in roots.by_size if a < size <= b)),
+                    check_index=index_known,
+                    identifier_key=keys.identifier_key if keys is not None else None,
+                )
+                for a, b in plan_ranges(start, total, chunk)
+            ]
+            tree = _Tree(start, base_frontier, chunk)
+            ranges_run = _run_ranges(conn, tasks, dsn if parallel else None, workers, total, progress)
+            async with contextlib.aclosing(ranges_run):
+                async for task, result in ranges_run:
+                    if result.damage is None and result.first_previous != previous:
+                        result.damage = Damage(
+                            task.start, CHAIN_HASH_MISMATCH, "the chain hash does not follow from the previous row"
+                        )
+                    for size, frontier, chain in result.points:
+                        if result.damage is None or size <= result.damage.seq:
+                            roots.at(size, tree.joined(task, size, frontier), chain)
+                    if result.damage is not None:
+                        damage = result.damage
+                        expected = task.start + result.checked
+                        previous = result.last_chain or previous
+                        break
+                    tree.advance(task, result)
+                    previous = result.last_chain
+                    expected = task.start + result.checked
+                    index_count += result.index_count
+                    index_fp += result.index_fp
+                    index_known = index_known and result.index_known
         if damage is None:
             # Rows cut off the end or rewritten against a checkpoint say more
             # than the lookup index that no longer matches them.
             damage = roots.damage(expected)
-        if damage is None and check_index:
-            assert keys is not None
-            fp_row = await conn.fetchrow(_INDEX_FINGERPRINT, log_id)
+        if damage is None and index_known:
+            fp_row = await conn.fetchrow(INDEX_FINGERPRINT, log_id)
             assert fp_row is not None  # an aggregate always returns a row
-            if (fp_row["n"], int(fp_row["fp"])) != (index_count, index_fp):
+            if (int(fp_row["n"]), int(fp_row["fp"])) != (index_count, index_fp):
                 seq, detail = await _first_index_mismatch(conn, log_id, expected, keys)
                 damage = Damage(seq, IDENTIFIER_INDEX_MISMATCH, detail)
     if damage is None:
@@ -409,7 +482,49 @@ async def verify_chain(
         keys_pinned=trusted_vkeys is not None,
         resumed_from=start,
         state=state,
+        index_checked=index_known and damage is None,
     )
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """fork where there is one: a worker is ready at once, with no interpreter
+    start and no imports (about 0.3 s each otherwise). A worker only runs
+    ``check_range_in_worker`` in a new event loop on its own connection; it
+    touches nothing it inherited."""
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+async def _run_ranges(
+    conn: asyncpg.Connection,
+    tasks: list[RangeTask],
+    dsn: str | None,
+    workers: int,
+    total: int,
+    progress: Callable[[int, int], None] | None,
+) -> AsyncGenerator[tuple[RangeTask, RangeResult], None]:
+    """Yield ``(task, result)`` in order: in this process on ``conn`` for one
+    range, else in worker processes on the snapshot ``conn`` exports."""
+    if len(tasks) <= 1 or dsn is None:
+        report = None if progress is None else (lambda done: progress(done, total))
+        for task in tasks:
+            yield task, await check_range(conn, task, report)
+        return
+    snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+    loop = asyncio.get_running_loop()
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_worker_context())
+    try:
+        pending: list[Awaitable[RangeResult]] = [
+            loop.run_in_executor(pool, check_range_in_worker, dsn, snapshot, task) for task in tasks
+        ]
+        for task, future in zip(tasks, pending, strict=True):
+            result = await future
+            if progress is not None:
+                progress(task.start + result.checked, total)
+            yield task, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 async def log_id_for(conn: asyncpg.Connection, log_name: str) -> int | None:

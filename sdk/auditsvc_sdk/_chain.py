@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+"""Record format versions this code verifies."""
 CHAIN_TAG = b"auditsvc:chain:v1\x00"
 GENESIS_TAG = b"auditsvc:genesis:v1\x00"
 
@@ -47,9 +49,10 @@ class UnsupportedFormatVersion(ValueError):
 def check_format_version(record: Mapping[str, Any]) -> None:
     version = record.get("v")
     # The JSON integer 1: in Python True == 1.0 == 1, so compare the type too.
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
+        known = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
         raise UnsupportedFormatVersion(
-            f"chain format version {version!r} is not supported (this verifier knows {FORMAT_VERSION})"
+            f"chain format version {version!r} is not supported (this verifier knows {known})"
         )
 
 

@@ -1,0 +1,244 @@
+"""Verification split over worker processes finds exactly what the one-process
+verification finds: the same damage, the same first bad seq, the same
+checkpoint roots and resume state, for tampering inside a range, on either
+side of a range boundary and at the ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from auditsvc_sdk import FORMAT_VERSION, canonical_json, chain_hash, genesis_hash, leaf_hash
+from auditsvc_sdk._merkle import root_from_leaf_hashes
+from auditsvc_sdk._note import Checkpoint, NoteSigner, sign_note
+
+from auditsvc.domain.ingest import parse_batch, prepare
+from auditsvc.domain.verify import (
+    CheckpointClaim,
+    ResumeState,
+    VerifyReport,
+    plan_ranges,
+    range_size,
+    verify_chain,
+)
+from auditsvc.keys import ServerKeys
+from auditsvc.store.append import PendingBatch, append_group, ensure_log
+from auditsvc.store.engine import asyncpg_dsn
+
+from .conftest import event
+
+pytestmark = pytest.mark.db
+
+LOG = "auditsvc.test/parallel"
+ROWS = 1500
+RANGE = 256  # ranges [0,256), [256,512), ... [1280,1500)
+KEYS = ServerKeys(b"k" * 32, b"t" * 32)
+SIGNER = NoteSigner.generate(LOG)
+
+
+async def _fill(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        log_id = await ensure_log(conn, LOG, FORMAT_VERSION)
+        for start in range(0, ROWS, 500):
+            events = [
+                event([("urn:oid:1.2.3", f"MRN-P{i % 97:04d}"), ("urn:oid:9.9", f"E{i % 31}")])
+                for i in range(start, start + 500)
+            ]
+            body = json.dumps({"events": events}).encode()
+            batch = PendingBatch(prepare(parse_batch(body, 1000), KEYS, "tok_parallel"))
+            await append_group(conn, log_id, genesis_hash(LOG), [batch])
+        return log_id
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def log(db_url: str) -> tuple[str, int]:
+    dsn = asyncpg_dsn(db_url)
+    return dsn, asyncio.run(_fill(dsn))
+
+
+async def _leaf_hashes(dsn: str, log_id: int) -> list[bytes]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT leaf_hash FROM events WHERE log_id = $1 ORDER BY seq", log_id)
+        return [bytes(r["leaf_hash"]) for r in rows]
+    finally:
+        await conn.close()
+
+
+def _claims(leaves: list[bytes], sizes: list[int]) -> list[CheckpointClaim]:
+    claims = []
+    for size in sizes:
+        root = root_from_leaf_hashes(leaves[:size])
+        note = sign_note(Checkpoint(LOG, size, root).body(), [SIGNER])
+        claims.append(CheckpointClaim(size, root, note, external=True))
+    return claims
+
+
+def _verify(dsn: str, log_id: int, *, parallel: bool, range_rows: int | None = RANGE, **kwargs: Any) -> VerifyReport:
+    async def _run() -> VerifyReport:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await verify_chain(
+                conn,
+                log_id,
+                LOG,
+                genesis_hash(LOG),
+                keys=KEYS,
+                trusted_vkeys=[SIGNER.vkey],
+                dsn=dsn if parallel else None,
+                workers=2 if parallel else 1,
+                parallel_min_rows=0,
+                range_rows=range_rows,
+                **kwargs,
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(_run())
+
+
+def _same(dsn: str, log_id: int, **kwargs: Any) -> VerifyReport:
+    """Parallel ranges, the same ranges in one process, and one range in one
+    process all report the same."""
+    fields = ("ok", "damage", "rows_checked", "head_chain_hash", "state", "index_checked", "tree_size")
+    whole = _verify(dsn, log_id, parallel=False, range_rows=None, **kwargs)
+    expected = {f: getattr(whole, f) for f in fields}
+    serial = _verify(dsn, log_id, parallel=False, **kwargs)
+    assert {f: getattr(serial, f) for f in fields} == expected
+    parallel = _verify(dsn, log_id, parallel=True, **kwargs)
+    assert {f: getattr(parallel, f) for f in fields} == expected
+    return parallel
+
+
+async def _tamper(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            for table in ("events", "event_identifiers"):
+                await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            for statement in statements:
+                await conn.execute(statement)
+            for table in ("events", "event_identifiers"):
+                await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    finally:
+        await conn.close()
+
+
+def test_ranges_align_to_a_power_of_two_after_an_unaligned_start() -> None:
+    assert plan_ranges(0, 0, 256) == []
+    assert plan_ranges(0, 100, 256) == [(0, 100)]
+    assert plan_ranges(0, 1000, 256) == [(0, 256), (256, 512), (512, 768), (768, 1000)]
+    assert plan_ranges(300, 1000, 256) == [(300, 512), (512, 768), (768, 1000)]
+    assert plan_ranges(300, 400, 256) == [(300, 400)]
+    assert plan_ranges(512, 700, 256) == [(512, 700)]
+    assert range_size(1_000_000, 2) == 1 << 16 and range_size(10_000, 2) == 1 << 12
+    assert range_size(10**9, 1) == 1 << 16 and range_size(10**9, 8) == 1 << 17
+    with pytest.raises(ValueError, match="power of two"):
+        plan_ranges(0, 1000, 300)
+
+
+def test_intact_log_verifies_alike_with_checkpoint_roots_at_every_kind_of_size(log: tuple[str, int]) -> None:
+    dsn, log_id = log
+    leaves = asyncio.run(_leaf_hashes(dsn, log_id))
+    # Inside a range, on a boundary, one past one, a full power of two, the end.
+    sizes = [1, 100, 256, 257, 511, 512, 1024, 1300, ROWS]
+    report = _same(dsn, log_id, external=_claims(leaves, sizes))
+    assert report.ok and report.rows_checked == ROWS and report.index_checked
+    assert report.state is not None and report.state["tree_size"] == ROWS
+    assert report.external_checked == len(sizes)
+
+
+def test_a_wrong_root_in_any_range_is_found(log: tuple[str, int]) -> None:
+    dsn, log_id = log
+    leaves = asyncio.run(_leaf_hashes(dsn, log_id))
+    claims = _claims(leaves, [300, 700])
+    bad_root = root_from_leaf_hashes(leaves[:699] + [leaf_hash(b"forged")])
+    claims.append(CheckpointClaim(700, bad_root, sign_note(Checkpoint(LOG, 700, bad_root).body(), [SIGNER]), True))
+    report = _same(dsn, log_id, external=claims)
+    assert report.damage is not None and report.damage.kind == "rewritten" and report.damage.seq == 300
+
+
+def test_resumed_verification_from_an_unaligned_checkpoint(log: tuple[str, int]) -> None:
+    dsn, log_id = log
+    leaves = asyncio.run(_leaf_hashes(dsn, log_id))
+    first = _verify(dsn, log_id, parallel=True, external=_claims(leaves, [300]))
+    assert first.ok and first.state is not None and first.state["tree_size"] == 300
+    resume = ResumeState.from_json(first.state)
+    again = _same(dsn, log_id, resume=resume, external=_claims(leaves, [300, 600, 1400]))
+    assert again.ok and again.rows_checked == ROWS - 300 and again.resumed_from == 300
+    assert again.state is not None and again.state["tree_size"] == 1400
+
+
+async def _change_field(dsn: str, seq: int) -> None:
+    await _tamper(dsn, f"UPDATE events SET record = replace(record, '\"R\"', '\"D\"') WHERE seq = {seq}")
+
+
+async def _delete(dsn: str, seq: int) -> None:
+    await _tamper(dsn, f"DELETE FROM events WHERE seq = {seq}")
+
+
+async def _rehash(dsn: str, seq: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow("SELECT record, chain_hash FROM events WHERE seq = $1", seq)
+        prev = await conn.fetchval("SELECT chain_hash FROM events WHERE seq = $1", seq - 1)
+    finally:
+        await conn.close()
+    record = json.loads(row["record"])
+    record["action"] = "D"
+    text = canonical_json(record).decode()
+    leaf = leaf_hash(text.encode())
+    await _tamper(
+        dsn,
+        f"UPDATE events SET record = '{text}', leaf_hash = '\\x{leaf.hex()}', "
+        f"chain_hash = '\\x{chain_hash(bytes(prev), leaf).hex()}' WHERE seq = {seq}",
+    )
+
+
+async def _drop_index_row(dsn: str, seq: int) -> None:
+    await _tamper(
+        dsn,
+        "DELETE FROM event_identifiers WHERE ctid = (SELECT ei.ctid FROM event_identifiers ei "
+        f"JOIN events e USING (log_id, event_id) WHERE e.seq = {seq} LIMIT 1)",
+    )
+
+
+async def _truncate_tail(dsn: str, seq: int) -> None:
+    await _tamper(dsn, f"DELETE FROM events WHERE seq >= {seq}")
+
+
+TAMPERS: dict[str, tuple[Callable[[str, int], Awaitable[None]], str, int]] = {
+    # name: (how, expected kind, offset of the reported seq from the tampered one)
+    "changed_field": (_change_field, "leaf_hash_mismatch", 0),
+    "deleted_row": (_delete, "missing_row", 0),
+    "recomputed_row": (_rehash, "chain_hash_mismatch", 1),
+    "dropped_index_row": (_drop_index_row, "identifier_index_mismatch", 0),
+}
+
+
+@pytest.mark.parametrize("seq", [0, 255, 256, 700, ROWS - 2])
+@pytest.mark.parametrize("name", sorted(TAMPERS))
+def test_tampering_is_found_alike_anywhere(log: tuple[str, int], name: str, seq: int) -> None:
+    dsn, log_id = log
+    how, kind, offset = TAMPERS[name]
+    if name == "recomputed_row" and seq == 0:
+        seq = 1
+    asyncio.run(how(dsn, seq))
+    report = _same(dsn, log_id)
+    assert report.damage is not None
+    assert (report.damage.kind, report.damage.seq) == (kind, seq + offset)
+
+
+def test_truncated_tail_is_found_alike(log: tuple[str, int]) -> None:
+    dsn, log_id = log
+    leaves = asyncio.run(_leaf_hashes(dsn, log_id))
+    asyncio.run(_truncate_tail(dsn, 900))
+    report = _same(dsn, log_id, external=_claims(leaves, [512, ROWS]))
+    assert report.damage is not None and (report.damage.kind, report.damage.seq) == ("truncated", 900)
