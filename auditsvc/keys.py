@@ -1,4 +1,5 @@
-"""Server secrets: one master key, from which purpose-bound keys derive.
+"""Server secrets: one master key, from which purpose-bound keys derive, and
+the identifier encryption keys (``sealing.py``), which do not derive from it.
 
 The identifier index key (HMAC of patient identifiers) and the token key
 (HMAC of API token secrets) are derived with HKDF-SHA256 from
@@ -20,6 +21,7 @@ from auditsvc_sdk._note import NoteError, NoteSigner
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .sealing import IdentifierSealer, key_provider
 from .settings import Settings
 
 
@@ -42,6 +44,8 @@ IDENTIFIER_HMAC_CACHE = 65_536
 class ServerKeys:
     identifier_key: bytes
     token_key: bytes
+    sealer: IdentifierSealer | None = None
+    """Encrypts identifier values at rest (``None``: keys that cannot store events)."""
     _cached_hmac: Callable[[str, str], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,9 +84,15 @@ def load_master_key(settings: Settings) -> bytes:
     return master
 
 
-def load_keys(settings: Settings) -> ServerKeys:
+def load_keys(settings: Settings, *, sealing: bool = True) -> ServerKeys:
+    """The server's keys; with ``sealing``, also the identifier encryption keys
+    (``SealError`` when none are configured in production)."""
     master = load_master_key(settings)
-    return ServerKeys(identifier_key=_derive(master, b"identifier-index"), token_key=_derive(master, b"api-token"))
+    return ServerKeys(
+        identifier_key=_derive(master, b"identifier-index"),
+        token_key=_derive(master, b"api-token"),
+        sealer=IdentifierSealer(key_provider(settings)) if sealing else None,
+    )
 
 
 def signing_key_path(settings: Settings) -> Path:

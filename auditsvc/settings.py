@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     """Base64 of 32 random bytes; identifier and token HMAC keys derive from
     it. Unset in development: generated once into ``data_dir/secret.key``."""
 
+    identifier_keys: SecretStr | None = None
+    """Patient identifier encryption keys (AES-256-GCM) as
+    ``<key id>:<base64 of 32 bytes>``, comma-separated, the first sealing new
+    writes. Unset: the keyring file ``identifier_keys_file``."""
+    identifier_keys_file: Path | None = None
+    """The identifier keyring file (JSON; ``auditsvc keys rotate`` adds a key).
+    Unset: ``data_dir/identifier-keys.json``, created on first use in
+    development; production requires it or ``identifier_keys``."""
+
     log_name: str = Field(default="auditsvc.local/log", min_length=1, max_length=200)
     """The log's origin; it is bound into the chain's genesis value."""
 

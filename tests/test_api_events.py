@@ -57,7 +57,7 @@ def test_nanosecond_and_offset_timestamps_hash_as_stored(service: Service) -> No
     body = read.json()
     record = body["record"]
     assert record["occurred_at"] == "2026-03-08T06:59:59.999999Z"
-    assert record["seq"] == 0 and record["v"] == 1
+    assert record["seq"] == 0 and record["v"] == 2
     # The hashes recompute from the record exactly as returned.
     leaf = leaf_hash(canonical_json(record))
     assert body["leaf_hash"] == leaf.hex()

@@ -371,7 +371,7 @@ def test_chain_hash_refuses_inputs_that_are_not_32_bytes(previous_len: int, leaf
         chain_hash(b"\x01" * previous_len, b"\x02" * leaf_len)
 
 
-@pytest.mark.parametrize("version", [2, 0, -1, "1", None], ids=repr)
+@pytest.mark.parametrize("version", [3, 0, -1, "1", "2", True, 2.0, None], ids=repr)
 def test_records_of_other_format_versions_are_refused(version: Any) -> None:
     record = copy.deepcopy(RECORDS[0]["record"])
     record["v"] = version
@@ -386,8 +386,9 @@ def test_a_record_without_a_version_is_refused() -> None:
         check_format_version(record)
 
 
-def test_format_version_one_is_accepted() -> None:
+def test_format_versions_one_and_two_are_accepted() -> None:
     check_format_version(RECORDS[0]["record"])
+    check_format_version({**RECORDS[0]["record"], "v": 2})
 
 
 @pytest.mark.parametrize("version", [True, 1.0], ids=repr)

@@ -133,7 +133,11 @@ def test_every_report_is_itself_recorded_in_the_chain(reports: tuple[httpx.Clien
     import json
 
     recorded = json.loads(rows[0]["r"]) if isinstance(rows[0]["r"], str) else rows[0]["r"]
-    assert recorded["patient"]["identifiers"] == [{"system": FHIR_ID[0], "value": FHIR_ID[1]}]
+    # The patient is the read's subject, sealed like every identifier at rest.
+    [identifier] = recorded["patient"]["identifiers"]
+    assert identifier["system"] == FHIR_ID[0] and "value" not in identifier
+    assert identifier["value_enc"].startswith("aes256gcm:") and FHIR_ID[1] not in identifier["value_enc"]
+    assert recorded["v"] == 2
     assert recorded["actor"]["role"] == "privacy_officer"
     assert recorded["source"]["system_id"] == "auditsvc"
     # The next report shows the privacy office's own access.

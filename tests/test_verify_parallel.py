@@ -26,6 +26,7 @@ from auditsvc.domain.verify import (
     verify_chain,
 )
 from auditsvc.keys import ServerKeys
+from auditsvc.sealing import IdentifierSealer, StaticKeyProvider
 from auditsvc.store.append import PendingBatch, append_group, ensure_log
 from auditsvc.store.engine import asyncpg_dsn
 
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.db
 LOG = "auditsvc.test/parallel"
 ROWS = 1500
 RANGE = 256  # ranges [0,256), [256,512), ... [1280,1500)
-KEYS = ServerKeys(b"k" * 32, b"t" * 32)
+KEYS = ServerKeys(b"k" * 32, b"t" * 32, IdentifierSealer(StaticKeyProvider({"k1": b"e" * 32}, "k1")))
 SIGNER = NoteSigner.generate(LOG)
 
 

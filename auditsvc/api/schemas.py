@@ -24,11 +24,22 @@ class AppendResponse(BaseModel):
     head: HeadOut
 
 
+class IdentifierOut(BaseModel):
+    system: str
+    value: str
+
+
 class EventWithHashes(BaseModel):
-    record: dict[str, Any]
+    record: dict[str, Any] = Field(
+        description="the stored record, whose RFC 8785 encoding is the leaf bytes; "
+        "format 2 holds patient identifiers sealed (value_enc) with their lookup hash (value_hmac)"
+    )
     seq: int
     leaf_hash: str
     chain_hash: str
+    patient_identifiers: list[IdentifierOut] | None = Field(
+        default=None, description="the record's identifiers opened; privacy_officer only"
+    )
 
 
 class InclusionProof(BaseModel):
@@ -42,11 +53,6 @@ class ConsistencyProof(BaseModel):
     first: int
     second: int
     hashes: list[str] = Field(description="lowercase hex (RFC 9162 2.1.4)")
-
-
-class IdentifierOut(BaseModel):
-    system: str
-    value: str
 
 
 class PatientOut(BaseModel):

@@ -11,7 +11,7 @@ import typer
 from ..keys import ensure_signing_key, load_keys
 from ..store.engine import runtime_url
 from ..store.migrate import upgrade_head
-from . import report, tokens
+from . import keys, report, tokens
 from ._common import configure_logging, console, database, fail, settings
 from .checkpoints import checkpoint
 from .demo import demo
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(report.app, name="report")
+app.add_typer(keys.app, name="keys")
 app.command()(verify)
 app.command()(checkpoint)
 app.command()(export)

@@ -13,7 +13,7 @@ from ..store.session import driver_connection
 from .errors import NotFound
 from .ingest import check_source_systems, parse_batch, prepare
 from .read_audit import record_read
-from .tokens import Caller
+from .tokens import Caller, Role
 
 
 async def ingest_batch(audit: AuditLog, body: bytes, emitter: Caller) -> dict[str, Any]:
@@ -42,12 +42,20 @@ async def read_event(audit: AuditLog, event_id: UUID, reader: Caller) -> dict[st
     if row is None:
         raise NotFound("no event with that event_id")
     record = json.loads(row["record"])
-    identifiers = [Identifier(**i) for i in record.get("patient", {}).get("identifiers", [])]
-    if identifiers:
+    sealer = audit.keys.sealer
+    assert sealer is not None  # the service's keys always seal
+    opened = [sealer.reveal(i) for i in record.get("patient", {}).get("identifiers", [])]
+    if opened:
+        identifiers = [Identifier(**i) for i in opened]
         await record_read(audit, reader, identifiers, data_elements=["AuditEvent"], detail="event-read")
-    return {
+    answer: dict[str, Any] = {
         "record": record,
         "seq": row["seq"],
         "leaf_hash": bytes(row["leaf_hash"]).hex(),
         "chain_hash": bytes(row["chain_hash"]).hex(),
     }
+    if reader.role is Role.PRIVACY_OFFICER:
+        # The record as stored (what the hashes cover) holds identifiers
+        # sealed; a privacy officer also gets them opened.
+        answer["patient_identifiers"] = opened
+    return answer

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from auditsvc_sdk import PhiAccess, RecordTemplate
+from auditsvc_sdk._chain import SEALED_RECORD_VERSION
 from auditsvc_sdk._event import NO_NUL_PATTERN
 from auditsvc_sdk._wire import WireEvent, parse_event_batch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -73,16 +74,32 @@ def check_source_systems(events: Iterable[WireEvent], allowed: Iterable[str]) ->
 
 
 def prepare(events: Sequence[WireEvent], keys: ServerKeys, emitter: str) -> list[PreparedEvent]:
-    """Everything about ``emitter``'s events that can be computed outside the append lock."""
-    return [
-        PreparedEvent(
-            event_id=event.event_id,
-            template=RecordTemplate(event.json, emitter=emitter),
-            occurred_at=event.occurred_at,
-            identifiers=tuple(
-                (keys.identifier_hmac(i["system"], i["value"]), i["system"], i["value"])
-                for i in event.json["patient"]["identifiers"]
-            ),
+    """Everything about ``emitter``'s events that can be computed outside the
+    append lock, identifiers sealed: the stored record (format 2) carries each
+    identifier's system, its value encrypted and its lookup hash, never the
+    value in clear."""
+    sealer = keys.sealer
+    if sealer is None:
+        raise RuntimeError("events cannot be stored without the identifier encryption keys")
+    prepared = []
+    for event in events:
+        body = event.json
+        patient = body["patient"]
+        identifiers = []
+        stored = []
+        for i in patient["identifiers"]:
+            system, value = i["system"], i["value"]
+            id_hmac = keys.identifier_hmac(system, value)
+            sealed = sealer.seal(system, value)
+            identifiers.append((id_hmac, system, sealed))
+            stored.append({"system": system, "value_enc": sealed, "value_hmac": id_hmac.hex()})
+        record = {**body, "patient": {**patient, "identifiers": stored}}
+        prepared.append(
+            PreparedEvent(
+                event_id=event.event_id,
+                template=RecordTemplate(record, emitter=emitter, version=SEALED_RECORD_VERSION),
+                occurred_at=event.occurred_at,
+                identifiers=tuple(identifiers),
+            )
         )
-        for event in events
-    ]
+    return prepared

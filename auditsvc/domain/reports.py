@@ -35,6 +35,9 @@ def _day_or_timestamp(value: Any) -> Any:
             return date.fromisoformat(value)
         except ValueError:
             return value
+    if not isinstance(value, str | date):
+        # pydantic would also take a number as Unix seconds.
+        raise ValueError("must be a date (YYYY-MM-DD) or an RFC 3339 timestamp with a UTC offset")
     return value
 
 
@@ -141,16 +144,19 @@ async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, read
         identifiers = await queries.identifiers_for(conn, audit.log_id, hmacs)
         systems = await queries.system_accesses(conn, audit.log_id, hmacs, start, end, as_of)
         rows = await queries.access_events(conn, audit.log_id, hmacs, start, end, as_of, after, query.limit + 1)
-    if not identifiers:
-        identifiers = [(query.identifier.system, query.identifier.value)]
+    sealer = audit.keys.sealer
+    assert sealer is not None  # the service's keys always seal
+    linked = sorted({(s, v if v is not None else sealer.open(s, str(enc))) for s, v, enc in identifiers})
+    if not linked:
+        linked = [(query.identifier.system, query.identifier.value)]
     next_cursor = None
     if len(rows) > query.limit:
         rows = rows[: query.limit]
         next_cursor = encode_cursor(rows[-1][1], rows[-1][0], as_of)
     await record_read(audit, reader, [query.identifier], data_elements=["AuditEvent"], detail="patient-access-report")
     return {
-        "patient": {"identifiers": [{"system": s, "value": v} for s, v in identifiers]},
+        "patient": {"identifiers": [{"system": s, "value": v} for s, v in linked]},
         "systems": [_system_json(s) for s in systems],
-        "events": [json.loads(record) for _, _, record in rows],
+        "events": [sealer.reveal_record(json.loads(record)) for _, _, record in rows],
         "next_cursor": next_cursor,
     }

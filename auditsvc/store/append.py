@@ -36,7 +36,7 @@ class PreparedEvent:
     event_id: UUID
     template: RecordTemplate  # the event's leaf bytes, seq and received_at still open
     occurred_at: datetime
-    identifiers: tuple[tuple[bytes, str, str], ...]  # (hmac, system, value)
+    identifiers: tuple[tuple[bytes, str, str], ...]  # (hmac, system, sealed value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ async def _insert_identifiers(
     # each other's commit in one direction only, so they cannot deadlock.
     if known:
         await conn.execute(
-            "INSERT INTO patient_identifiers (log_id, id_hmac, system, value) "
+            "INSERT INTO patient_identifiers (log_id, id_hmac, system, value_enc) "
             "SELECT $1, h, s, v FROM unnest($2::bytea[], $3::text[], $4::text[]) AS u(h, s, v) "
             "ORDER BY h ON CONFLICT DO NOTHING",
             log_id,

@@ -105,14 +105,17 @@ async def linked_identifier_hmacs(conn: asyncpg.Connection, log_id: int, id_hmac
     return [bytes(r["h"]) for r in rows]
 
 
-async def identifiers_for(conn: asyncpg.Connection, log_id: int, hmacs: list[bytes]) -> list[tuple[str, str]]:
+async def identifiers_for(
+    conn: asyncpg.Connection, log_id: int, hmacs: list[bytes]
+) -> list[tuple[str, str | None, str | None]]:
+    """(system, value in clear, sealed value): one of the two values is set
+    (rows stored before identifiers were encrypted hold the clear one)."""
     rows = await conn.fetch(
-        "SELECT system, value FROM patient_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[]) "
-        "ORDER BY system, value",
+        "SELECT system, value, value_enc FROM patient_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[])",
         log_id,
         hmacs,
     )
-    return [(r["system"], r["value"]) for r in rows]
+    return [(r["system"], r["value"], r["value_enc"]) for r in rows]
 
 
 async def tree_size(conn: asyncpg.Connection, log_id: int) -> int:

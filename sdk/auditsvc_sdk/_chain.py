@@ -36,7 +36,13 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+"""The chain format: leaf and chain hashing, genesis (the log's and the
+evidence package's ``chain_format``)."""
+SEALED_RECORD_VERSION = 2
+"""Record ``v`` 2: patient identifiers as ``{system, value_enc, value_hmac}``
+(the value sealed with AES-256-GCM, and its lookup hash); ``v`` 1 records
+carry ``{system, value}`` in clear. Both hash the same way."""
+SUPPORTED_VERSIONS = frozenset({FORMAT_VERSION, SEALED_RECORD_VERSION})
 """Record format versions this code verifies."""
 CHAIN_TAG = b"auditsvc:chain:v1\x00"
 GENESIS_TAG = b"auditsvc:genesis:v1\x00"
@@ -128,7 +134,7 @@ class RecordTemplate:
 
     __slots__ = ("_head", "_tail")
 
-    def __init__(self, event: Mapping[str, Any], *, emitter: str) -> None:
+    def __init__(self, event: Mapping[str, Any], *, emitter: str, version: int = FORMAT_VERSION) -> None:
         if any(key in event for key in _SERVER_KEYS):
             raise ValueError("an event must not carry server-assigned fields")
         if any("received_at" < key < "seq" for key in event):
@@ -136,7 +142,7 @@ class RecordTemplate:
         head = {key: value for key, value in event.items() if key < "received_at"}
         head["emitter"] = emitter
         tail = {key: value for key, value in event.items() if key > "seq"}
-        tail["v"] = FORMAT_VERSION
+        tail["v"] = version
         self._head = _dumps(head)[:-1] + b',"received_at":'  # '{...' without its closing brace
         self._tail = b"," + _dumps(tail)[1:]  # '...}' without its opening brace
 
@@ -165,11 +171,13 @@ def genesis_hash(log_name: str) -> bytes:
     return hashlib.sha256(GENESIS_TAG + log_name.encode("utf-8")).digest()
 
 
-def make_record(event: Mapping[str, Any], *, seq: int, received_at: str, emitter: str) -> dict[str, Any]:
+def make_record(
+    event: Mapping[str, Any], *, seq: int, received_at: str, emitter: str, version: int = FORMAT_VERSION
+) -> dict[str, Any]:
     """The stored record: the event's JSON plus the server-assigned fields."""
     record = dict(event)
     record["seq"] = seq
     record["received_at"] = received_at
     record["emitter"] = emitter
-    record["v"] = FORMAT_VERSION
+    record["v"] = version
     return record
