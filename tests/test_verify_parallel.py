@@ -160,7 +160,7 @@ def test_a_wrong_root_in_any_range_is_found(log: tuple[str, int]) -> None:
     dsn, log_id = log
     leaves = asyncio.run(_leaf_hashes(dsn, log_id))
     claims = _claims(leaves, [300, 700])
-    bad_root = root_from_leaf_hashes(leaves[:699] + [leaf_hash(b"forged")])
+    bad_root = root_from_leaf_hashes([*leaves[:699], leaf_hash(b"forged")])
     claims.append(CheckpointClaim(700, bad_root, sign_note(Checkpoint(LOG, 700, bad_root).body(), [SIGNER]), True))
     report = _same(dsn, log_id, external=claims)
     assert report.damage is not None and report.damage.kind == "rewritten" and report.damage.seq == 300
