@@ -10,7 +10,7 @@ from pathlib import Path
 
 from auditsvc.domain.tokens import Role
 
-from .conftest import Service, event, run_cli
+from .conftest import Service, event, query, run_cli
 
 VERIFY = [sys.executable, "-m", "auditsvc_sdk._verify_cli"]
 
@@ -39,7 +39,8 @@ def test_a_whole_log_export_is_proven_offline_with_the_pinned_key(service: Servi
         vkey = auditor.get("/v1/checkpoints/verifier-key").text.strip()
     code, report = offline_verify(package, "--key", vkey)
     assert code == 0, report
-    assert (report["from_seq"], report["to_seq"], report["event_count"]) == (0, 1199, 1200)
+    # The export is itself on the record, before the package was written: the last event.
+    assert (report["from_seq"], report["to_seq"], report["event_count"]) == (0, 1200, 1201)
     assert report["log_keys_pinned"] is True and report["decryption_key_needed"] is False
 
 
@@ -52,6 +53,19 @@ def test_a_range_export_is_proven_through_a_later_checkpoint(service: Service, t
     assert code == 0, report
     assert (report["from_seq"], report["to_seq"], report["event_count"]) == (300, 399, 100)
     assert report["log_keys_pinned"] is False  # said plainly: keys came from the package itself
+    [row] = query(
+        str(service.settings.database_url),
+        "SELECT seq, record FROM events WHERE record::jsonb->>'event_type' = 'audit-log-query'",
+    )
+    recorded = json.loads(row["record"])
+    assert row["seq"] == 700 and recorded["attributes"] == {
+        "query": "evidence-export",
+        "from_seq": "300",
+        "to_seq": "399",
+    }
+    assert recorded["actor"]["role"] == "operator" and recorded["actor"]["id"].startswith("cli:")
+    [subject] = recorded["patient"]["identifiers"]
+    assert subject["system"] == "urn:auditsvc:evidence-export" and subject["value_enc"].startswith("aes256gcm:")
 
 
 def test_export_refuses_a_range_outside_the_log(service: Service, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from auditsvc_sdk import genesis_hash
 
 from ..domain.checkpoints import CheckpointRefused
 from ..domain.evidence import ExportRangeError, ExportSummary, write_package
-from ..keys import ensure_signing_key
+from ..domain.read_audit import record_export
+from ..keys import ensure_signing_key, load_keys
 from ..store.session import driver_connection
 from ._common import EXIT_TAMPERED, console, database, fail, run, settings
 from ._log import open_log, sign_checkpoint_now
@@ -33,6 +34,9 @@ def export(
         async with open_log(url, s) as (engine, log_id):
             if log_id is None:
                 return None
+            async with driver_connection(engine) as conn:
+                # On the record before anything is read out.
+                await record_export(conn, log_id, s.log_name, load_keys(s), from_seq=from_seq, to_seq=to_seq)
             # A fresh checkpoint, so that the newest events are covered too.
             signed = await sign_checkpoint_now(engine, log_id, s)
             async with driver_connection(engine) as conn:

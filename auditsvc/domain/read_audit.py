@@ -1,25 +1,57 @@
 """Every read of the audit log is itself an event in the same chain.
 
 A report, an event read or an export appends an ``audit-log-query`` event:
-the reader as actor, the patient as subject, auditsvc as source and the
+the reader as actor, the patient as subject (for an export, the export
+itself: it reads every patient in its range), auditsvc as source and the
 reader's role as destination. It is appended (and committed) before the
-answer leaves the service, so no read of PHI goes unrecorded.
+answer leaves the service or the package is written, so no read of PHI goes
+unrecorded.
 """
 
 from __future__ import annotations
 
+import getpass
+import socket
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from auditsvc_sdk import Identifier, PhiAccess
+import asyncpg
+from auditsvc_sdk import Identifier, PhiAccess, genesis_hash
 from auditsvc_sdk._wire import wire_event
 
+from ..keys import ServerKeys
 from ..runtime import AuditLog
+from ..store.append import PendingBatch, append_group
 from .ingest import prepare
 from .tokens import Caller
 
 SERVICE_SYSTEM_ID = "auditsvc"
 READ_EVENT_TYPE = "audit-log-query"
+
+
+def read_event(
+    identifiers: Sequence[Identifier],
+    *,
+    actor: dict[str, Any],
+    destination: str,
+    data_elements: list[str],
+    attributes: dict[str, str],
+) -> PhiAccess:
+    """The ``audit-log-query`` event for one read."""
+    return PhiAccess(
+        occurred_at=datetime.now(UTC),
+        action="E",
+        event_type=READ_EVENT_TYPE,
+        patient={"identifiers": list(identifiers)},
+        data_elements=data_elements,
+        source={"system_id": SERVICE_SYSTEM_ID, "name": "auditsvc audit log"},
+        destination={"system_id": destination},
+        actor=actor,
+        outcome=0,
+        attributes=attributes,
+    )
 
 
 async def record_read(
@@ -30,16 +62,47 @@ async def record_read(
     data_elements: list[str],
     detail: str,
 ) -> None:
-    event = PhiAccess(
-        occurred_at=datetime.now(UTC),
-        action="E",
-        event_type=READ_EVENT_TYPE,
-        patient={"identifiers": list(identifiers)},
-        data_elements=data_elements,
-        source={"system_id": SERVICE_SYSTEM_ID, "name": "auditsvc audit log"},
-        destination={"system_id": f"{SERVICE_SYSTEM_ID}:{reader.role.value}"},
+    event = read_event(
+        identifiers,
         actor={"id": reader.token_id, "type": "user", "role": reader.role.value, "name": reader.name},
-        outcome=0,
+        destination=f"{SERVICE_SYSTEM_ID}:{reader.role.value}",
+        data_elements=data_elements,
         attributes={"query": detail},
     )
     await audit.appender.append_batch(prepare([wire_event(event)], audit.keys, reader.token_id))
+
+
+EXPORT_SUBJECT_SYSTEM = "urn:auditsvc:evidence-export"
+"""An export reads every patient in its range; its event names the export
+itself (a fresh id per export) as the subject, so exports never link
+patients together, and its range in ``attributes``."""
+
+
+async def record_export(
+    conn: asyncpg.Connection,
+    log_id: int,
+    log_name: str,
+    keys: ServerKeys,
+    *,
+    from_seq: int,
+    to_seq: int | None,
+) -> tuple[str, int]:
+    """Append the ``audit-log-query`` event for an evidence export run from the
+    command line (the operating-system user as actor), before the package is
+    written. Returns the export's id and the event's seq."""
+    export_id = str(uuid.uuid4())
+    user = getpass.getuser()
+    event = read_event(
+        [Identifier(system=EXPORT_SUBJECT_SYSTEM, value=export_id)],
+        actor={"id": f"cli:{user}@{socket.gethostname()}", "type": "user", "role": "operator", "name": user},
+        destination=f"{SERVICE_SYSTEM_ID}:export",
+        data_elements=["AuditEvent"],
+        attributes={
+            "query": "evidence-export",
+            "from_seq": str(from_seq),
+            "to_seq": "newest" if to_seq is None else str(to_seq),
+        },
+    )
+    batch = PendingBatch(prepare([wire_event(event)], keys, "cli"))
+    [[result]], _ = await append_group(conn, log_id, genesis_hash(log_name), [batch])
+    return export_id, result.seq
