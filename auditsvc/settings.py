@@ -15,6 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Asymmetric JWS algorithms only: "none" and HS* (an HMAC keyed with the
+# public key) are not even expressible in the settings.
+OidcAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+HumanRole = Literal["privacy_officer", "auditor", "admin"]
+
 
 class WitnessConfig(BaseModel):
     url: str = Field(pattern=r"^https?://")
@@ -36,6 +41,9 @@ class Settings(BaseSettings):
     authentication, as in the embedded server)."""
 
     runtime_role: str = Field(default="auditsvc_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    owner_role: str = Field(default="auditsvc_owner", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """The NOLOGIN role that owns the schema (migration 0005); the owner DSN's
+    login is granted it and migrations run under ``SET ROLE`` to it."""
     data_dir: Path = Path(".auditsvc")
     migrations_dir: Path = REPO_ROOT / "migrations"
     migrate_on_start: bool = True
@@ -61,14 +69,38 @@ class Settings(BaseSettings):
     port: int = 8080
     workers: int = 1
 
+    # TLS on the API listener itself (auditsvc/api/tls.py; `serve --tls-*`).
+    tls_cert_file: Path | None = None
+    """Server certificate chain (PEM). With ``tls_key_file``: serve HTTPS only."""
+    tls_key_file: Path | None = None
+    """The server certificate's private key (PEM, unencrypted)."""
+    tls_client_ca_file: Path | None = None
+    """CA bundle (PEM) that client certificates must chain to (mTLS)."""
+    tls_client_auth: Literal["none", "optional", "emitters", "required"] | None = None
+    """Client certificates: ``none`` not asked for; ``optional`` asked for and
+    verified when sent; ``emitters`` (the default with a client CA) as
+    optional, and ``POST /v1/events`` refused without one; ``required`` no
+    handshake without one. A certificate from another CA always fails the handshake."""
+
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch_events: int = 1000
+    # Structure of JSON bodies, checked before parsing (auditsvc/api/limits.py).
+    max_json_depth: int = Field(default=32, ge=2, le=60)
+    max_json_array_items: int = Field(default=1000, ge=1)
+    """Longest array in a body (never less than ``max_batch_events``)."""
+    max_json_object_keys: int = Field(default=64, ge=1)
     group_commit_max_events: int = 5000
     keepalive_max_requests: int = 8
     """Ask a client to reconnect after this many requests on one connection,
     so load spreads over worker processes (0: never)."""
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 30_000
+
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, with trace and span ids."""
+    prometheus_metrics: bool = False
+    """Serve the service's metrics at ``GET /metrics`` on the API port
+    (Prometheus text format); needs one worker process per pod."""
 
     checkpoint_key_file: Path | None = None
     """The Ed25519 checkpoint signing key (PKCS#8 PEM, or Go's
@@ -87,6 +119,64 @@ class Settings(BaseSettings):
     witnesses: list[WitnessConfig] = []
     """C2SP tlog-witness witnesses that cosign each checkpoint, as JSON:
     ``[{"url": "https://witness.example/", "vkey": "<cosignature vkey>"}]``."""
+
+    # OIDC/JWT bearer tokens for human users (auditsvc/domain/oidc.py, docs/roles.md).
+    oidc_issuer: str | None = None
+    """The ``iss`` every accepted JWT carries. Set (with ``oidc_audience`` and
+    one of ``oidc_jwks_url`` / ``oidc_jwks_file``) to accept the identity
+    provider's tokens for privacy officers, auditors and admins. Unset: off."""
+    oidc_audience: str | None = None
+    """The ``aud`` an accepted JWT must name (this service's client id)."""
+    oidc_jwks_url: str | None = Field(default=None, pattern=r"^https?://")
+    """The identity provider's JWKS; cached, fetched again when stale or when
+    a token names an unknown ``kid`` (at most every ``oidc_jwks_min_refresh_seconds``)."""
+    oidc_jwks_file: Path | None = None
+    """A JWKS file instead of a URL (read again when stale or on an unknown ``kid``)."""
+    oidc_algorithms: list[OidcAlgorithm] = ["RS256", "ES256", "EdDSA"]
+    """Accepted JWS algorithms: asymmetric only; ``none`` and HS* are refused."""
+    oidc_roles_claim: str = Field(default="roles", min_length=1)
+    """The claim holding the user's roles (a list or one string); a dotted path
+    such as ``realm_access.roles`` reaches into nested objects."""
+    oidc_role_map: dict[str, HumanRole] = {
+        "privacy_officer": "privacy_officer",
+        "auditor": "auditor",
+        "admin": "admin",
+    }
+    """Roles-claim value -> auditsvc role, as JSON. Never ``emitter``: emitters
+    are systems bound to source systems, and use API tokens."""
+    oidc_actor_claim: str = Field(default="preferred_username", min_length=1)
+    """The claim naming the user in the audit of their reads (``sub`` when absent)."""
+    oidc_leeway_seconds: int = Field(default=60, ge=0, le=300)
+    """Clock skew allowed when checking ``exp``, ``nbf`` and ``iat``."""
+    oidc_jwks_cache_seconds: float = Field(default=600.0, gt=0)
+    oidc_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+
+    # Per-credential token buckets, per process (auditsvc/api/ratelimit.py); 0 turns one off.
+    rate_limit_emitter_per_second: float = Field(default=500.0, ge=0)
+    """Requests (not events) per second one emitter token may make, sustained."""
+    rate_limit_emitter_burst: int = Field(default=1000, ge=1)
+    rate_limit_human_per_second: float = Field(default=50.0, ge=0)
+    """Requests per second one privacy officer / auditor / admin credential may make."""
+    rate_limit_human_burst: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        configured = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url, self.oidc_jwks_file)
+        if all(value is None for value in configured):
+            return self
+        if not self.oidc_issuer or not self.oidc_audience:
+            raise ValueError("OIDC needs both AUDITSVC_OIDC_ISSUER and AUDITSVC_OIDC_AUDIENCE")
+        if (self.oidc_jwks_url is None) == (self.oidc_jwks_file is None):
+            raise ValueError("OIDC needs exactly one of AUDITSVC_OIDC_JWKS_URL and AUDITSVC_OIDC_JWKS_FILE")
+        if self.env == "production" and self.oidc_jwks_url and not self.oidc_jwks_url.startswith("https://"):
+            raise ValueError("AUDITSVC_ENV=production requires an https:// AUDITSVC_OIDC_JWKS_URL")
+        if not self.oidc_algorithms:
+            raise ValueError("AUDITSVC_OIDC_ALGORITHMS must name at least one algorithm")
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:

@@ -131,6 +131,9 @@ def service_env(url: str, data_dir: Path) -> dict[str, str]:
         AUDITSVC_SECRET_KEY=BENCH_SECRET_KEY,
         AUDITSVC_DATA_DIR=str(data_dir),
         AUDITSVC_LOG_NAME=BENCH_LOG_NAME,
+        # Benchmarks measure the service, not the per-credential rate limiter.
+        AUDITSVC_RATE_LIMIT_EMITTER_PER_SECOND="0",
+        AUDITSVC_RATE_LIMIT_HUMAN_PER_SECOND="0",
     )
     return env
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -235,3 +236,27 @@ def test_cli_token_lifecycle_create_use_revoke_list_stored_hashed(service: Servi
         assert full not in dump and secret_part not in dump
         assert secret_part.encode() not in raw
     assert all(len(r["secret_hmac"]) == 32 for r in rows)
+
+
+def test_cli_expiry_is_set_at_creation_and_takes_effect_without_revocation(service: Service) -> None:
+    settings = service.settings
+    past = run_cli(settings, "tokens", "create", "--role", "auditor", "--expires-at", "2020-01-01")
+    both = run_cli(
+        settings, "tokens", "create", "--role", "auditor", "--expires-in-days", "1", "--expires-at", "2099-01-01"
+    )
+    for refused in (past, both):
+        assert refused.returncode == 2 and "asv_" not in refused.stdout + refused.stderr
+    # Far enough ahead for one CLI start and one request; then it lapses on its own.
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    at = soon.strftime("%Y-%m-%dT%H:%M:%S%z")
+    created = run_cli(settings, "tokens", "create", "--role", "auditor", "--expires-at", at, "--json")
+    assert created.returncode == 0, created.stdout + created.stderr
+    answer = json.loads(created.stdout)
+    assert datetime.fromisoformat(answer["expires_at"]) == soon
+    with service.client(answer["token"]) as client:
+        assert client.get("/v1/checkpoints/verifier-key").status_code == 200
+        listed = {t["token_id"]: t for t in json.loads(run_cli(settings, "tokens", "list", "--json").stdout)}
+        assert datetime.fromisoformat(listed[answer["token_id"]]["expires_at"]) == soon
+        while datetime.now(UTC) <= soon:
+            time.sleep(0.2)
+        assert_401(client.get("/v1/checkpoints/verifier-key"), "expired")

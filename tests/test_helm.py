@@ -28,7 +28,8 @@ POD_INTERFACES = "0.0.0.0"  # noqa: S104
 
 PRODUCTION: dict[str, Any] = {
     "image": {"repository": "registry.example-hospital.org/auditsvc", "tag": "0.1.0"},
-    "config": {"logName": "audit.example-hospital.org/phi-access", "workers": 2},
+    # One worker per pod: the ServiceMonitor scrapes each pod's own /metrics.
+    "config": {"logName": "audit.example-hospital.org/phi-access", "workers": 1},
     "postgresql": {
         "mode": "cnpg",
         "cnpg": {
@@ -217,6 +218,7 @@ def test_settings_come_from_the_config_map(objects) -> None:
     assert data["AUDITSVC_ENV"] == "production"
     assert data["AUDITSVC_MIGRATE_ON_START"] == "false"  # the migration Job does it
     assert data["AUDITSVC_DATA_DIR"] == "/var/lib/auditsvc"
+    assert data["AUDITSVC_LOG_FORMAT"] == "json"  # one JSON object per line, for the log collector
     assert all(isinstance(v, str) for v in data.values())
     # A change of settings rolls the pods.
     assert len(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]) == 64
@@ -235,7 +237,7 @@ def test_every_rendered_auditsvc_variable_is_a_real_setting(objects) -> None:
 def test_chart_defaults_are_the_code_defaults_where_not_deliberately_different(default_objects) -> None:
     data = one(default_objects, "ConfigMap")["data"]
     fields = Settings.model_fields
-    deliberate = {"env", "migrate_on_start", "host", "port", "data_dir"}  # see values.yaml
+    deliberate = {"env", "migrate_on_start", "host", "port", "data_dir", "log_format"}  # see values.yaml
     compared = 0
     for name, value in data.items():
         field = name.removeprefix("AUDITSVC_").lower()
@@ -562,6 +564,10 @@ def test_service_monitor_only_when_enabled(default_objects, production_objects) 
         <= one(production_objects, "Service")["metadata"]["labels"].items()
     )
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    # The service serves /metrics only when told to; the chart tells it exactly when it scrapes.
+    assert one(production_objects, "ConfigMap")["data"]["AUDITSVC_PROMETHEUS_METRICS"] == "true"
+    assert "AUDITSVC_PROMETHEUS_METRICS" not in one(default_objects, "ConfigMap")["data"]
 
 
 def test_cnpg_cluster_only_in_cnpg_mode(default_objects, production_objects) -> None:
@@ -603,7 +609,8 @@ def test_scheduled_verification_only_when_enabled(default_objects, production_ob
     policy = network_policy(production_objects, "verify")
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= job["template"]["metadata"]["labels"].items()
     assert "ingress" not in policy["spec"]
-    assert egress_ports(policy) == {("UDP", 53), ("TCP", 53), ("TCP", 5432)}
+    # DNS, PostgreSQL, and the OTLP collector that receives the run's auditsvc.verify.* metrics.
+    assert egress_ports(policy) == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 4317)}
 
 
 def test_telemetry_and_checkpoint_settings_render_nothing_when_unset(default_objects, production_objects) -> None:
@@ -640,6 +647,8 @@ def test_telemetry_and_checkpoint_settings_render_nothing_when_unset(default_obj
         ({"config": {"runtimeRole": "Auditsvc-App"}}, "a plain role name, as Settings requires"),
         ({"config": {"extra": {"DATABASE_URL": "x"}}}, "extra settings are AUDITSVC_*"),
         ({"otel": {"enabled": True}}, "OTLP needs an endpoint"),
+        ({"config": {"logFormat": "xml"}}, "log lines are text or json"),
+        ({"serviceMonitor": {"enabled": True, "path": "/prometheus"}}, "the service serves /metrics"),
         ({"image": {"digest": "latest"}}, "a digest is sha256:<hex>"),
         ({"checkpoint": {"everyEvents": 0}}, "a checkpoint needs at least one event"),
         ({"checkpoint": {"witnesses": [{"url": "witness.example.org"}]}}, "a witness has a URL and a vkey"),
@@ -663,8 +672,9 @@ def test_lint_reports_schema_violations(chart) -> None:
     [
         {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
         {"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}},
+        {"serviceMonitor": {"enabled": True}, "config": {"workers": 2}},
     ],
-    ids=["hpa-min-above-max", "pdb-both-bounds"],
+    ids=["hpa-min-above-max", "pdb-both-bounds", "scrape-with-several-workers"],
 )
 def test_templates_refuse_contradictory_values(chart, override: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmRenderError):

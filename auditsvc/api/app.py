@@ -14,10 +14,15 @@ from ..domain.ingest import EventBatch
 from ..domain.reports import PatientAccessQuery
 from ..runtime import open_audit_log
 from ..settings import Settings, get_settings
+from ..telemetry import setup_telemetry
+from .deps import install_access_control
 from .errors import install_error_handlers
 from .keepalive import KeepAliveLimit
+from .openapi_doc import complete_openapi
 from .routes import checkpoints, events, health, proofs, reports
 from .schemas import component_schemas
+from .security_headers import SecurityHeaders
+from .tls import require_client_certificates
 
 
 def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
@@ -37,12 +42,20 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_access_control(app, settings)
     app.add_middleware(KeepAliveLimit, max_requests=settings.keepalive_max_requests)
+    require_client_certificates(app, settings)
+    # Outside the error handlers and the mTLS check: every answer carries them.
+    docs = frozenset(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
+    app.add_middleware(SecurityHeaders, docs_paths=docs)
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(reports.router)
     app.include_router(checkpoints.router)
     app.include_router(proofs.router)
+    # Once per process (each uvicorn worker builds its app): exporters only
+    # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.
+    setup_telemetry(settings).instrument(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -52,6 +65,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             )
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}]
+            complete_openapi(schema, settings)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..api.tls import export_tls_options, uvicorn_tls_options
 from ..keys import ensure_signing_key, load_keys
 from ..store.engine import runtime_url
 from ..store.migrate import upgrade_head
+from ..telemetry import export_plan
 from . import keys, report, tokens
 from ._common import configure_logging, console, database, fail, settings
 from .checkpoints import checkpoint
@@ -38,12 +41,21 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address (AUDITSVC_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (AUDITSVC_PORT)")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="worker processes (AUDITSVC_WORKERS)")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="HTTPS certificate chain, PEM (AUDITSVC_TLS_CERT_FILE)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="its private key, PEM (AUDITSVC_TLS_KEY_FILE)")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="CA for client certificates, PEM (AUDITSVC_TLS_CLIENT_CA_FILE)")
+    ] = None,
+    tls_client_auth: Annotated[
+        str | None, typer.Option(help="none|optional|emitters|required (AUDITSVC_TLS_CLIENT_AUTH)")
+    ] = None,
 ) -> None:
     """Serve the API; with no AUDITSVC_DATABASE_URL, on the embedded PostgreSQL."""
     import uvicorn
 
-    configure_logging()
+    export_tls_options(tls_cert, tls_key, tls_client_ca, tls_client_auth)  # to the settings and the workers
     s = settings()
+    log_config = configure_logging(s.log_format)
     owner = database(s)  # embedded: started and migrated here, once, before workers fork
     if not s.embedded and s.migrate_on_start:
         upgrade_head(s, owner)
@@ -53,9 +65,19 @@ def serve(
     os.environ["AUDITSVC_RUNTIME_DATABASE_URL"] = runtime_url(s)
     os.environ.setdefault("AUDITSVC_DATA_DIR", str(s.data_dir.resolve()))
     host, port, workers = host or s.host, port or s.port, workers or s.workers
+    if workers > 1 and "prometheus" in export_plan(os.environ, s.prometheus_metrics).metrics:
+        fail(
+            "Prometheus metrics (GET /metrics) need one worker process: each worker counts only its own "
+            "requests and a scrape reaches one of them. Run more pods (or replicas) with one worker each, "
+            "or export metrics over OTLP"
+        )
+    try:
+        tls = uvicorn_tls_options(s)
+    except ValueError as exc:
+        fail(str(exc))
     where = f"embedded PostgreSQL in {s.data_dir}" if s.embedded else "external PostgreSQL"
     console.print(
-        f"auditsvc on http://{host}:{port} ({where}); signing key {signing_key}",
+        f"auditsvc on {'https' if tls else 'http'}://{host}:{port} ({where}); signing key {signing_key}",
         highlight=False,
     )
     uvicorn.run(
@@ -63,9 +85,11 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        log_config=log_config,  # each worker applies it: path-only access log, text or JSON
+        log_level=None,
         proxy_headers=True,
         server_header=False,
+        **tls,
     )
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
@@ -15,6 +13,8 @@ from rich.console import Console
 from ..settings import Settings, get_settings
 from ..store.engine import owner_url
 from ..store.migrate import upgrade_head
+from ..telemetry import logs as telemetry_logs
+from ..telemetry.logs import LogFormat
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def configure_logging() -> None:
-    level = os.environ.get("AUDITSVC_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def configure_logging(log_format: LogFormat | None = None) -> dict[str, Any]:
+    """Log lines on stderr, text or JSON (AUDITSVC_LOG_FORMAT) at
+    AUDITSVC_LOG_LEVEL; returns the configuration, for uvicorn's workers."""
+    return telemetry_logs.configure_logging(log_format)

@@ -25,16 +25,31 @@ def create(
     system: Annotated[list[str], typer.Option(help="source system id an emitter may claim (repeatable)")] = [],  # noqa: B006
     name: Annotated[str | None, typer.Option(help="who or what holds the token")] = None,
     expires_in_days: Annotated[int | None, typer.Option(min=1, help="expire after this many days")] = None,
+    expires_at: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+            help="expire at this time (UTC unless an offset is given)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help='print {"token": ...}')] = False,
 ) -> None:
-    """Create a token and print it once; only its keyed hash is stored."""
+    """Create a token and print it once; only its keyed hash is stored.
+
+    Expiry and revocation are checked on every request: both take effect at once."""
+    if expires_in_days is not None and expires_at is not None:
+        fail("give --expires-in-days or --expires-at, not both")
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    if expires_at is not None:
+        expires = expires_at if expires_at.tzinfo is not None else expires_at.replace(tzinfo=UTC)
+        if expires <= datetime.now(UTC):
+            fail("--expires-at is in the past")
     s = settings()
     url = database(s)
     try:
         token = new_token(load_keys(s), role, list(system))
     except InvalidInput as exc:
         fail(exc.message)
-    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def _create() -> None:
         engine = create_engine(url, s)
@@ -46,7 +61,17 @@ def create(
 
     run(_create())
     if as_json:
-        print(json.dumps({"token": token.token, "token_id": token.token_id, "role": role.value, "systems": system}))
+        print(
+            json.dumps(
+                {
+                    "token": token.token,
+                    "token_id": token.token_id,
+                    "role": role.value,
+                    "systems": system,
+                    "expires_at": expires.isoformat() if expires else None,
+                }
+            )
+        )
     else:
         console.print(
             f"token id [bold]{token.token_id}[/] ({role.value}); store this token now, it is not shown again:"
@@ -87,7 +112,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         print(json.dumps(tokens))
         return
-    table = Table("token id", "role", "systems", "name", "created", "state")
+    table = Table("token id", "role", "systems", "name", "created", "expires", "state")
     for t in tokens:
         table.add_row(
             str(t["token_id"]),
@@ -95,6 +120,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             ", ".join(t["systems"]),  # type: ignore[arg-type]
             str(t["name"] or ""),
             str(t["created_at"])[:19],
+            str(t["expires_at"] or "")[:19],
             str(t["state"]),
         )
     console.print(table)

@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
+from opentelemetry.trace import SpanContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..store.append import EventResult, Head, PendingBatch, PreparedEvent, SeenCache, append_group
 from ..store.session import driver_connection
+from ..telemetry import append as telemetry
 from .errors import AppendFailed, Unavailable
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class _Request:
     future: asyncio.Future[tuple[list[EventResult], Head]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    origin: SpanContext = field(default_factory=telemetry.current_span_context)  # the request's span
 
 
 class Appender:
@@ -67,9 +70,10 @@ class Appender:
         """Append one request's events; returns after they are committed."""
         if self._task is None:
             raise RuntimeError("Appender.start() was not called")
-        request = _Request(PendingBatch(events))
-        await self._queue.put(request)
-        return await request.future
+        with telemetry.batch(len(events)):
+            request = _Request(PendingBatch(events))
+            await self._queue.put(request)
+            return await request.future
 
     async def _run(self) -> None:
         while True:
@@ -82,6 +86,13 @@ class Appender:
             await self._commit(group)
 
     async def _commit(self, group: list[_Request]) -> None:
+        """One group-commit transaction, traced and measured (no event content)."""
+        sizes = [len(r.batch.events) for r in group]
+        with telemetry.group_commit([r.origin for r in group], sizes) as observe:
+            observe(await self._append(group))
+
+    async def _append(self, group: list[_Request]) -> tuple[list[list[EventResult]], Head] | str:
+        """Append and answer every request; the results, or the failure's class."""
         try:
             async with driver_connection(self._engine) as conn:
                 results, head = await append_group(
@@ -93,7 +104,7 @@ class Appender:
             for request in group:
                 if not request.future.done():
                     request.future.set_exception(error)
-            return
+            return "unavailable"
         except Exception as exc:
             # Never log the exception text: PostgreSQL's DETAIL can quote a row.
             log.error(
@@ -105,7 +116,8 @@ class Appender:
             for request in group:
                 if not request.future.done():
                     request.future.set_exception(failure)
-            return
+            return "failed"
         for request, batch_results in zip(group, results, strict=True):
             if not request.future.done():
                 request.future.set_result((batch_results, head))
+        return results, head

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
+import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +21,9 @@ from ..keys import CheckpointSigner
 from ..settings import Settings
 from ..store import tree as store
 from ..store.session import driver_connection
+from ..telemetry import active_telemetry
+from ..telemetry import metrics as telemetry_metrics
+from ..telemetry.tracing import background_work
 from .checkpoints import CheckpointRefused, SignedCheckpoint, checkpoint_due, make_checkpoint, published_note
 from .sinks import CheckpointSink, DirectorySink, WebhookSink, WitnessSink, publish_all
 
@@ -47,6 +52,7 @@ class Checkpointer:
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
         self.refused: str | None = None
+        self._observed = 0.0  # monotonic time the gauges were last fed
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="auditsvc-checkpointer")
@@ -56,6 +62,7 @@ class Checkpointer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            telemetry_metrics.forget_log()
         await self._http.aclose()
 
     async def checkpoint_now(self) -> SignedCheckpoint:
@@ -63,6 +70,7 @@ class Checkpointer:
         async with driver_connection(self.engine) as conn:
             cp = await make_checkpoint(conn, self.log_id, self.origin, self.signer, wait=True)
             assert cp is not None
+            await self._observe(conn)
         await self.publish_latest()
         return cp
 
@@ -77,7 +85,23 @@ class Checkpointer:
                     if self.refused != str(exc):
                         log.critical("%s", exc)  # once per condition; no PHI in it
                     self.refused = str(exc)
+            if time.monotonic() - self._observed >= 5.0:
+                await self._observe(conn)
         await self.publish_latest()
+
+    async def _observe(self, conn: asyncpg.Connection) -> None:
+        """Feed the tree-size and checkpoint gauges, when metrics are on."""
+        if not active_telemetry().metrics:
+            return
+        self._observed = time.monotonic()
+        size = await store.committed_size(conn, self.log_id)
+        latest = await store.latest_checkpoint(conn, self.log_id)
+        telemetry_metrics.observe_checkpoint(
+            size,
+            latest.tree_size if latest else None,
+            latest.created_at.timestamp() if latest else None,
+            self.failures,
+        )
 
     async def publish_latest(self) -> None:
         if not self.sinks:
@@ -107,7 +131,8 @@ class Checkpointer:
         while True:
             await asyncio.sleep(poll)
             try:
-                await self.round()
+                with background_work():  # polling: no database spans
+                    await self.round()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be down: try again next round

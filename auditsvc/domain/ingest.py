@@ -5,6 +5,7 @@ A batch is accepted whole or rejected whole; nothing here touches storage.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,10 +28,30 @@ class EventBatch(BaseModel):
     events: list[PhiAccess] = Field(min_length=1)
 
 
+# pydantic reports every bad value; a hostile body can hold hundreds of
+# thousands, and turning them all into dicts costs seconds. List the first ones.
+MAX_LISTED_ERRORS = 100
+
+
+def _first_errors(exc: ValidationError) -> list[Any]:
+    if exc.error_count() <= MAX_LISTED_ERRORS:
+        return exc.errors(include_url=False, include_input=False)
+    # Serialised in Rust, then only the first entries decoded: ~0.2 us an error.
+    text = exc.json(include_url=False, include_input=False)
+    decoder, at = json.JSONDecoder(), 1
+    errors: list[Any] = []
+    while len(errors) < MAX_LISTED_ERRORS:
+        err, at = decoder.raw_decode(text, at)
+        errors.append(err)
+        at += 1  # the comma
+    return errors
+
+
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's errors without the offending input: it may be PHI."""
+    """pydantic's errors without the offending input (it may be PHI); at most
+    ``MAX_LISTED_ERRORS`` of them (``exc.error_count()`` has the total)."""
     errors = []
-    for err in exc.errors():
+    for err in _first_errors(exc):
         msg, kind = err["msg"], err["type"]
         if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NO_NUL_PATTERN:
             msg, kind = "must not contain NUL (\\u0000) characters: PostgreSQL text cannot store them", "value_error"
@@ -54,7 +75,7 @@ def parse_batch(body: bytes, max_events: int) -> list[WireEvent]:
         errors = validation_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
             raise MalformedBody("request body is not valid JSON") from None
-        raise InvalidInput(f"{len(errors)} invalid field(s) in the batch; nothing was stored", errors) from None
+        raise InvalidInput(f"{exc.error_count()} invalid field(s) in the batch; nothing was stored", errors) from None
     if len(events) > max_events:
         raise InvalidInput(
             f"a batch holds at most {max_events} events, this one has {len(events)}; nothing was stored",

@@ -4,6 +4,12 @@ A token reads ``asv_<token id>_<secret>``. The id is public (it is the
 ``emitter`` recorded with every event the token sends and is how tokens are
 listed and revoked); the secret is 256 random bits, of which the database
 keeps only an HMAC under the server's token key, compared in constant time.
+A token may carry an expiry; revocation and expiry are checked against the
+database on every request, so both take effect at once.
+
+Human users may present an OIDC/JWT bearer token instead (``oidc.py``); a
+bearer value shaped like a JWT (three dot-separated base64url parts) is
+never an API token, and the other way round.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from ..keys import ServerKeys
 from .errors import InvalidInput, Unauthenticated
 
 _TOKEN = re.compile(r"^asv_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+# A JWS compact serialisation; the signature may be empty (``alg: none``),
+# which the OIDC verifier then refuses with a clear reason.
+_JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
 class Role(StrEnum):
@@ -30,12 +39,24 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated caller of one request."""
+    """The authenticated caller of one request.
+
+    ``token_id`` identifies the credential: an API token's id, or
+    ``oidc:<subject>`` for an OIDC user. It is the rate-limit key and the
+    actor recorded when the caller reads the log. ``role`` is the role the
+    caller acts in; an OIDC user may hold ``other_roles`` as well, and the
+    endpoint's role check picks the one it admits.
+    """
 
     token_id: str
     role: Role
     systems: tuple[str, ...]
     name: str | None
+    other_roles: tuple[Role, ...] = ()
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        return (self.role, *self.other_roles)
 
 
 @dataclass(frozen=True)
@@ -67,17 +88,33 @@ def new_token(keys: ServerKeys, role: Role, systems: list[str]) -> NewToken:
     return NewToken(token_id, f"asv_{token_id}_{secret}", keys.token_hmac(secret))
 
 
-def parse_bearer(header: str | None) -> tuple[str, str]:
-    """(token id, secret) from an ``Authorization`` header value."""
+def bearer_value(header: str | None) -> str:
+    """The credential of an ``Authorization: Bearer <credential>`` header value."""
     if not header:
         raise Unauthenticated("missing bearer token")
     scheme, _, value = header.partition(" ")
+    value = value.strip()
     if scheme.lower() != "bearer" or not value:
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-    match = _TOKEN.match(value.strip())
+    return value
+
+
+def looks_like_jwt(value: str) -> bool:
+    """Whether a bearer value is shaped like a JWT (header.payload.signature)."""
+    return _JWT.match(value) is not None
+
+
+def parse_api_token(value: str) -> tuple[str, str]:
+    """(token id, secret) of an ``asv_<id>_<secret>`` bearer value."""
+    match = _TOKEN.match(value)
     if match is None:
         raise Unauthenticated("malformed bearer token")
     return match.group(1), match.group(2)
+
+
+def parse_bearer(header: str | None) -> tuple[str, str]:
+    """(token id, secret) from an ``Authorization`` header value."""
+    return parse_api_token(bearer_value(header))
 
 
 def authenticate(stored: StoredToken | None, secret: str, keys: ServerKeys, now: datetime) -> Caller:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from fastapi.responses import PlainTextResponse
 
 from ...domain import proofs
@@ -41,7 +43,9 @@ async def verifier_keys(audit: AuditDep, caller: AuditorDep) -> PlainTextRespons
 
 
 @router.get("/{tree_size}", response_class=PlainTextResponse, summary="The signed checkpoint of one tree size")
-async def at_size(tree_size: int, audit: AuditDep, caller: AuditorDep) -> PlainTextResponse:
+async def at_size(
+    tree_size: Annotated[int, Path(ge=0, le=2**63 - 1)], audit: AuditDep, caller: AuditorDep
+) -> PlainTextResponse:
     return PlainTextResponse(await proofs.latest_note(audit, tree_size), media_type=NOTE)
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ...domain.reports import PatientAccessQuery, parse_query, patient_access_report
-from ..deps import AuditDep, PrivacyOfficerDep, read_body
+from ..deps import AuditDep, PrivacyOfficerDep
+from ..limits import JsonLimits, read_json_body
 from ..schemas import PatientAccessReport, request_body_schema
 
 MAX_REPORT_BODY_BYTES = 64 * 1024
@@ -24,5 +25,5 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 )
 async def patient_access(request: Request, audit: AuditDep, caller: PrivacyOfficerDep) -> dict[str, Any]:
     # The body is read only after the caller is authenticated, and bounded.
-    query = parse_query(await read_body(request, MAX_REPORT_BODY_BYTES))
+    query = parse_query(await read_json_body(request, MAX_REPORT_BODY_BYTES, JsonLimits.from_settings(audit.settings)))
     return await patient_access_report(audit, query, caller)

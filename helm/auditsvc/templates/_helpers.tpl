@@ -128,6 +128,12 @@ AUDITSVC_KEEPALIVE_MAX_REQUESTS: {{ $c.keepaliveMaxRequests | int64 | toString |
 AUDITSVC_DB_POOL_SIZE: {{ $c.dbPoolSize | int64 | toString | quote }}
 AUDITSVC_DB_STATEMENT_TIMEOUT_MS: {{ $c.dbStatementTimeoutMs | int64 | toString | quote }}
 AUDITSVC_LOG_LEVEL: {{ $c.logLevel | quote }}
+{{- with $c.logFormat }}
+AUDITSVC_LOG_FORMAT: {{ . | quote }}
+{{- end }}
+{{- if .Values.serviceMonitor.enabled }}
+AUDITSVC_PROMETHEUS_METRICS: "true"
+{{- end }}
 {{- with .Values.checkpoint }}
 {{- if not (kindIs "invalid" .everyEvents) }}
 AUDITSVC_CHECKPOINT_EVERY_EVENTS: {{ .everyEvents | int64 | toString | quote }}
