@@ -130,7 +130,7 @@ def run_cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.
 
 
 def make_token(settings: Settings, role: Role, systems: list[str] | None = None, name: str | None = None) -> str:
-    token = new_token(load_keys(settings), role, systems or [])
+    token = new_token(load_keys(settings, sealing=False), role, systems or [])
 
     async def _insert() -> None:
         engine = create_engine(str(settings.database_url), settings)

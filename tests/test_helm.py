@@ -9,8 +9,11 @@ their secrets come from, and that values.schema.json refuses bad values.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import helm_python as helm
 import pytest
 import yaml
 
+from auditsvc.sealing import FileKeyProvider, IdentifierSealer, SealError, key_provider, rotate_keyring
 from auditsvc.settings import Settings
 
 CHART = Path(__file__).resolve().parent.parent / "helm" / "auditsvc"
@@ -42,6 +46,11 @@ PRODUCTION: dict[str, Any] = {
     "secrets": {
         "secretKey": {"existingSecret": "audit-master-key", "key": "master"},
         "signingKey": {"existingSecret": "audit-checkpoint-key", "key": "ed25519.pem"},
+        "identifierKeys": {
+            "existingSecret": "audit-identifier-keyring",
+            "key": "keyring.json",
+            "mountPath": "/etc/audit/identifier-keyring",
+        },
     },
     "resources": {
         "requests": {"cpu": "500m", "memory": "512Mi"},
@@ -451,6 +460,21 @@ def test_external_mode_reads_the_dsns_and_keys_from_the_named_secrets(default_ob
     # and the service re-reads the key file when it changes (rotation, no restart).
     assert mount == {"name": "signing-key", "mountPath": "/etc/auditsvc/checkpoint-key", "readOnly": True}
     assert env["AUDITSVC_CHECKPOINT_KEY_FILE"]["value"] == "/etc/auditsvc/checkpoint-key/signing.key"
+    # The identifier keyring: the same shape, so `auditsvc keys rotate` plus a
+    # Secret update reaches the running pods (the service re-reads the file).
+    (keyring,) = [v for v in pod["volumes"] if v["name"] == "identifier-keys"]
+    assert keyring["secret"] == {
+        "secretName": "auditsvc-identifier-keys",
+        "defaultMode": 0o440,
+        "items": [{"key": "identifier-keys.json", "path": "identifier-keys.json"}],
+    }
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "identifier-keys"]
+    assert mount == {"name": "identifier-keys", "mountPath": "/etc/auditsvc/identifier-keys", "readOnly": True}
+    assert env["AUDITSVC_IDENTIFIER_KEYS_FILE"] == {
+        "name": "AUDITSVC_IDENTIFIER_KEYS_FILE",
+        "value": "/etc/auditsvc/identifier-keys/identifier-keys.json",
+    }
+    assert "AUDITSVC_IDENTIFIER_KEYS" not in env  # the keys are never an environment value in the chart
 
 
 def test_cnpg_mode_reads_the_owner_dsn_from_the_operator_generated_secret(production_objects) -> None:
@@ -473,6 +497,12 @@ def test_cnpg_mode_reads_the_owner_dsn_from_the_operator_generated_secret(produc
     (signing,) = [v for v in pod["volumes"] if v["name"] == "signing-key"]
     assert signing["secret"]["secretName"] == "audit-checkpoint-key"
     assert signing["secret"]["items"] == [{"key": "ed25519.pem", "path": "signing.key"}]
+    (keyring,) = [v for v in pod["volumes"] if v["name"] == "identifier-keys"]
+    assert keyring["secret"]["secretName"] == "audit-identifier-keyring"
+    assert keyring["secret"]["items"] == [{"key": "keyring.json", "path": "keyring.json"}]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "identifier-keys"]
+    assert mount == {"name": "identifier-keys", "mountPath": "/etc/audit/identifier-keyring", "readOnly": True}
+    assert env["AUDITSVC_IDENTIFIER_KEYS_FILE"]["value"] == "/etc/audit/identifier-keyring/keyring.json"
 
 
 def secret_volumes(workload: dict[str, Any]) -> dict[str, str]:
@@ -485,6 +515,7 @@ def test_cnpg_mode_verifies_the_database_certificate_against_the_cluster_ca(prod
     assert secret_volumes(api_deployment(production_objects)) == {
         "pg-ca": f"{cluster}-ca",
         "signing-key": "audit-checkpoint-key",
+        "identifier-keys": "audit-identifier-keyring",
     }
     assert secret_volumes(migration_job(production_objects)) == {"pg-ca": f"{cluster}-ca"}
     for workload in (api_deployment(production_objects), migration_job(production_objects)):
@@ -523,32 +554,88 @@ def test_optional_key_references_render_only_when_set(chart, default_objects) ->
         "tmp",
         "data",
         "signing-key",
+        "identifier-keys",
     }
+    assert "AUDITSVC_TOKEN_HMAC_KEY" not in env_of(container)
     objects = render(
-        chart,
-        {
-            "secrets": {
-                "identifierEncryptionKeys": {
-                    "existingSecret": "audit-id-keys",
-                    "envVar": "AUDITSVC_IDENTIFIER_KEYS_DIR",
-                },
-                "tokenHmacKey": {"existingSecret": "audit-token-key", "envVar": "AUDITSVC_TOKEN_HMAC_KEY"},
-            }
-        },
+        chart, {"secrets": {"tokenHmacKey": {"existingSecret": "audit-token-key", "envVar": "AUDITSVC_TOKEN_HMAC_KEY"}}}
     )
-    pod = api_deployment(objects)["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    env = env_of(container)
-    assert env["AUDITSVC_IDENTIFIER_KEYS_DIR"]["value"] == "/etc/auditsvc/identifier-keys"
-    assert env["AUDITSVC_TOKEN_HMAC_KEY"]["valueFrom"]["secretKeyRef"] == {
+    (container,) = api_deployment(objects)["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["AUDITSVC_TOKEN_HMAC_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "audit-token-key",
         "key": "token-hmac-key",
     }
-    (keys,) = [v for v in pod["volumes"] if v["name"] == "identifier-keys"]
-    assert keys["secret"]["secretName"] == "audit-id-keys"
-    assert {"name": "identifier-keys", "mountPath": "/etc/auditsvc/identifier-keys", "readOnly": True} in container[
-        "volumeMounts"
-    ]
+
+
+def test_only_the_api_pods_mount_the_identifier_keyring(production_objects) -> None:
+    # Migrations and verification never open a sealed identifier: they get no key to do it with.
+    for workload in [migration_job(production_objects), *of_kind(production_objects, "CronJob")]:
+        template = workload["spec"].get("jobTemplate", workload)["spec"]["template"]
+        pod = template["spec"]
+        assert "audit-identifier-keyring" not in {v.get("secret", {}).get("secretName") for v in pod["volumes"]}
+        (container,) = pod["containers"]
+        assert not {m["name"] for m in container["volumeMounts"]} & {"identifier-keys", "signing-key"}
+        assert not {"AUDITSVC_IDENTIFIER_KEYS", "AUDITSVC_IDENTIFIER_KEYS_FILE"} & set(env_of(container))
+
+
+def project_secret(mount: Path, files: dict[str, str]) -> None:
+    """Write a Secret volume as the kubelet does: the files in a timestamped
+    directory, ``..data`` a symlink to it, each file a symlink through
+    ``..data``; an update writes a new directory and renames ``..data`` over."""
+    mount.mkdir(parents=True, exist_ok=True)
+    stamp = mount / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.time_ns()}"
+    stamp.mkdir()
+    for name, text in files.items():
+        (stamp / name).write_text(text)
+    data = mount / "..data"
+    old = data.resolve() if data.is_symlink() else None
+    (mount / "..data_tmp").symlink_to(stamp.name)
+    (mount / "..data_tmp").rename(data)
+    for name in files:
+        if not (mount / name).is_symlink():
+            (mount / name).symlink_to(f"..data/{name}")
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def test_the_mounted_keyring_is_required_in_production_and_rotates_in_place(default_objects, tmp_path) -> None:
+    pod = api_deployment(default_objects)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "identifier-keys"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "identifier-keys"]
+    (item,) = volume["secret"]["items"]
+    rendered = env_of(container)["AUDITSVC_IDENTIFIER_KEYS_FILE"]["value"]
+    assert rendered == f"{mount['mountPath']}/{item['path']}"
+    mount_dir = tmp_path / "pod" / mount["mountPath"].lstrip("/")
+    settings = Settings(
+        env=one(default_objects, "ConfigMap")["data"]["AUDITSVC_ENV"],
+        database_url="postgresql://auditsvc@db/auditsvc",
+        secret_key=base64.b64encode(b"\x01" * 32).decode(),
+        data_dir=tmp_path / "data",
+        identifier_keys_file=tmp_path / "pod" / rendered.lstrip("/"),
+    )
+    assert settings.env == "production"
+    with pytest.raises(SealError, match="no identifier encryption key"):
+        key_provider(settings)  # no Secret mounted: the service refuses to start
+
+    # The operator's keyring, put into the Secret and projected into the pod.
+    local = tmp_path / "operator" / "identifier-keys.json"
+    FileKeyProvider(local, create=True)
+    project_secret(mount_dir, {item["key"]: local.read_text()})
+    in_pod = IdentifierSealer(key_provider(settings))
+    before = in_pod.seal("urn:oid:2.16.840.1.113883.19.5", "MRN-HELM-0001")
+    assert before.startswith("aes256gcm:k1:")
+
+    # `auditsvc keys rotate` on the copy, the Secret updated, the kubelet swaps the files.
+    assert rotate_keyring(local) == ("k2", ["k1", "k2"])
+    project_secret(mount_dir, {item["key"]: local.read_text()})
+    # A pod updated first seals with k2; this one opens it at once (a missing
+    # key id re-reads the file), and k1 still opens what it sealed.
+    elsewhere = IdentifierSealer(FileKeyProvider(local)).seal("urn:oid:2.16.840.1.113883.19.5", "MRN-HELM-0002")
+    assert elsewhere.startswith("aes256gcm:k2:")
+    assert in_pod.open("urn:oid:2.16.840.1.113883.19.5", elsewhere) == "MRN-HELM-0002"
+    assert in_pod.open("urn:oid:2.16.840.1.113883.19.5", before) == "MRN-HELM-0001"
+    assert in_pod.provider.current()[0] == "k2"
 
 
 # -- Optional pieces --------------------------------------------------------
@@ -637,6 +724,12 @@ def test_telemetry_and_checkpoint_settings_render_nothing_when_unset(default_obj
         ({"postgresql": {"mode": "cnpg", "cnpg": {"runtimeRole": {"passwordSecret": ""}}}}, "cnpg needs a role Secret"),
         ({"secrets": {"secretKey": {"existingSecret": ""}}}, "the secret key is by reference"),
         ({"secrets": {"signingKey": {"existingSecret": "Not_A_Name"}}}, "a Secret name is a DNS name"),
+        ({"secrets": {"identifierKeys": {"existingSecret": ""}}}, "the identifier keyring is by reference"),
+        ({"secrets": {"identifierKeys": {"existingSecret": None}}}, "the identifier keyring is required"),
+        ({"secrets": {"identifierKeys": {"key": ""}}}, "the keyring's key in the Secret"),
+        ({"secrets": {"identifierKeys": {"key": "keys/ring.json"}}}, "a Secret key is a file name"),
+        ({"secrets": {"identifierKeys": {"mountPath": "identifier-keys"}}}, "the keyring mount is absolute"),
+        ({"secrets": {"identifierEncryptionKeys": {"existingSecret": "x"}}}, "the old slot is gone: identifierKeys"),
         ({"securityContext": {"readOnlyRootFilesystem": False}}, "the root filesystem stays read-only"),
         ({"podSecurityContext": {"runAsNonRoot": False}}, "never root"),
         ({"replicaCount": "two"}, "types"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from auditsvc.sealing import (
 )
 from auditsvc.settings import Settings
 
-from .conftest import Service, event, query, run_cli
+from .conftest import Service, env_for, event, query, run_cli
 
 MRN = "urn:oid:2.16.840.1.113883.3.1234.1.1"
 EMPI = "urn:oid:2.16.840.1.113883.3.1234.9"
@@ -218,3 +219,16 @@ def test_rotation_reaches_the_running_service_and_old_events_still_open(service:
     verified = run_cli(service.settings, "verify", "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert json.loads(verified.stdout)["index_checked"] is True
+
+
+def test_verify_needs_no_identifier_key_even_in_production(service: Service, tmp_path: Path) -> None:
+    _fill(service)
+    env = env_for(service.settings)
+    env.update(AUDITSVC_ENV="production", AUDITSVC_DATA_DIR=str(tmp_path / "no-keys"))
+    done = subprocess.run(
+        [sys.executable, "-m", "auditsvc", "verify", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["index_checked"] is True
+    assert not (tmp_path / "no-keys" / "identifier-keys.json").exists()

@@ -47,7 +47,7 @@ def create(
     s = settings()
     url = database(s)
     try:
-        token = new_token(load_keys(s), role, list(system))
+        token = new_token(load_keys(s, sealing=False), role, list(system))
     except InvalidInput as exc:
         fail(exc.message)
 

@@ -76,7 +76,7 @@ def verify(
                 s.log_name,
                 genesis_hash(s.log_name),
                 _advance,
-                keys=load_keys(s),
+                keys=load_keys(s, sealing=False),  # verification never opens identifiers
                 trusted_vkeys=key or None,
                 external=external,
                 resume=resume,

@@ -180,7 +180,8 @@ OTEL_TRACES_SAMPLER_ARG: {{ . | quote }}
 
 {{/*
 Environment from Secrets, by reference. `migrate` is true for the migration
-Job, which needs only the owner DSN and the secret key.
+Job and the verify CronJob, which need only the owner DSN and the secret key:
+neither signs a checkpoint nor opens a sealed patient identifier.
 */}}
 {{- define "auditsvc.secretEnv" -}}
 {{- $pg := .root.Values.postgresql -}}
@@ -223,10 +224,8 @@ Job, which needs only the owner DSN and the secret key.
 {{- if not .migrate }}
 - name: AUDITSVC_CHECKPOINT_KEY_FILE
   value: {{ printf "%s/signing.key" $s.signingKey.mountPath | quote }}
-{{- if and $s.identifierEncryptionKeys.existingSecret $s.identifierEncryptionKeys.envVar }}
-- name: {{ $s.identifierEncryptionKeys.envVar }}
-  value: {{ $s.identifierEncryptionKeys.mountPath | quote }}
-{{- end }}
+- name: AUDITSVC_IDENTIFIER_KEYS_FILE
+  value: {{ printf "%s/%s" (trimSuffix "/" $s.identifierKeys.mountPath) $s.identifierKeys.key | quote }}
 {{- if and $s.tokenHmacKey.existingSecret $s.tokenHmacKey.envVar }}
 - name: {{ $s.tokenHmacKey.envVar }}
   valueFrom:
