@@ -19,6 +19,7 @@ def alembic_config(settings: Settings, url: str) -> Config:
     config.set_main_option("script_location", str(settings.migrations_dir))
     config.attributes["sqlalchemy_url"] = make_url(url).set(drivername="postgresql+asyncpg")
     config.attributes["runtime_role"] = settings.runtime_role
+    config.attributes["owner_role"] = settings.owner_role
     return config
 
 
