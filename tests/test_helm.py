@@ -772,3 +772,14 @@ def test_lint_reports_schema_violations(chart) -> None:
 def test_templates_refuse_contradictory_values(chart, override: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmRenderError):
         render(chart, override)
+
+
+def test_cnpg_mode_makes_the_operators_app_login_the_schema_owner(production_objects) -> None:  # type: ignore[no-untyped-def]
+    # Migration 0005 cannot create a role as CloudNativePG's "app" login, which owns the database.
+    config = next(o for o in production_objects if o["kind"] == "ConfigMap")
+    assert config["data"]["AUDITSVC_OWNER_ROLE"] == "app"
+
+
+def test_external_mode_leaves_the_owner_role_to_the_service_default(default_objects) -> None:  # type: ignore[no-untyped-def]
+    config = next(o for o in default_objects if o["kind"] == "ConfigMap")
+    assert "AUDITSVC_OWNER_ROLE" not in config["data"]

@@ -10,6 +10,7 @@ limit" is a valid request of modest size.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -330,6 +331,15 @@ def test_structure_check_agrees_with_parsing_then_walking(value: Any, limits: Js
         assert to_json_pointer(exc.loc) in exc.message
     else:
         assert not expected, (text, expected)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.binary(max_size=60) | st.text(alphabet='[]{},:"\\ 0a', max_size=60).map(str.encode))
+def test_structure_check_takes_any_bytes(body: bytes) -> None:
+    """Malformed input is the parser's to refuse: the check only ever passes
+    or names a limit, whatever the bytes."""
+    with contextlib.suppress(StructureLimitExceeded):
+        check_json_structure(body, JsonLimits(3, 2, 2))
 
 
 def test_json_pointer_escapes() -> None:

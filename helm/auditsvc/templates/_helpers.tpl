@@ -151,6 +151,10 @@ AUDITSVC_CHECKPOINT_WEBHOOK_URL: {{ . | quote }}
 AUDITSVC_WITNESSES: {{ toJson . | quote }}
 {{- end }}
 {{- end }}
+{{- if and (eq .Values.postgresql.mode "cnpg") (not (hasKey $c.extra "AUDITSVC_OWNER_ROLE")) }}
+{{- /* The operator's "app" login cannot create roles: it owns the schema itself (migration 0005). */}}
+AUDITSVC_OWNER_ROLE: "app"
+{{- end }}
 {{- range $k, $v := $c.extra }}
 {{ $k }}: {{ $v | toString | quote }}
 {{- end }}
