@@ -52,7 +52,7 @@ COMPOSITION_DOC = [
 # file -> (message_id, [(identifiers, data_elements, resource_count), ...] in order, extra attributes)
 EXPECTED: dict[str, tuple[str | None, list[tuple[list[tuple[str, str]], list[str], int]], dict[str, Any]]] = {
     "patient-multi-identifier.json": (
-        "pat-0001",
+        None,  # a Patient's own id is a patient identifier, never the (clear) message_id
         [
             (
                 [

@@ -40,6 +40,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         version=__version__,
         summary="Append-only, hash-chained PHI access audit log",
         lifespan=lifespan,
+        # No 307 from /v1/events/ to /v1/events: its Location would repeat the
+        # query string (PHI, if a client put it there) and the client resend it.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     install_access_control(app, settings)

@@ -10,7 +10,9 @@ Two rules hold in both formats:
 
 - uvicorn's access log shows the path only: the query string is cut before
   any handler sees the record (``GET /fhir/AuditEvent?patient.identifier=``
-  would put an identifier in the log).
+  would put an identifier in the log), and so is any path segment that is
+  not a route's own word or a safe parameter value (``GET /v1/nope/MRN00042``
+  is logged as ``GET /v1/{withheld}/{withheld}``; ``scrub.loggable_path``).
 - An exception is logged by type and stack frames, not by its message:
   PostgreSQL's DETAIL, which ends up in exception texts, can quote a row.
 """
@@ -27,7 +29,7 @@ from typing import Any, Literal
 
 from opentelemetry import trace
 
-from .scrub import strip_query
+from .scrub import loggable_path
 
 LogFormat = Literal["text", "json"]
 
@@ -44,16 +46,18 @@ def _exception_text(exc_info: Any) -> str:
 
 
 class AccessLogPathOnly(logging.Filter):
-    """Cut the query string from uvicorn's access log records.
+    """Cut the query string, and path segments that may be PHI, from
+    uvicorn's access log records.
 
     uvicorn logs ``'%s - "%s %s HTTP/%s" %d'`` with (client, method, path
-    with query, HTTP version, status); the third argument loses its query.
+    with query, HTTP version, status); the third argument becomes its
+    ``scrub.loggable_path``.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], strip_query(args[2]), args[3], args[4])
+            record.args = (args[0], args[1], loggable_path(args[2]), args[3], args[4])
         return True
 
 

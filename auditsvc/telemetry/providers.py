@@ -192,6 +192,8 @@ class Telemetry:
 
     def instrument(self, app: FastAPI) -> None:
         """Request spans and HTTP metrics, and ``GET /metrics`` when Prometheus is on."""
+        from .scrub import register_routes, route_paths
+
         install_access_log_filter()
         _native_fastapi_telemetry_off(app)
         if self.tracing or self.metrics:
@@ -200,6 +202,7 @@ class Telemetry:
             instrument_app(app)
         if self.prometheus_registry is not None and not self.closed:
             app.add_route("/metrics", self._prometheus, methods=["GET"], include_in_schema=False)
+        register_routes(route_paths(app.routes))  # their paths may be logged and traced
 
     async def _prometheus(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

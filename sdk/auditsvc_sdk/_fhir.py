@@ -66,7 +66,9 @@ Bundles
     transaction's per-entry methods are not split into several events.
 
 The events
-    ``message_id`` is the Bundle's or the resource's id unless given;
+    ``message_id`` is the Bundle's or the resource's id unless given (never
+    a Patient resource's own id: that is a patient identifier, and
+    ``message_id`` is stored in clear);
     ``event_type`` is ``fhir-rest`` unless given; attributes are
     ``resource_type`` (the top-level type), ``resource_count`` (resources of
     this patient), ``patient_count`` (events made from this input) and, for a
@@ -633,7 +635,15 @@ def events_from_fhir(
         "purpose_of_use": purpose_of_use,
         "outcome": outcome,
     }
-    if message_id is None and isinstance(data.get("id"), str) and re.fullmatch(_FHIR_ID, data["id"]):
+    # A Patient's own id is a patient identifier (it is among the event's
+    # identifiers, sealed at rest); message_id is stored in clear, so it is
+    # never taken from one.
+    if (
+        message_id is None
+        and rtype != "Patient"
+        and isinstance(data.get("id"), str)
+        and re.fullmatch(_FHIR_ID, data["id"])
+    ):
         message_id = data["id"]
     base_attributes: dict[str, str | int | bool] = {"resource_type": rtype}
     if rtype == "Bundle":
