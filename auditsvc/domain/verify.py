@@ -53,6 +53,7 @@ from ..keys import ServerKeys
 from .verify_range import (
     CHAIN_HASH_MISMATCH,
     DUPLICATE_SEQ,
+    INDEX_FINGERPRINT,
     LEAF_HASH_MISMATCH,
     MALFORMED_RECORD,
     MISSING_ROW,
@@ -64,6 +65,7 @@ from .verify_range import (
     check_range,
     check_range_in_worker,
     identifier_lookup_keys,
+    index_fingerprint_in_worker,
 )
 
 __all__ = [
@@ -120,18 +122,6 @@ class VerifyReport:
         return out
 
 
-# Over the whole table in the verifying snapshot: lookup rows are written in
-# the same transaction as their event, so the snapshot holds exactly the rows
-# of the events it holds, and rows naming no stored event count too. Per row:
-# 60 bits of SHA-256(lookup key || event id), summed
-# (verify_range.index_fingerprint is the same on the records' side).
-INDEX_FINGERPRINT = """
-SELECT count(*) AS n,
-       coalesce(sum(
-           ('x' || left(encode(sha256(id_hmac || uuid_send(event_id)), 'hex'), 15))::bit(60)::bigint::numeric
-       ), 0) AS fp
-FROM event_identifiers WHERE log_id = $1
-"""
 # Index rows grouped by the seq of the event they name; rows naming no
 # stored event come first (seq NULL).
 _INDEX_BY_SEQ = """
@@ -428,7 +418,17 @@ async def verify_chain(
                 for a, b in plan_ranges(start, total, chunk)
             ]
             tree = _Tree(start, base_frontier, chunk)
-            ranges_run = _run_ranges(conn, tasks, dsn if parallel else None, workers, total, progress)
+            fingerprint: list[tuple[int, int]] = []  # the index's, from a worker alongside the ranges
+            ranges_run = _run_ranges(
+                conn,
+                tasks,
+                dsn if parallel else None,
+                workers,
+                total,
+                progress,
+                log_id if index_known else None,
+                fingerprint,
+            )
             async with contextlib.aclosing(ranges_run):
                 async for task, result in ranges_run:
                     if result.damage is None and result.first_previous != previous:
@@ -454,9 +454,11 @@ async def verify_chain(
             # than the lookup index that no longer matches them.
             damage = roots.damage(expected)
         if damage is None and index_known:
-            fp_row = await conn.fetchrow(INDEX_FINGERPRINT, log_id)
-            assert fp_row is not None  # an aggregate always returns a row
-            if (int(fp_row["n"]), int(fp_row["fp"])) != (index_count, index_fp):
+            if not fingerprint:
+                fp_row = await conn.fetchrow(INDEX_FINGERPRINT, log_id)
+                assert fp_row is not None  # an aggregate always returns a row
+                fingerprint.append((int(fp_row["n"]), int(fp_row["fp"])))
+            if fingerprint[0] != (index_count, index_fp):
                 seq, detail = await _first_index_mismatch(conn, log_id, expected, keys)
                 damage = Damage(seq, IDENTIFIER_INDEX_MISMATCH, detail)
     if damage is None:
@@ -503,9 +505,14 @@ async def _run_ranges(
     workers: int,
     total: int,
     progress: Callable[[int, int], None] | None,
+    index_log_id: int | None = None,
+    fingerprint: list[tuple[int, int]] | None = None,
 ) -> AsyncGenerator[tuple[RangeTask, RangeResult], None]:
     """Yield ``(task, result)`` in order: in this process on ``conn`` for one
-    range, else in worker processes on the snapshot ``conn`` exports."""
+    range, else in worker processes on the snapshot ``conn`` exports. There,
+    with ``index_log_id``, a worker also sums the lookup index's fingerprint
+    from the start (so it overlaps the ranges instead of following them) and
+    appends it to ``fingerprint`` once every range is through."""
     if len(tasks) <= 1 or dsn is None:
         report = None if progress is None else (lambda done: progress(done, total))
         for task in tasks:
@@ -515,6 +522,9 @@ async def _run_ranges(
     loop = asyncio.get_running_loop()
     pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_worker_context())
     try:
+        index = None
+        if index_log_id is not None and fingerprint is not None:
+            index = loop.run_in_executor(pool, index_fingerprint_in_worker, dsn, snapshot, index_log_id)
         pending: list[Awaitable[RangeResult]] = [
             loop.run_in_executor(pool, check_range_in_worker, dsn, snapshot, task) for task in tasks
         ]
@@ -523,6 +533,8 @@ async def _run_ranges(
             if progress is not None:
                 progress(task.start + result.checked, total)
             yield task, result
+        if index is not None and fingerprint is not None:
+            fingerprint.append(await index)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

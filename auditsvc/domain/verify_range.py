@@ -48,6 +48,19 @@ ROWS_SQL = (
     "SELECT seq, event_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
     "record, leaf_hash, chain_hash FROM events WHERE log_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq"
 )
+# Over the whole table in the verifying snapshot: lookup rows are written in
+# the same transaction as their event, so the snapshot holds exactly the rows
+# of the events it holds, and rows naming no stored event count too. Per row:
+# 60 bits of SHA-256(lookup key || event id), summed
+# (verify_range.index_fingerprint is the same on the records' side).
+INDEX_FINGERPRINT = """
+SELECT count(*) AS n,
+       coalesce(sum(
+           ('x' || left(encode(sha256(id_hmac || uuid_send(event_id)), 'hex'), 15))::bit(60)::bigint::numeric
+       ), 0) AS fp
+FROM event_identifiers WHERE log_id = $1
+"""
+
 FETCH_ROWS = 5000  # rows per round trip of the server-side cursor
 
 _sha256 = hashlib.sha256
@@ -316,3 +329,21 @@ def checked_snapshot_id(value: str) -> str:
     if not value or any(c not in "0123456789ABCDEFabcdef-" for c in value):
         raise ValueError("unexpected snapshot id from pg_export_snapshot()")
     return value
+
+
+def index_fingerprint_in_worker(dsn: str, snapshot: str, log_id: int) -> tuple[int, int]:
+    """Process-pool entry: the lookup index's row count and fingerprint in the
+    exported snapshot ``snapshot`` (``INDEX_FINGERPRINT``)."""
+
+    async def _run() -> tuple[int, int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await conn.execute(f"SET TRANSACTION SNAPSHOT '{checked_snapshot_id(snapshot)}'")
+                row = await conn.fetchrow(INDEX_FINGERPRINT, log_id)
+                assert row is not None  # an aggregate always returns a row
+                return int(row["n"]), int(row["fp"])
+        finally:
+            await conn.close()
+
+    return asyncio.run(_run())
