@@ -82,7 +82,7 @@ READY_TIMEOUT_S = 120.0
 # columns it writes. The raw baseline writes the same columns.
 EVENT_COLUMNS = ("log_id", "seq", "event_id", "occurred_at", "record", "leaf_hash", "chain_hash")
 IDENT_COLUMNS = ("log_id", "id_hmac", "event_id")
-PATIENT_COLUMNS = ("log_id", "id_hmac", "system", "value")
+PATIENT_COLUMNS = ("log_id", "id_hmac", "system", "value", "value_enc")
 LINK_COLUMNS = ("log_id", "a", "b")
 RAW_TABLES = {
     "events": "raw_events",
