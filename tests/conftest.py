@@ -41,6 +41,20 @@ from auditsvc.store.tokens import insert_token
 REPO = Path(__file__).resolve().parent.parent
 TEST_SECRET_KEY = base64.b64encode(b"auditsvc-test-key-not-a-secret!!").decode()
 
+# The append-only tables (migrations 0001, 0003): the runtime role holds only
+# SELECT and INSERT on them, and triggers refuse UPDATE, DELETE and TRUNCATE.
+LOG_TABLES = (
+    "logs",
+    "events",
+    "event_identifiers",
+    "identifier_links",
+    "patient_identifiers",
+    "merkle_nodes",
+    "checkpoints",
+    "checkpoint_cosignatures",
+    "verifier_keys",
+)
+
 
 def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
@@ -231,6 +245,24 @@ async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     """Run SQL as the owner (superuser in tests) and return the rows."""
     return asyncio.run(fetch(url, sql, *args))
+
+
+def as_superuser(url: str, *statements: str) -> None:
+    """Run ``statements`` in one transaction as the owner DSN's login (a
+    superuser in tests) with every trigger off, as a database administrator
+    who tampers with the log would."""
+
+    async def _run() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL session_replication_role = replica")
+                for statement in statements:
+                    await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(_run())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

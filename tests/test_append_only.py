@@ -11,19 +11,7 @@ from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 from auditsvc.store.engine import asyncpg_dsn, runtime_url
 
-from .conftest import Service, event, query
-
-LOG_TABLES = (
-    "logs",
-    "events",
-    "event_identifiers",
-    "identifier_links",
-    "patient_identifiers",
-    "merkle_nodes",
-    "checkpoints",
-    "verifier_keys",
-    "checkpoint_cosignatures",
-)
+from .conftest import LOG_TABLES, Service, event, query
 
 
 def attempt(url: str, sql: str) -> BaseException | None:

@@ -34,7 +34,7 @@ from auditsvc.domain.tree import inclusion_proof
 from auditsvc.settings import Settings, WitnessConfig
 from auditsvc.store.engine import asyncpg_dsn, runtime_url
 
-from .conftest import Service, event, query, run_cli, running_service
+from .conftest import Service, as_superuser, event, query, run_cli, running_service
 from .witness import start_witness
 
 
@@ -65,19 +65,7 @@ def verify_json(settings: Settings, *args: str) -> tuple[int, dict[str, Any]]:
 
 
 def superuser(settings: Settings, *statements: str) -> None:
-    """Run as the owner (a superuser in tests) with every append-only trigger off."""
-
-    async def _run() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(str(settings.database_url)))
-        try:
-            async with conn.transaction():
-                await conn.execute("SET LOCAL session_replication_role = replica")
-                for statement in statements:
-                    await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(_run())
+    as_superuser(str(settings.database_url), *statements)
 
 
 # --- proofs ----------------------------------------------------------------------

@@ -23,21 +23,10 @@ from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 from auditsvc.store.engine import asyncpg_dsn, runtime_url
 
-from .conftest import TEST_SECRET_KEY, _admin, _with_database, event, query, running_service
+from .conftest import LOG_TABLES, TEST_SECRET_KEY, _admin, _with_database, event, query, running_service
 
 pytestmark = pytest.mark.db
 
-LOG_TABLES = (
-    "logs",
-    "events",
-    "event_identifiers",
-    "identifier_links",
-    "patient_identifiers",
-    "merkle_nodes",
-    "checkpoints",
-    "checkpoint_cosignatures",
-    "verifier_keys",
-)
 
 # {t}: the table; {r}: the runtime role.
 TABLE_STATEMENTS = {

@@ -21,7 +21,7 @@ from auditsvc.settings import Settings
 from auditsvc.store.engine import asyncpg_dsn
 from auditsvc.store.migrate import alembic_config, upgrade_head
 
-from .conftest import TEST_SECRET_KEY, _admin, _with_database, event, query, run_cli, running_service
+from .conftest import LOG_TABLES, TEST_SECRET_KEY, _admin, _with_database, event, query, run_cli, running_service
 
 
 @pytest.fixture
@@ -68,17 +68,6 @@ def test_lookup_rows_stored_by_seq_are_rekeyed_by_event_id(empty_db: str) -> Non
 
 # -- 0005: the log handed to a dedicated owner role ---------------------------
 
-LOG_TABLES = (
-    "logs",
-    "events",
-    "event_identifiers",
-    "identifier_links",
-    "patient_identifiers",
-    "merkle_nodes",
-    "checkpoints",
-    "checkpoint_cosignatures",
-    "verifier_keys",
-)
 ALL_TABLES = (*LOG_TABLES, "api_tokens", "alembic_version")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 LINKED = [("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-MIG-5"), ("urn:oid:2.16.840.1.113883.3.9999.0", "E-MIG-5")]

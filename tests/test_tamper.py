@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import asyncpg
 import pytest
 from auditsvc_sdk import canonical_json, chain_hash, leaf_hash
 
 from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
-from auditsvc.store.engine import asyncpg_dsn
 
-from .conftest import Service, event, query, run_cli
+from .conftest import Service, as_superuser, event, query, run_cli
 
 N = 8
 
@@ -30,20 +27,7 @@ def filled(service: Service) -> Settings:
 
 
 def tamper(settings: Settings, *statements: str) -> None:
-    async def _run() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(str(settings.database_url)))
-        try:
-            async with conn.transaction():
-                for table in ("events", "event_identifiers"):
-                    await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-                for statement in statements:
-                    await conn.execute(statement)
-                for table in ("events", "event_identifiers"):
-                    await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-        finally:
-            await conn.close()
-
-    asyncio.run(_run())
+    as_superuser(str(settings.database_url), *statements)
 
 
 def verify(settings: Settings) -> tuple[int, dict[str, object]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -30,7 +30,7 @@ from auditsvc.sealing import IdentifierSealer, StaticKeyProvider
 from auditsvc.store.append import PendingBatch, append_group, ensure_log
 from auditsvc.store.engine import asyncpg_dsn
 
-from .conftest import event
+from .conftest import as_superuser, event, query
 
 pytestmark = pytest.mark.db
 
@@ -118,20 +118,6 @@ def _same(dsn: str, log_id: int, **kwargs: Any) -> VerifyReport:
     return parallel
 
 
-async def _tamper(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        async with conn.transaction():
-            for table in ("events", "event_identifiers"):
-                await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-            for statement in statements:
-                await conn.execute(statement)
-            for table in ("events", "event_identifiers"):
-                await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-    finally:
-        await conn.close()
-
-
 def test_ranges_align_to_a_power_of_two_after_an_unaligned_start() -> None:
     assert plan_ranges(0, 0, 256) == []
     assert plan_ranges(0, 100, 256) == [(0, 100)]
@@ -177,45 +163,41 @@ def test_resumed_verification_from_an_unaligned_checkpoint(log: tuple[str, int])
     assert again.state is not None and again.state["tree_size"] == 1400
 
 
-async def _change_field(dsn: str, seq: int) -> None:
-    await _tamper(dsn, f"UPDATE events SET record = replace(record, '\"R\"', '\"D\"') WHERE seq = {seq}")
+def _change_field(dsn: str, seq: int) -> None:
+    as_superuser(dsn, f"UPDATE events SET record = replace(record, '\"R\"', '\"D\"') WHERE seq = {seq}")
 
 
-async def _delete(dsn: str, seq: int) -> None:
-    await _tamper(dsn, f"DELETE FROM events WHERE seq = {seq}")
+def _delete(dsn: str, seq: int) -> None:
+    as_superuser(dsn, f"DELETE FROM events WHERE seq = {seq}")
 
 
-async def _rehash(dsn: str, seq: int) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        row = await conn.fetchrow("SELECT record, chain_hash FROM events WHERE seq = $1", seq)
-        prev = await conn.fetchval("SELECT chain_hash FROM events WHERE seq = $1", seq - 1)
-    finally:
-        await conn.close()
+def _rehash(dsn: str, seq: int) -> None:
+    [row] = query(dsn, "SELECT record FROM events WHERE seq = $1", seq)
+    [before] = query(dsn, "SELECT chain_hash FROM events WHERE seq = $1", seq - 1)
     record = json.loads(row["record"])
     record["action"] = "D"
     text = canonical_json(record).decode()
     leaf = leaf_hash(text.encode())
-    await _tamper(
+    as_superuser(
         dsn,
         f"UPDATE events SET record = '{text}', leaf_hash = '\\x{leaf.hex()}', "
-        f"chain_hash = '\\x{chain_hash(bytes(prev), leaf).hex()}' WHERE seq = {seq}",
+        f"chain_hash = '\\x{chain_hash(bytes(before['chain_hash']), leaf).hex()}' WHERE seq = {seq}",
     )
 
 
-async def _drop_index_row(dsn: str, seq: int) -> None:
-    await _tamper(
+def _drop_index_row(dsn: str, seq: int) -> None:
+    as_superuser(
         dsn,
         "DELETE FROM event_identifiers WHERE ctid = (SELECT ei.ctid FROM event_identifiers ei "
         f"JOIN events e USING (log_id, event_id) WHERE e.seq = {seq} LIMIT 1)",
     )
 
 
-async def _truncate_tail(dsn: str, seq: int) -> None:
-    await _tamper(dsn, f"DELETE FROM events WHERE seq >= {seq}")
+def _truncate_tail(dsn: str, seq: int) -> None:
+    as_superuser(dsn, f"DELETE FROM events WHERE seq >= {seq}")
 
 
-TAMPERS: dict[str, tuple[Callable[[str, int], Awaitable[None]], str, int]] = {
+TAMPERS: dict[str, tuple[Callable[[str, int], None], str, int]] = {
     # name: (how, expected kind, offset of the reported seq from the tampered one)
     "changed_field": (_change_field, "leaf_hash_mismatch", 0),
     "deleted_row": (_delete, "missing_row", 0),
@@ -231,7 +213,7 @@ def test_tampering_is_found_alike_anywhere(log: tuple[str, int], name: str, seq:
     how, kind, offset = TAMPERS[name]
     if name == "recomputed_row" and seq == 0:
         seq = 1
-    asyncio.run(how(dsn, seq))
+    how(dsn, seq)
     report = _same(dsn, log_id)
     assert report.damage is not None
     assert (report.damage.kind, report.damage.seq) == (kind, seq + offset)
@@ -240,6 +222,6 @@ def test_tampering_is_found_alike_anywhere(log: tuple[str, int], name: str, seq:
 def test_truncated_tail_is_found_alike(log: tuple[str, int]) -> None:
     dsn, log_id = log
     leaves = asyncio.run(_leaf_hashes(dsn, log_id))
-    asyncio.run(_truncate_tail(dsn, 900))
+    _truncate_tail(dsn, 900)
     report = _same(dsn, log_id, external=_claims(leaves, [512, ROWS]))
     assert report.damage is not None and (report.damage.kind, report.damage.seq) == ("truncated", 900)
