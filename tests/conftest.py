@@ -12,13 +12,15 @@ import asyncio
 import base64
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,11 +181,13 @@ class Service:
 
 
 @contextmanager
-def running_service(settings: Settings) -> Iterator[Service]:
-    """The real API on a loopback port, connected as the runtime role."""
+def running_service(settings: Settings, **uvicorn_options: Any) -> Iterator[Service]:
+    """The real API on a loopback port, connected as the runtime role
+    (``uvicorn_options`` go to ``uvicorn.Config``)."""
     port = free_port()
     app = create_app(settings, runtime_url(settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    options = {"log_level": "warning", **uvicorn_options}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -195,6 +199,52 @@ def running_service(settings: Settings) -> Iterator[Service]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def _answers_ready(base: str) -> bool:
+    return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+
+
+@contextmanager
+def serve_process(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path = REPO,
+    scheme: str = "http",
+    ready: Callable[[str], bool] = _answers_ready,
+    timeout: float = 60,
+) -> Iterator[str]:
+    """``auditsvc serve`` as its own process (its own session) on a free port,
+    once ``ready(base URL)`` is true; stopped with SIGTERM afterwards. Its
+    output goes to a file, shown if it exits before it is ready."""
+    port = free_port()
+    with tempfile.TemporaryFile() as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "auditsvc", "serve", "--port", str(port), *args],
+            env=env,
+            cwd=cwd,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        base = f"{scheme}://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if ready(base):
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None:
+                    output.seek(0)
+                    raise AssertionError(f"auditsvc serve exited: {output.read().decode(errors='replace')}")
+                assert time.monotonic() < deadline, "auditsvc serve did not become ready"
+                time.sleep(0.2)
+            yield base
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
 
 
 @pytest.fixture

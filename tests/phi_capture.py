@@ -30,7 +30,6 @@ import json
 import logging
 import sys
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -809,27 +808,10 @@ def _params(template: str) -> list[str]:
 def serve(settings: Any) -> Iterator[tuple[str, Any]]:
     """The real API on a loopback port as the runtime role (as conftest's
     ``running_service``), with uvicorn's loggers left to propagate at DEBUG."""
-    import uvicorn
+    from .conftest import running_service
 
-    from auditsvc.api.app import create_app
-    from auditsvc.store.engine import runtime_url
-
-    from .conftest import free_port
-
-    port = free_port()
-    app = create_app(settings, runtime_url(settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="debug", log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True, name="uvicorn")
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with running_service(settings, log_level="debug", log_config=None) as service:
+        yield service.url, service.server.config.app
 
 
 def main(out_path: str) -> None:

@@ -6,10 +6,8 @@ import csv
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,7 @@ import httpx
 from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 
-from .conftest import REPO, TEST_SECRET_KEY, Service, event, free_port, run_cli
+from .conftest import REPO, TEST_SECRET_KEY, Service, event, run_cli, serve_process
 
 MRN = ("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-CLI-0001")
 EMPI = ("urn:oid:2.16.840.1.113883.3.9999.0", "E-CLI-0001")
@@ -27,69 +25,48 @@ def test_serve_with_no_database_url_starts_embedded_postgres_migrates_and_answer
     data_dir = Path(f"/tmp/asvc-cli-{os.getpid()}")  # short: the socket lives in it
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSVC_")}
     env.update(AUDITSVC_DATA_DIR=str(data_dir))
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "auditsvc", "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
-        assert (data_dir / "pg" / "PG_VERSION").exists()
-        assert (data_dir / "secret.key").stat().st_mode & 0o777 == 0o600
-        assert (data_dir / "signing.key").exists()
-        created = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "auditsvc",
-                "tokens",
-                "create",
-                "--role",
-                "emitter",
-                "--system",
-                "epic-adt",
-                "--json",
-            ],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        token = json.loads(created.stdout)["token"]
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/events",
-            json={"events": [event()]},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-        url = subprocess.run(
-            [sys.executable, "-m", "auditsvc", "db-url"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout.strip()
-        assert url.startswith("postgresql://") and str(data_dir) in url
+        with serve_process(env=env, cwd=tmp_path, timeout=90) as base:
+            assert (data_dir / "pg" / "PG_VERSION").exists()
+            assert (data_dir / "secret.key").stat().st_mode & 0o777 == 0o600
+            assert (data_dir / "signing.key").exists()
+            created = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "auditsvc",
+                    "tokens",
+                    "create",
+                    "--role",
+                    "emitter",
+                    "--system",
+                    "epic-adt",
+                    "--json",
+                ],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            token = json.loads(created.stdout)["token"]
+            response = httpx.post(
+                f"{base}/v1/events",
+                json={"events": [event()]},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            assert response.status_code == 200, response.text
+            url = subprocess.run(
+                [sys.executable, "-m", "auditsvc", "db-url"],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.strip()
+            assert url.startswith("postgresql://") and str(data_dir) in url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
         subprocess.run(["rm", "-rf", str(data_dir)], check=False)
 
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -18,7 +14,7 @@ import httpx
 from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 
-from .conftest import REPO, env_for, event, free_port, make_token, query, run_cli
+from .conftest import env_for, event, make_token, query, run_cli, serve_process
 
 PROCESSES = 4
 BATCHES = 12
@@ -106,32 +102,11 @@ def _post_worker(url: str, token: str, worker: int) -> list[str]:
 
 def test_four_clients_against_two_server_workers_make_one_gapless_chain(settings: Settings) -> None:
     token = make_token(settings, Role.EMITTER, ["epic-adt"])
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "auditsvc", "serve", "--port", str(port), "--workers", "2"],
-        env=env_for(settings),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "auditsvc serve did not become ready"
-            time.sleep(0.2)
-        with multiprocessing.get_context("spawn").Pool(PROCESSES) as pool:
-            results = pool.starmap(_post_worker, [(url, token, w) for w in range(PROCESSES)])
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    with (
+        serve_process("--workers", "2", env=env_for(settings)) as url,
+        multiprocessing.get_context("spawn").Pool(PROCESSES) as pool,
+    ):
+        results = pool.starmap(_post_worker, [(url, token, w) for w in range(PROCESSES)])
     statuses = [s for worker in results for s in worker]
     unique = PROCESSES * BATCHES * BATCH + BATCH
     assert statuses.count("accepted") == unique

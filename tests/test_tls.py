@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +28,7 @@ from auditsvc.api.tls import check_tls_settings, client_auth
 from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 
-from .conftest import REPO, env_for, event, free_port, make_token, query
+from .conftest import env_for, event, make_token, query, serve_process
 
 
 @dataclass
@@ -146,33 +141,14 @@ def client(pki: Pki, base: str, token: str | None = None, cert: Issued | None = 
 @contextmanager
 def serving(settings: Settings, pki: Pki, *extra: str) -> Iterator[str]:
     """``auditsvc serve`` over TLS as its own process; yields its https:// base URL."""
-    port = free_port()
-    args = ["--port", str(port), "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), *extra]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "auditsvc", "serve", *args],
-        env=env_for(settings),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"https://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with client(pki, base, cert=pki.emitter) as probe:
-                    if probe.get("/readyz").status_code == 200:
-                        break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            assert time.monotonic() < deadline, "auditsvc serve did not become ready over TLS"
-            time.sleep(0.2)
+    args = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), *extra]
+
+    def ready(base: str) -> bool:
+        with client(pki, base, cert=pki.emitter) as probe:
+            return probe.get("/readyz").status_code == 200
+
+    with serve_process(*args, env=env_for(settings), scheme="https", ready=ready) as base:
         yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def handshake_alert(base: str, pki: Pki, cert: Issued | None) -> str | None:
