@@ -131,20 +131,24 @@ class FileKeyProvider:
             _write_keyring(path, {"k1": os.urandom(32)}, "k1", exclusive=True)
         self._lock = threading.Lock()
         self._checked = 0.0
-        self._stamp: tuple[int, int] | None = None
-        self._keys = StaticKeyProvider({"-": b"\x00" * 32}, "-")
-        self._reload()
+        self._stamp = self._file_stamp()
+        self._keys = self._read()
 
-    def _reload(self) -> None:
+    def _file_stamp(self) -> tuple[int, int]:
         try:
             stat = self.path.stat()
         except OSError as exc:
             raise SealError(f"identifier keyring {self.path} cannot be read: {exc.strerror}") from None
-        stamp = (stat.st_mtime_ns, stat.st_ino)
-        if stamp == self._stamp:
-            return
+        return stat.st_mtime_ns, stat.st_ino
+
+    def _read(self) -> StaticKeyProvider:
         keys, current = read_keyring(self.path)
-        self._keys, self._stamp = StaticKeyProvider(keys, current, str(self.path)), stamp
+        return StaticKeyProvider(keys, current, str(self.path))
+
+    def _reload(self) -> None:
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            self._keys, self._stamp = self._read(), stamp
 
     def _fresh(self) -> StaticKeyProvider:
         now = time.monotonic()
