@@ -22,16 +22,25 @@ summed over the range and compared by ``verify_chain`` with the index table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import hmac
+import multiprocessing.util
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import msgspec
 import orjson
-from auditsvc_sdk._chain import CHAIN_TAG, SUPPORTED_VERSIONS, UnsupportedFormatVersion, check_format_version
+from auditsvc_sdk._chain import (
+    CHAIN_TAG,
+    SEALED_RECORD_VERSION,
+    UnsupportedFormatVersion,
+    check_format_version,
+)
 from auditsvc_sdk._merkle import CompactRange
 
 MISSING_ROW = "missing_row"
@@ -64,6 +73,45 @@ FROM event_identifiers WHERE log_id = $1
 FETCH_ROWS = 5000  # rows per round trip of the server-side cursor
 
 _sha256 = hashlib.sha256
+_LEAF_PREFIX = _sha256(b"\x00")  # copied per row: the leaf hash of a record is this updated with its bytes
+
+
+class _Identifier(msgspec.Struct, gc=False):
+    value_hmac: str  # format 2: format-1 identifiers do not decode here and take the general way
+
+
+class _Patient(msgspec.Struct, gc=False):
+    identifiers: list[_Identifier]
+
+
+class _Fields(msgspec.Struct, gc=False):
+    """The fields of a record that verification compares, decoded without
+    building the rest: the other keys are parsed (the bytes must be valid
+    JSON) and skipped. ``check_record`` reads the whole record when these do
+    not match the row."""
+
+    v: int
+    seq: int
+    event_id: str
+    occurred_at: str
+    patient: _Patient
+
+
+_decode_fields = msgspec.json.Decoder(_Fields).decode
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a range is checked: the rows and
+    records make no cycles, and collections triggered by their allocations
+    would scan every row of the batch again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -119,7 +167,7 @@ def identifier_lookup_keys(record: dict[str, Any], identifier_key: bytes | None)
     A format-2 record carries each identifier's HMAC beside its encrypted
     value; a format-1 record carries the value in clear, so its HMAC needs the
     server's identifier key (``None`` without one)."""
-    identifiers = record.get("patient", {}).get("identifiers", [])
+    identifiers = record["patient"]["identifiers"]  # every record names its patient (chain-format §2.1)
     if record.get("v") == 1:
         if identifier_key is None:
             return None
@@ -202,71 +250,78 @@ async def check_range(
     check_index = task.check_index
     leaves: list[bytes] = []
     add_leaf = leaves.append
-    loads, sha256, tag, fromhex, top64 = orjson.loads, _sha256, CHAIN_TAG, bytes.fromhex, _TOP_64
+    decode, sha256, tag, fromhex, top64 = _decode_fields, _sha256, CHAIN_TAG, bytes.fromhex, _TOP_64
+    leaf_prefix = _LEAF_PREFIX
     expected = task.start
     index_count = index_fp = 0
     damage: Damage | None = None
     cursor = await conn.cursor(ROWS_SQL, task.log_id, task.start, task.stop)
-    while damage is None:
-        rows = await cursor.fetch(FETCH_ROWS)
-        if not rows:
-            break
-        for row in rows:
-            seq, event_id, occurred_at, text, stored_leaf, stored_chain = row
-            if seq != expected:
-                if seq > expected:
-                    damage = Damage(expected, MISSING_ROW, f"rows {expected}..{seq - 1} are missing")
-                else:
-                    damage = Damage(seq, DUPLICATE_SEQ, "a second row claims this seq")
+    with _collector_paused():
+        while damage is None:
+            rows = await cursor.fetch(FETCH_ROWS)
+            if not rows:
                 break
-            try:
-                record = loads(text)
-            except ValueError:
-                record = None
-            # The common case in one test; check_record names what is wrong.
-            if (
-                type(record) is not dict
-                or type(record.get("v")) is not int
-                or record["v"] not in SUPPORTED_VERSIONS
-                or type(record.get("seq")) is not int
-                or record["seq"] != seq
-                or record.get("event_id") != str(event_id)
-                or record.get("occurred_at") != occurred_at
-            ):
-                damage, _ = check_record(row, seq)
-                if damage is None:  # pragma: no cover - the two checks disagree
-                    damage = Damage(seq, RECORD_MISMATCH, "the record does not match its row")
-                break
-            leaf = sha256(b"\x00" + text.encode()).digest()
-            if leaf != stored_leaf:
-                damage = Damage(seq, LEAF_HASH_MISMATCH, "the record's bytes do not hash to the stored leaf hash")
-                break
-            current = sha256(tag + previous + leaf).digest()
-            if current != stored_chain:
-                damage = Damage(seq, CHAIN_HASH_MISMATCH, "the chain hash does not follow from the previous row")
-                break
-            if check_index:
-                try:
-                    if record["v"] == 2:  # the record names its lookup keys: the common case, inline
-                        eid = event_id.bytes
-                        for identifier in record["patient"]["identifiers"]:
-                            index_fp += top64(sha256(fromhex(identifier["value_hmac"]) + eid).digest())[0] >> 4
-                            index_count += 1
+            for row in rows:
+                seq, event_id, occurred_at, text, stored_leaf, stored_chain = row
+                if seq != expected:
+                    if seq > expected:
+                        damage = Damage(expected, MISSING_ROW, f"rows {expected}..{seq - 1} are missing")
                     else:
-                        lookup = identifier_lookup_keys(record, identifier_key)
-                        if lookup is None:
-                            result.index_known = check_index = False
-                        else:
-                            index_count += len(lookup)
-                            index_fp += index_fingerprint(event_id.bytes, lookup)
-                except (AttributeError, KeyError, TypeError, ValueError):
-                    damage = Damage(seq, MALFORMED_RECORD, "the record's patient identifiers are malformed")
+                        damage = Damage(seq, DUPLICATE_SEQ, "a second row claims this seq")
                     break
-            add_leaf(leaf)
-            previous = current
-            expected += 1
-        if progress is not None:
-            progress(expected)
+                data = text.encode()
+                try:
+                    fields: _Fields | None = decode(data)
+                except msgspec.MsgspecError:
+                    fields = None
+                # The common case, a format-2 record that matches its row, is
+                # one test on the few fields read. Anything else (format 1, a
+                # record of another shape, a mismatch) goes the general way,
+                # which names what is wrong.
+                record: dict[str, Any] | None = None
+                if (
+                    fields is None
+                    or fields.v != SEALED_RECORD_VERSION
+                    or fields.seq != seq
+                    or fields.event_id != str(event_id)
+                    or fields.occurred_at != occurred_at
+                ):
+                    damage, record = check_record(row, seq)
+                    if damage is not None:
+                        break
+                hasher = leaf_prefix.copy()
+                hasher.update(data)
+                leaf = hasher.digest()
+                if leaf != stored_leaf:
+                    damage = Damage(seq, LEAF_HASH_MISMATCH, "the record's bytes do not hash to the stored leaf hash")
+                    break
+                current = sha256(tag + previous + leaf).digest()
+                if current != stored_chain:
+                    damage = Damage(seq, CHAIN_HASH_MISMATCH, "the chain hash does not follow from the previous row")
+                    break
+                if check_index:
+                    eid = event_id.bytes
+                    try:
+                        if record is None:
+                            assert fields is not None
+                            for identifier in fields.patient.identifiers:
+                                index_fp += top64(sha256(fromhex(identifier.value_hmac) + eid).digest())[0] >> 4
+                                index_count += 1
+                        else:
+                            lookup = identifier_lookup_keys(record, identifier_key)
+                            if lookup is None:
+                                result.index_known = check_index = False
+                            else:
+                                index_count += len(lookup)
+                                index_fp += index_fingerprint(eid, lookup)
+                    except (AttributeError, KeyError, TypeError, ValueError):  # not hex, not a list, ...
+                        damage = Damage(seq, MALFORMED_RECORD, "the record's patient identifiers are malformed")
+                        break
+                add_leaf(leaf)
+                previous = current
+                expected += 1
+            if progress is not None:
+                progress(expected)
     if damage is None and expected < task.stop:
         damage = Damage(expected, MISSING_ROW, f"rows {expected}..{task.stop - 1} are missing")
     checked = expected - task.start
@@ -309,19 +364,53 @@ async def _chain_hashes_at(
     return out
 
 
-def check_range_in_worker(dsn: str, snapshot: str, task: RangeTask) -> RangeResult:
-    """Process-pool entry: check one range in the exported snapshot ``snapshot``."""
+class _Worker:
+    """A worker process's one connection, in a read-only transaction on the
+    exported snapshot, and the event loop it runs on: opened once by
+    ``start_worker`` (the pool's initializer) and used by every task the
+    process runs, closed when the process exits."""
 
-    async def _run() -> RangeResult:
+    def __init__(self, dsn: str, snapshot: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.conn: asyncpg.Connection = self.loop.run_until_complete(self._open(dsn, checked_snapshot_id(snapshot)))
+
+    @staticmethod
+    async def _open(dsn: str, snapshot: str) -> asyncpg.Connection:
         conn = await asyncpg.connect(dsn)
         try:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                await conn.execute(f"SET TRANSACTION SNAPSHOT '{checked_snapshot_id(snapshot)}'")
-                return await check_range(conn, task)
-        finally:
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        except BaseException:
             await conn.close()
+            raise
+        return conn
 
-    return asyncio.run(_run())
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.run_until_complete(self.conn.close(timeout=5))
+        self.loop.close()
+
+
+_worker: _Worker | None = None
+
+
+def start_worker(dsn: str, snapshot: str) -> None:
+    """Process-pool initializer: this process's connection on ``snapshot``."""
+    global _worker
+    _worker = _Worker(dsn, snapshot)
+    multiprocessing.util.Finalize(_worker, _worker.close, exitpriority=10)
+
+
+def _this_worker() -> _Worker:
+    if _worker is None:
+        raise RuntimeError("not a verification worker process (start_worker was not run)")
+    return _worker
+
+
+def check_range_in_worker(task: RangeTask) -> RangeResult:
+    """Process-pool entry: check one range on this worker's snapshot."""
+    worker = _this_worker()
+    return worker.loop.run_until_complete(check_range(worker.conn, task))
 
 
 def checked_snapshot_id(value: str) -> str:
@@ -331,19 +420,10 @@ def checked_snapshot_id(value: str) -> str:
     return value
 
 
-def index_fingerprint_in_worker(dsn: str, snapshot: str, log_id: int) -> tuple[int, int]:
-    """Process-pool entry: the lookup index's row count and fingerprint in the
-    exported snapshot ``snapshot`` (``INDEX_FINGERPRINT``)."""
-
-    async def _run() -> tuple[int, int]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                await conn.execute(f"SET TRANSACTION SNAPSHOT '{checked_snapshot_id(snapshot)}'")
-                row = await conn.fetchrow(INDEX_FINGERPRINT, log_id)
-                assert row is not None  # an aggregate always returns a row
-                return int(row["n"]), int(row["fp"])
-        finally:
-            await conn.close()
-
-    return asyncio.run(_run())
+def index_fingerprint_in_worker(log_id: int) -> tuple[int, int]:
+    """Process-pool entry: the lookup index's row count and fingerprint on
+    this worker's snapshot (``INDEX_FINGERPRINT``)."""
+    worker = _this_worker()
+    row = worker.loop.run_until_complete(worker.conn.fetchrow(INDEX_FINGERPRINT, log_id))
+    assert row is not None  # an aggregate always returns a row
+    return int(row["n"]), int(row["fp"])
