@@ -65,8 +65,8 @@ from .verify_range import (
     check_range,
     check_range_in_worker,
     identifier_lookup_keys,
-    index_fingerprint_in_worker,
     start_worker,
+    text_as_bytes,
 )
 
 __all__ = [
@@ -494,8 +494,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     """fork where there is one: a worker is ready at once, with no interpreter
     start and no imports (about 0.3 s each otherwise). A worker opens its own
     event loop and connection (``start_worker``) and runs only
-    ``check_range_in_worker``/``index_fingerprint_in_worker`` on them; it
-    touches nothing it inherited."""
+    ``check_range_in_worker`` on them; it touches nothing it inherited."""
     if "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
@@ -513,13 +512,14 @@ async def _run_ranges(
 ) -> AsyncGenerator[tuple[RangeTask, RangeResult], None]:
     """Yield ``(task, result)`` in order: in this process on ``conn`` for one
     range, else in worker processes on the snapshot ``conn`` exports. There,
-    with ``index_log_id``, a worker also sums the lookup index's fingerprint
-    from the start (so it overlaps the ranges instead of following them) and
-    appends it to ``fingerprint`` once every range is through."""
+    with ``index_log_id``, ``conn`` sums the lookup index's fingerprint from
+    the start (so it overlaps the ranges instead of following them) and it is
+    appended to ``fingerprint`` once every range is through."""
     if len(tasks) <= 1 or dsn is None:
         report = None if progress is None else (lambda done: progress(done, total))
-        for task in tasks:
-            yield task, await check_range(conn, task, report)
+        async with text_as_bytes(conn):
+            for task in tasks:
+                yield task, await check_range(conn, task, report)
         return
     snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
     loop = asyncio.get_running_loop()
@@ -529,10 +529,12 @@ async def _run_ranges(
         initializer=start_worker,
         initargs=(dsn, snapshot),
     )
+    # The lookup index's fingerprint is summed by this connection's server
+    # process, on the same snapshot, while the workers check the ranges.
+    index: asyncio.Future[asyncpg.Record | None] | None = None
+    if index_log_id is not None and fingerprint is not None:
+        index = asyncio.ensure_future(conn.fetchrow(INDEX_FINGERPRINT, index_log_id))
     try:
-        index = None
-        if index_log_id is not None and fingerprint is not None:
-            index = loop.run_in_executor(pool, index_fingerprint_in_worker, index_log_id)
         pending: list[Awaitable[RangeResult]] = [
             loop.run_in_executor(pool, check_range_in_worker, task) for task in tasks
         ]
@@ -542,9 +544,16 @@ async def _run_ranges(
                 progress(task.start + result.checked, total)
             yield task, result
         if index is not None and fingerprint is not None:
-            fingerprint.append(await index)
+            row = await index
+            assert row is not None  # an aggregate always returns a row
+            fingerprint.append((int(row["n"]), int(row["fp"])))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if index is not None and not index.done():
+            # Stopped early (damage found): let the query end rather than
+            # cancel it, which would abort the caller's transaction.
+            with contextlib.suppress(Exception):
+                await index
 
 
 async def log_id_for(conn: asyncpg.Connection, log_name: str) -> int | None:

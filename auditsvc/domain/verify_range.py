@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import multiprocessing.util
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +52,10 @@ LEAF_HASH_MISMATCH = "leaf_hash_mismatch"
 CHAIN_HASH_MISMATCH = "chain_hash_mismatch"
 
 # occurred_at as the chain writes it (UTC, six fractional digits, "Z"), so
-# the comparison with the record is one string equality.
+# the comparison with the record is one string equality; varchar, so that it
+# stays a str where ``text_as_bytes`` has the record arrive as bytes.
 ROWS_SQL = (
-    "SELECT seq, event_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+    "SELECT seq, event_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')::varchar, "
     "record, leaf_hash, chain_hash FROM events WHERE log_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq"
 )
 # Over the whole table in the verifying snapshot: lookup rows are written in
@@ -65,7 +66,7 @@ ROWS_SQL = (
 INDEX_FINGERPRINT = """
 SELECT count(*) AS n,
        coalesce(sum(
-           ('x' || left(encode(sha256(id_hmac || uuid_send(event_id)), 'hex'), 15))::bit(60)::bigint::numeric
+           ((('x' || encode(substring(sha256(id_hmac || uuid_send(event_id)) FROM 1 FOR 8), 'hex'))::bit(64)) >> 4)::bigint
        ), 0) AS fp
 FROM event_identifiers WHERE log_id = $1
 """
@@ -98,6 +99,22 @@ class _Fields(msgspec.Struct, gc=False):
 
 
 _decode_fields = msgspec.json.Decoder(_Fields).decode
+
+
+async def _decode_text_as_bytes(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("text", schema="pg_catalog", encoder=bytes, decoder=bytes, format="binary")
+
+
+@contextlib.asynccontextmanager
+async def text_as_bytes(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Within the block, ``text`` values arrive on ``conn`` as their UTF-8
+    bytes, not decoded: a record is hashed and parsed as bytes, so decoding
+    it to a str only to encode it again would be wasted."""
+    await _decode_text_as_bytes(conn)
+    try:
+        yield
+    finally:
+        await conn.reset_type_codec("text", schema="pg_catalog")
 
 
 @contextlib.contextmanager
@@ -269,7 +286,7 @@ async def check_range(
                     else:
                         damage = Damage(seq, DUPLICATE_SEQ, "a second row claims this seq")
                     break
-                data = text.encode()
+                data = text if type(text) is bytes else text.encode()  # bytes under ``text_as_bytes``
                 try:
                     fields: _Fields | None = decode(data)
                 except msgspec.MsgspecError:
@@ -380,6 +397,7 @@ class _Worker:
         try:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            await _decode_text_as_bytes(conn)  # for good: the connection only reads ranges
         except BaseException:
             await conn.close()
             raise
@@ -418,12 +436,3 @@ def checked_snapshot_id(value: str) -> str:
     if not value or any(c not in "0123456789ABCDEFabcdef-" for c in value):
         raise ValueError("unexpected snapshot id from pg_export_snapshot()")
     return value
-
-
-def index_fingerprint_in_worker(log_id: int) -> tuple[int, int]:
-    """Process-pool entry: the lookup index's row count and fingerprint on
-    this worker's snapshot (``INDEX_FINGERPRINT``)."""
-    worker = _this_worker()
-    row = worker.loop.run_until_complete(worker.conn.fetchrow(INDEX_FINGERPRINT, log_id))
-    assert row is not None  # an aggregate always returns a row
-    return int(row["n"]), int(row["fp"])
