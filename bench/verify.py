@@ -162,7 +162,6 @@ async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int, keys: Ser
     what runs; if they change shape, the breakdown says so instead of failing
     the benchmark."""
     try:
-        from auditsvc.domain import verify as v
         from auditsvc.domain import verify_range as vr
 
         rows = await conn.fetch(VERIFY_ROWS_SQL + " LIMIT $4", log_id, 0, 1 << 62, limit)
@@ -188,10 +187,10 @@ async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int, keys: Ser
             "chain_hash_us": _per_row_us(rows, lambda r: chain_hash(r["chain_hash"], leaf)),
             "merkle_append_us": _per_row_us(rows, lambda r, t=CompactRange(): t.append(r["leaf_hash"])),
             "identifier_lookup_keys_us": _per_row_us(records, lambda rec: vr.identifier_lookup_keys(rec, key)),
-            "index_fingerprint_py_us": _per_row_us(lookups, lambda lk: vr.index_fingerprint(lk[1], lk[0])),
+            "index_fingerprint_py_us": _per_row_us(lookups, lambda lk: vr.index_fingerprint(b"k" * 16, lk[1], lk[0])),
         }
         started = time.perf_counter()
-        await conn.fetchrow(v.INDEX_FINGERPRINT, log_id)
+        await conn.fetchrow(vr.INDEX_FINGERPRINT, log_id, b"k" * 16)
         steps["index_fingerprint_sql_s_all_rows"] = round(time.perf_counter() - started, 3)
         return steps
     except Exception as exc:

@@ -25,6 +25,7 @@ from auditsvc.domain.verify import (
     range_size,
     verify_chain,
 )
+from auditsvc.domain.verify_range import INDEX_FINGERPRINT, identifier_lookup_keys, index_fingerprint
 from auditsvc.keys import ServerKeys
 from auditsvc.sealing import IdentifierSealer, StaticKeyProvider
 from auditsvc.store.append import PendingBatch, append_group, ensure_log
@@ -329,3 +330,30 @@ def test_a_rewritten_record_without_its_patient_is_found(log: tuple[str, int]) -
     report = _same(dsn, log_id)
     assert report.damage is not None
     assert (report.damage.kind, report.damage.seq) == ("malformed_record", 256)
+
+
+def test_the_index_fingerprint_is_keyed_per_verification(log: tuple[str, int]) -> None:
+    """The index side (SQL) and the records side (Python) agree under any
+    key, and different keys give unrelated sums: rows made up to match one
+    key's sum do not match the next verification's."""
+    dsn, log_id = log
+
+    async def sums(key: bytes) -> tuple[tuple[int, int], tuple[int, int]]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            row = await conn.fetchrow(INDEX_FINGERPRINT, log_id, key)
+            assert row is not None
+            count = total = 0
+            for r in await conn.fetch("SELECT event_id, record FROM events WHERE log_id = $1", log_id):
+                lookup = identifier_lookup_keys(json.loads(r["record"]), KEYS.identifier_key)
+                assert lookup is not None
+                count += len(lookup)
+                total += index_fingerprint(key, r["event_id"].bytes, lookup)
+            return (int(row["n"]), int(row["fp"])), (count, total)
+        finally:
+            await conn.close()
+
+    index_a, records_a = asyncio.run(sums(b"a" * 16))
+    index_b, records_b = asyncio.run(sums(b"b" * 16))
+    assert index_a == records_a and index_b == records_b
+    assert index_a[0] == index_b[0] and index_a[1] != index_b[1]

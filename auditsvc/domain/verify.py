@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -376,6 +377,7 @@ async def verify_chain(
     damage: Damage | None = None
     index_count = index_fp = 0
     index_known = resume is None
+    fingerprint_key = secrets.token_bytes(16)  # this verification's, for the lookup index fingerprint
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         total = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id)
         stored = [
@@ -416,6 +418,7 @@ async def verify_chain(
                     points=tuple(sorted(size for size in roots.by_size if a < size <= b)),
                     check_index=index_known,
                     identifier_key=keys.identifier_key if keys is not None else None,
+                    fingerprint_key=fingerprint_key,
                 )
                 for a, b in plan_ranges(start, total, chunk)
             ]
@@ -428,7 +431,7 @@ async def verify_chain(
                 workers,
                 total,
                 progress,
-                log_id if index_known else None,
+                (log_id, fingerprint_key) if index_known else None,
                 fingerprint,
             )
             async with contextlib.aclosing(ranges_run):
@@ -457,7 +460,7 @@ async def verify_chain(
             damage = roots.damage(expected)
         if damage is None and index_known:
             if not fingerprint:
-                fp_row = await conn.fetchrow(INDEX_FINGERPRINT, log_id)
+                fp_row = await conn.fetchrow(INDEX_FINGERPRINT, log_id, fingerprint_key)
                 assert fp_row is not None  # an aggregate always returns a row
                 fingerprint.append((int(fp_row["n"]), int(fp_row["fp"])))
             if fingerprint[0] != (index_count, index_fp):
@@ -507,12 +510,12 @@ async def _run_ranges(
     workers: int,
     total: int,
     progress: Callable[[int, int], None] | None,
-    index_log_id: int | None = None,
+    index: tuple[int, bytes] | None = None,
     fingerprint: list[tuple[int, int]] | None = None,
 ) -> AsyncGenerator[tuple[RangeTask, RangeResult], None]:
     """Yield ``(task, result)`` in order: in this process on ``conn`` for one
     range, else in worker processes on the snapshot ``conn`` exports. There,
-    with ``index_log_id``, ``conn`` sums the lookup index's fingerprint from
+    with ``index`` (log id, fingerprint key), ``conn`` sums the lookup index's fingerprint from
     the start (so it overlaps the ranges instead of following them) and it is
     appended to ``fingerprint`` once every range is through."""
     if len(tasks) <= 1 or dsn is None:
@@ -531,9 +534,9 @@ async def _run_ranges(
     )
     # The lookup index's fingerprint is summed by this connection's server
     # process, on the same snapshot, while the workers check the ranges.
-    index: asyncio.Future[asyncpg.Record | None] | None = None
-    if index_log_id is not None and fingerprint is not None:
-        index = asyncio.ensure_future(conn.fetchrow(INDEX_FINGERPRINT, index_log_id))
+    summing: asyncio.Future[asyncpg.Record | None] | None = None
+    if index is not None and fingerprint is not None:
+        summing = asyncio.ensure_future(conn.fetchrow(INDEX_FINGERPRINT, *index))
     try:
         pending: list[Awaitable[RangeResult]] = [
             loop.run_in_executor(pool, check_range_in_worker, task) for task in tasks
@@ -543,17 +546,17 @@ async def _run_ranges(
             if progress is not None:
                 progress(task.start + result.checked, total)
             yield task, result
-        if index is not None and fingerprint is not None:
-            row = await index
+        if summing is not None and fingerprint is not None:
+            row = await summing
             assert row is not None  # an aggregate always returns a row
             fingerprint.append((int(row["n"]), int(row["fp"])))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if index is not None and not index.done():
+        if summing is not None and not summing.done():
             # Stopped early (damage found): let the query end rather than
             # cancel it, which would abort the caller's transaction.
             with contextlib.suppress(Exception):
-                await index
+                await summing
 
 
 async def log_id_for(conn: asyncpg.Connection, log_name: str) -> int | None:

@@ -61,12 +61,18 @@ ROWS_SQL = (
 # Over the whole table in the verifying snapshot: lookup rows are written in
 # the same transaction as their event, so the snapshot holds exactly the rows
 # of the events it holds, and rows naming no stored event count too. Per row:
-# 60 bits of SHA-256(lookup key || event id), summed
-# (verify_range.index_fingerprint is the same on the records' side).
+# 60 bits of SHA-256(K || lookup key || event id), summed
+# (verify_range.index_fingerprint is the same on the records' side). K ($2)
+# is a random key drawn by each verification: a sum of unkeyed hashes could
+# be matched by a forger who deletes index rows and inserts made-up ones
+# chosen with a generalized-birthday search (a few thousand hashes for 60
+# bits), but rows written before K was drawn sum to the records' total only
+# by chance (about 2^-60).
 INDEX_FINGERPRINT = """
 SELECT count(*) AS n,
        coalesce(sum(
-           ((('x' || encode(substring(sha256(id_hmac || uuid_send(event_id)) FROM 1 FOR 8), 'hex'))::bit(64)) >> 4)::bigint
+           ((('x' || encode(substring(sha256($2 || id_hmac || uuid_send(event_id)) FROM 1 FOR 8), 'hex'))::bit(64))
+            >> 4)::bigint
        ), 0) AS fp
 FROM event_identifiers WHERE log_id = $1
 """
@@ -151,6 +157,7 @@ class RangeTask:
     ``(start, stop]`` at which to report the frontier and chain hash
     (checkpoint sizes). ``identifier_key``: check lookup keys (v1 records
     need the key to recompute them; v2 records carry them).
+    ``fingerprint_key``: the verification's key for ``index_fingerprint``.
     """
 
     log_id: int
@@ -162,6 +169,7 @@ class RangeTask:
     points: tuple[int, ...] = ()
     check_index: bool = False
     identifier_key: bytes | None = None
+    fingerprint_key: bytes = b""
 
 
 @dataclass
@@ -198,10 +206,11 @@ def identifier_lookup_keys(record: dict[str, Any], identifier_key: bytes | None)
 _TOP_64 = struct.Struct(">Q").unpack_from  # (first 64 bits of a digest,)
 
 
-def index_fingerprint(event_id: bytes, lookup_keys: Sequence[bytes]) -> int:
-    """Sum over the event's lookup keys of 60 bits of SHA-256(key || event
-    id), as the SQL side sums them over the index (``verify.INDEX_FINGERPRINT``)."""
-    return sum(_TOP_64(_sha256(key + event_id).digest())[0] >> 4 for key in lookup_keys)
+def index_fingerprint(fingerprint_key: bytes, event_id: bytes, lookup_keys: Sequence[bytes]) -> int:
+    """Sum over the event's lookup keys of 60 bits of SHA-256(fingerprint key
+    || lookup key || event id), as the SQL side sums them over the index
+    (``INDEX_FINGERPRINT``)."""
+    return sum(_TOP_64(_sha256(fingerprint_key + key + event_id).digest())[0] >> 4 for key in lookup_keys)
 
 
 def check_record(row: Any, seq: int) -> tuple[Damage | None, dict[str, Any]]:
@@ -265,6 +274,7 @@ async def check_range(
     result = RangeResult(task.start, 0, previous, previous, task.base_frontier)
     identifier_key = task.identifier_key
     check_index = task.check_index
+    fp_key = task.fingerprint_key
     leaves: list[bytes] = []
     add_leaf = leaves.append
     decode, sha256, tag, fromhex, top64 = _decode_fields, _sha256, CHAIN_TAG, bytes.fromhex, _TOP_64
@@ -322,7 +332,8 @@ async def check_range(
                         if record is None:
                             assert fields is not None
                             for identifier in fields.patient.identifiers:
-                                index_fp += top64(sha256(fromhex(identifier.value_hmac) + eid).digest())[0] >> 4
+                                pair = fp_key + fromhex(identifier.value_hmac) + eid
+                                index_fp += top64(sha256(pair).digest())[0] >> 4
                                 index_count += 1
                         else:
                             lookup = identifier_lookup_keys(record, identifier_key)
@@ -330,7 +341,7 @@ async def check_range(
                                 result.index_known = check_index = False
                             else:
                                 index_count += len(lookup)
-                                index_fp += index_fingerprint(eid, lookup)
+                                index_fp += index_fingerprint(fp_key, eid, lookup)
                     except (AttributeError, KeyError, TypeError, ValueError):  # not hex, not a list, ...
                         damage = Damage(seq, MALFORMED_RECORD, "the record's patient identifiers are malformed")
                         break
