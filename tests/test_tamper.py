@@ -147,6 +147,21 @@ def test_deleted_patient_index_row_is_found(filled: Settings) -> None:
     assert_tampered(filled, 3, "identifier_index_mismatch")
 
 
+def test_no_index_check_verifies_the_chain_alone_and_says_so(filled: Settings) -> None:
+    tamper(filled, "DELETE FROM event_identifiers WHERE event_id = (SELECT event_id FROM events WHERE seq = 3)")
+    result = run_cli(filled, "verify", "--json", "--no-index-check")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["ok"] is True and report["index_checked"] is False
+    assert report["rows_checked"] == N
+    text = run_cli(filled, "verify", "--no-index-check")
+    assert text.returncode == 0 and "patient lookup index not checked" in text.stdout
+    # The chain is still checked without the index.
+    tamper(filled, "UPDATE events SET record = replace(record, '\"lab-lis\"', '\"lab-lix\"') WHERE seq = 4")
+    result = run_cli(filled, "verify", "--json", "--no-index-check")
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and (report["first_bad_seq"], report["kind"]) == (4, "leaf_hash_mismatch")
+
+
 def test_patient_index_row_pointing_at_another_event_is_found(filled: Settings) -> None:
     tamper(
         filled,

@@ -357,12 +357,13 @@ async def verify_chain(
     workers: int = 1,
     parallel_min_rows: int = PARALLEL_MIN_ROWS,
     range_rows: int | None = None,
+    check_index: bool = True,
 ) -> VerifyReport:
     """Verify every row of the log; ``progress(done, total)`` is called as it goes.
 
     The patient lookup index is checked against the records (not when
-    resuming: it is a whole-table check); format-1 records need the server's
-    ``keys`` for it. Stored checkpoints are always checked; ``external`` ones
+    resuming: it is a whole-table check; not with ``check_index=False``);
+    format-1 records need the server's ``keys`` for it. Stored checkpoints are always checked; ``external`` ones
     too; ``trusted_vkeys`` pins the keys their signatures must verify with
     (else the log's stored keys). With ``dsn`` and ``workers > 1``, ranges of
     a large log are checked in that many processes, each reading the same
@@ -376,7 +377,7 @@ async def verify_chain(
     base_frontier: tuple[bytes, ...] = () if resume is None else resume.frontier
     damage: Damage | None = None
     index_count = index_fp = 0
-    index_known = resume is None
+    index_known = resume is None and check_index
     fingerprint_key = secrets.token_bytes(16)  # this verification's, for the lookup index fingerprint
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         total = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id)
