@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import statistics
@@ -38,13 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 from auditsvc_sdk import FORMAT_VERSION, chain_hash, genesis_hash, leaf_hash
-from auditsvc_sdk._merkle import CompactRange
 
 from auditsvc.domain.ingest import parse_batch, prepare
 from auditsvc.domain.verify import verify_chain
 from auditsvc.domain.verify_range import ROWS_SQL as VERIFY_ROWS_SQL  # the very query verification reads with
+from auditsvc.domain.verify_range import text_as_bytes
 from auditsvc.keys import ServerKeys, load_keys
 from auditsvc.store.append import PendingBatch, append_group, ensure_log
 from auditsvc.store.engine import asyncpg_dsn
@@ -75,6 +75,7 @@ PREFETCH = 5000  # rows per fetch of verification's cursor; the raw read uses th
 BREAKDOWN_ROWS = 50_000  # rows held in memory for the per-step breakdown
 EMITTER = "tok_bench_emitter"
 _TOTAL_SQL = "SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1"
+_INDEX_ROWS_SQL = "SELECT id_hmac, event_id FROM event_identifiers WHERE log_id = $1"
 
 
 async def fill(url: str, events: int, seed: int, data_dir: Path) -> dict[str, Any]:
@@ -120,10 +121,11 @@ async def fill(url: str, events: int, seed: int, data_dir: Path) -> dict[str, An
 
 async def raw_read(conn: asyncpg.Connection, log_id: int) -> tuple[int, float]:
     """Read the rows as verification does (same transaction kind, count query,
-    SELECT and rows per fetch), in one sequential pass, doing nothing per row."""
+    SELECT, rows per fetch and record bytes), in one sequential pass, doing
+    nothing per row."""
     started = time.perf_counter()
     rows = 0
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
+    async with conn.transaction(isolation="repeatable_read", readonly=True), text_as_bytes(conn):
         total = await conn.fetchval(_TOTAL_SQL, log_id)
         cursor = await conn.cursor(VERIFY_ROWS_SQL, log_id, 0, total)
         while batch := await cursor.fetch(PREFETCH):
@@ -131,18 +133,40 @@ async def raw_read(conn: asyncpg.Connection, log_id: int) -> tuple[int, float]:
     return rows, time.perf_counter() - started
 
 
+async def raw_index_read(conn: asyncpg.Connection, log_id: int) -> tuple[int, float]:
+    """Read the patient lookup index rows the index check sums (``(id_hmac,
+    event_id)`` of the log), in one sequential pass, doing nothing per row."""
+    started = time.perf_counter()
+    rows = 0
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        cursor = await conn.cursor(_INDEX_ROWS_SQL, log_id)
+        while batch := await cursor.fetch(PREFETCH):
+            rows += len(batch)
+    return rows, time.perf_counter() - started
+
+
 async def timed_verify(
-    conn: asyncpg.Connection, log_id: int, keys: ServerKeys | None, dsn: str, workers: int
+    conn: asyncpg.Connection, log_id: int, keys: ServerKeys | None, dsn: str, workers: int, check_index: bool = True
 ) -> tuple[int, float]:
-    """``verify_chain`` over the log with the patient lookup index checked
-    against each record, as ``auditsvc verify`` does, in ``workers`` processes."""
+    """``verify_chain`` over the log as ``auditsvc verify`` runs it, in
+    ``workers`` processes; with the patient lookup index checked against each
+    record (the default) or not (``--no-index-check``)."""
     started = time.perf_counter()
     report = await verify_chain(
-        conn, log_id, BENCH_LOG_NAME, genesis_hash(BENCH_LOG_NAME), keys=keys, dsn=dsn, workers=workers
+        conn,
+        log_id,
+        BENCH_LOG_NAME,
+        genesis_hash(BENCH_LOG_NAME),
+        keys=keys,
+        dsn=dsn,
+        workers=workers,
+        check_index=check_index,
     )
     seconds = time.perf_counter() - started
     if not report.ok:
         raise RuntimeError(f"verification failed on freshly appended data: {report.damage}")
+    if report.index_checked != check_index:
+        raise RuntimeError(f"the index was {'' if report.index_checked else 'not '}checked")
     return report.rows_checked, seconds
 
 
@@ -153,8 +177,8 @@ def _per_row_us(items: Sequence[Any], step: Callable[[Any], object]) -> float:
     return round((time.perf_counter() - started) / len(items) * 1e6, 2)
 
 
-async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int, keys: ServerKeys) -> dict[str, Any]:
-    """Microseconds per row of each step of verification, on rows already in
+async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int) -> dict[str, Any]:
+    """Microseconds per row of each step of a range check, on rows already in
     memory (no database), plus the index fingerprint query's time: where
     verification spends what it adds on top of reading.
 
@@ -164,33 +188,40 @@ async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int, keys: Ser
     try:
         from auditsvc.domain import verify_range as vr
 
-        rows = await conn.fetch(VERIFY_ROWS_SQL + " LIMIT $4", log_id, 0, 1 << 62, limit)
-        records = [orjson.loads(r["record"]) for r in rows]
-        leaf = leaf_hash(b"")
+        async with text_as_bytes(conn):
+            rows = await conn.fetch(VERIFY_ROWS_SQL + " LIMIT $4", log_id, 0, 1 << 62, limit)
+        fields = [vr._decode_fields(r["record"]) for r in rows]
+        event_ids = [r["event_id"] for r in rows]
+        key = b"k" * 16
+        leaves = [leaf_hash(r["record"]) for r in rows]
+
+        def leaf(record: bytes) -> bytes:
+            hasher = vr._LEAF_PREFIX.copy()
+            hasher.update(record)
+            return hasher.digest()
+
+        def fingerprint(item: tuple[Any, Any]) -> int:
+            decoded, event_id = item
+            eid = event_id.bytes
+            return sum(
+                vr._TOP_64(hashlib.sha256(key + bytes.fromhex(i.value_hmac) + eid).digest())[0] >> 4
+                for i in decoded.patient.identifiers
+            )
+
         started = time.perf_counter()
-        for seq, row in enumerate(rows):
-            damage, _ = vr.check_record(row, seq)
-            if damage is not None:
-                raise RuntimeError(f"damage at {seq}: {damage}")
-        check_record_us = round((time.perf_counter() - started) / len(rows) * 1e6, 2)
-        key = keys.identifier_key if keys is not None else None
-        lookups = [
-            (vr.identifier_lookup_keys(rec, key) or [], r["event_id"].bytes)
-            for rec, r in zip(records, rows, strict=True)
-        ]
+        vr._levels(leaves)
+        merkle_us = round((time.perf_counter() - started) / len(leaves) * 1e6, 2)
         steps: dict[str, Any] = {
             "rows": len(rows),
-            "check_record_us": check_record_us,
-            "json_loads_us": _per_row_us(rows, lambda r: orjson.loads(r["record"])),
+            "decode_fields_us": _per_row_us(rows, lambda r: vr._decode_fields(r["record"])),
             "str_uuid_us": _per_row_us(rows, lambda r: str(r["event_id"])),
-            "encode_and_leaf_hash_us": _per_row_us(rows, lambda r: leaf_hash(r["record"].encode("utf-8"))),
-            "chain_hash_us": _per_row_us(rows, lambda r: chain_hash(r["chain_hash"], leaf)),
-            "merkle_append_us": _per_row_us(rows, lambda r, t=CompactRange(): t.append(r["leaf_hash"])),
-            "identifier_lookup_keys_us": _per_row_us(records, lambda rec: vr.identifier_lookup_keys(rec, key)),
-            "index_fingerprint_py_us": _per_row_us(lookups, lambda lk: vr.index_fingerprint(b"k" * 16, lk[1], lk[0])),
+            "leaf_hash_us": _per_row_us([r["record"] for r in rows], leaf),
+            "chain_hash_us": _per_row_us(leaves, lambda h: chain_hash(h, h)),
+            "merkle_us": merkle_us,
+            "index_fingerprint_py_us": _per_row_us(list(zip(fields, event_ids, strict=True)), fingerprint),
         }
         started = time.perf_counter()
-        await conn.fetchrow(vr.INDEX_FINGERPRINT, log_id, b"k" * 16)
+        await conn.fetchrow(vr.INDEX_FINGERPRINT, log_id, key)
         steps["index_fingerprint_sql_s_all_rows"] = round(time.perf_counter() - started, 3)
         return steps
     except Exception as exc:
@@ -199,24 +230,34 @@ async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int, keys: Ser
 
 async def measure(url: str, log_id: int, repeat: int, keys: ServerKeys, workers: int) -> dict[str, Any]:
     conn = await asyncpg.connect(asyncpg_dsn(url))
+    dsn = asyncpg_dsn(url)
     try:
         facts = await server_facts(conn)
-        await raw_read(conn, log_id)  # untimed: warm the cache for both
-        samples: dict[str, list[float]] = {"raw": [], "verify_full": [], "verify_one_process": []}
-        rows = 0
+        await raw_read(conn, log_id)  # untimed: warm the cache for all
+        await raw_index_read(conn, log_id)
+        samples: dict[str, list[float]] = {
+            name: [] for name in ("raw", "raw_index", "verify_full", "verify_no_index", "verify_one_process")
+        }
+        rows = index_rows = 0
         for _ in range(repeat):
             # Alternate so that drift (other load, checkpoints) hits all alike.
             rows, seconds = await raw_read(conn, log_id)
             samples["raw"].append(rate(rows, seconds))
-            for name, processes in (("verify_full", workers), ("verify_one_process", 1)):
-                checked, seconds = await timed_verify(conn, log_id, keys, asyncpg_dsn(url), processes)
+            index_rows, seconds = await raw_index_read(conn, log_id)
+            samples["raw_index"].append(rate(index_rows, seconds))
+            for name, processes, check_index in (
+                ("verify_full", workers, True),
+                ("verify_no_index", workers, False),
+                ("verify_one_process", 1, True),
+            ):
+                checked, seconds = await timed_verify(conn, log_id, keys, dsn, processes, check_index)
                 if checked != rows:
                     raise RuntimeError(f"verify checked {checked} rows, the raw read saw {rows}")
                 samples[name].append(rate(checked, seconds))
-        steps = await breakdown(conn, log_id, BREAKDOWN_ROWS, keys)
+        steps = await breakdown(conn, log_id, BREAKDOWN_ROWS)
     finally:
         await conn.close()
-    return {"facts": facts, "rows": rows, "samples": samples, "breakdown": steps}
+    return {"facts": facts, "rows": rows, "index_rows": index_rows, "samples": samples, "breakdown": steps}
 
 
 def run_cli(url: str, data_dir: Path) -> dict[str, Any]:
@@ -241,6 +282,10 @@ def run_cli(url: str, data_dir: Path) -> dict[str, Any]:
     else:
         out["stderr"] = done.stderr.strip()[-500:]
     return out
+
+
+def _target(ratio: float) -> str:
+    return f"target >= 0.6: {'met' if ratio >= 0.6 else 'not met'}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,8 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples = measured["samples"]
     medians = {name: statistics.median(values) for name, values in samples.items()}
     raw_rate = medians["raw"]
-    ratio = medians["verify_full"] / raw_rate if raw_rate else 0.0
-    ratio_one = medians["verify_one_process"] / raw_rate if raw_rate else 0.0
+    # The same rows verification reads: the events, and (the index check)
+    # the lookup index rows, index_rows / rows of them per event.
+    per_event = measured["index_rows"] / measured["rows"] if measured["rows"] else 0.0
+    raw_both = 1 / (1 / raw_rate + per_event / medians["raw_index"])
+    ratio_chain = medians["verify_no_index"] / raw_rate
+    ratio_full_same_rows = medians["verify_full"] / raw_both
+    ratio_full_events = medians["verify_full"] / raw_rate
+    ratio_one = medians["verify_one_process"] / raw_rate
     facts = measured["facts"]
     steps = measured["breakdown"]
     result: dict[str, Any] = {
@@ -299,7 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             name: {"median": round(medians[name], 1), "samples": [round(r, 1) for r in values]}
             for name, values in samples.items()
         },
-        "ratio_verify_over_raw": round(ratio, 3),
+        "index_rows": measured["index_rows"],
+        "raw_events_and_index_events_per_s": round(raw_both, 1),
+        "ratio_verify_no_index_over_raw": round(ratio_chain, 3),
+        "ratio_verify_over_raw_events_and_index": round(ratio_full_same_rows, 3),
+        "ratio_verify_over_raw_events_only": round(ratio_full_events, 3),
         "ratio_one_process_over_raw": round(ratio_one, 3),
         "target_ratio": 0.6,
         "verify_breakdown_us_per_row": steps,
@@ -314,24 +369,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("server", f"{server.label} (PostgreSQL {facts['version'].split()[0]})"),
         ("events (events table size)", f"{measured['rows']:,} ({filled['events_table_bytes'] / 2**20:,.0f} MiB)"),
         ("fill: append_group events/s", f"{filled['append_events_per_s']:,.0f} (transactions only)"),
-        ("raw sequential read rows/s", per_s("raw")),
-        (f"verify rows/s ({workers} processes, as the CLI)", per_s("verify_full")),
+        ("raw sequential read: events rows/s", per_s("raw")),
+        (f"raw sequential read: index rows/s ({per_event:.2f} per event)", per_s("raw_index")),
+        ("  events and their index rows: events/s", f"{raw_both:,.0f}"),
+        (f"verify --no-index-check rows/s ({workers} processes)", per_s("verify_no_index")),
+        (f"verify rows/s ({workers} processes, the CLI default)", per_s("verify_full")),
         ("verify rows/s (one process)", per_s("verify_one_process")),
-        ("ratio verify / raw", f"{ratio:.3f}  (target >= 0.6: {'met' if ratio >= 0.6 else 'not met'})"),
-        ("ratio verify in one process / raw", f"{ratio_one:.3f}"),
+        ("ratio verify --no-index-check / raw events", f"{ratio_chain:.3f}  ({_target(ratio_chain)})"),
+        ("ratio verify / raw events and index rows", f"{ratio_full_same_rows:.3f}  ({_target(ratio_full_same_rows)})"),
+        ("ratio verify / raw events alone", f"{ratio_full_events:.3f}  ({_target(ratio_full_events)})"),
+        ("ratio verify in one process / raw events", f"{ratio_one:.3f}"),
     ]
     if "error" in steps:
         rows.append(("per-row breakdown", str(steps["error"])))
     else:
         rows += [
-            ("per row in memory: record checks", f"{steps['check_record_us']:.2f} us"),
-            ("  of which JSON parse / str(uuid)",
-             f"{steps['json_loads_us']:.2f} / {steps['str_uuid_us']:.2f} us"),
-            ("  leaf hash / chain hash / Merkle append",
-             f"{steps['encode_and_leaf_hash_us']:.2f} / {steps['chain_hash_us']:.2f} / "
-             f"{steps['merkle_append_us']:.2f} us"),
-            ("  index: lookup keys / fingerprint",
-             f"{steps['identifier_lookup_keys_us']:.2f} / {steps['index_fingerprint_py_us']:.2f} us"),
+            ("per row in memory: decode fields / str(uuid)",
+             f"{steps['decode_fields_us']:.2f} / {steps['str_uuid_us']:.2f} us"),
+            ("  leaf hash / chain hash / Merkle",
+             f"{steps['leaf_hash_us']:.2f} / {steps['chain_hash_us']:.2f} / {steps['merkle_us']:.2f} us"),
+            ("  index fingerprint, records side", f"{steps['index_fingerprint_py_us']:.2f} us"),
             ("  index fingerprint SQL (all rows)", f"{steps['index_fingerprint_sql_s_all_rows']:.2f} s"),
         ]  # fmt: skip
     if cli is not None:
