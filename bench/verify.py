@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import statistics
@@ -202,11 +201,8 @@ async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int) -> dict[s
 
         def fingerprint(item: tuple[Any, Any]) -> int:
             decoded, event_id = item
-            eid = event_id.bytes
-            return sum(
-                vr._TOP_64(hashlib.sha256(key + bytes.fromhex(i.value_hmac) + eid).digest())[0] >> 4
-                for i in decoded.patient.identifiers
-            )
+            lookup = [bytes.fromhex(i.value_hmac) for i in decoded.patient.identifiers]
+            return vr.index_fingerprint(key, event_id.bytes, lookup)
 
         started = time.perf_counter()
         vr._levels(leaves)
@@ -221,7 +217,7 @@ async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int) -> dict[s
             "index_fingerprint_py_us": _per_row_us(list(zip(fields, event_ids, strict=True)), fingerprint),
         }
         started = time.perf_counter()
-        await conn.fetchrow(vr.INDEX_FINGERPRINT, log_id, key)
+        await vr.index_sum(conn, log_id, key)
         steps["index_fingerprint_sql_s_all_rows"] = round(time.perf_counter() - started, 3)
         return steps
     except Exception as exc:

@@ -25,7 +25,7 @@ from auditsvc.domain.verify import (
     range_size,
     verify_chain,
 )
-from auditsvc.domain.verify_range import INDEX_FINGERPRINT, identifier_lookup_keys, index_fingerprint
+from auditsvc.domain.verify_range import identifier_lookup_keys, index_fingerprint, index_sum
 from auditsvc.keys import ServerKeys
 from auditsvc.sealing import IdentifierSealer, StaticKeyProvider
 from auditsvc.store.append import PendingBatch, append_group, ensure_log
@@ -341,15 +341,14 @@ def test_the_index_fingerprint_is_keyed_per_verification(log: tuple[str, int]) -
     async def sums(key: bytes) -> tuple[tuple[int, int], tuple[int, int]]:
         conn = await asyncpg.connect(dsn)
         try:
-            row = await conn.fetchrow(INDEX_FINGERPRINT, log_id, key)
-            assert row is not None
+            index = await index_sum(conn, log_id, key)
             count = total = 0
             for r in await conn.fetch("SELECT event_id, record FROM events WHERE log_id = $1", log_id):
                 lookup = identifier_lookup_keys(json.loads(r["record"]), KEYS.identifier_key)
                 assert lookup is not None
                 count += len(lookup)
                 total += index_fingerprint(key, r["event_id"].bytes, lookup)
-            return (int(row["n"]), int(row["fp"])), (count, total)
+            return index, (count, total)
         finally:
             await conn.close()
 

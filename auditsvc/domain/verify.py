@@ -54,7 +54,6 @@ from ..keys import ServerKeys
 from .verify_range import (
     CHAIN_HASH_MISMATCH,
     DUPLICATE_SEQ,
-    INDEX_FINGERPRINT,
     LEAF_HASH_MISMATCH,
     MALFORMED_RECORD,
     MISSING_ROW,
@@ -66,6 +65,7 @@ from .verify_range import (
     check_range,
     check_range_in_worker,
     identifier_lookup_keys,
+    index_sum,
     start_worker,
     text_as_bytes,
 )
@@ -461,9 +461,7 @@ async def verify_chain(
             damage = roots.damage(expected)
         if damage is None and index_known:
             if not fingerprint:
-                fp_row = await conn.fetchrow(INDEX_FINGERPRINT, log_id, fingerprint_key)
-                assert fp_row is not None  # an aggregate always returns a row
-                fingerprint.append((int(fp_row["n"]), int(fp_row["fp"])))
+                fingerprint.append(await index_sum(conn, log_id, fingerprint_key))
             if fingerprint[0] != (index_count, index_fp):
                 seq, detail = await _first_index_mismatch(conn, log_id, expected, keys)
                 damage = Damage(seq, IDENTIFIER_INDEX_MISMATCH, detail)
@@ -535,9 +533,9 @@ async def _run_ranges(
     )
     # The lookup index's fingerprint is summed by this connection's server
     # process, on the same snapshot, while the workers check the ranges.
-    summing: asyncio.Future[asyncpg.Record | None] | None = None
+    summing: asyncio.Future[tuple[int, int]] | None = None
     if index is not None and fingerprint is not None:
-        summing = asyncio.ensure_future(conn.fetchrow(INDEX_FINGERPRINT, *index))
+        summing = asyncio.ensure_future(index_sum(conn, *index))
     try:
         pending: list[Awaitable[RangeResult]] = [
             loop.run_in_executor(pool, check_range_in_worker, task) for task in tasks
@@ -548,9 +546,7 @@ async def _run_ranges(
                 progress(task.start + result.checked, total)
             yield task, result
         if summing is not None and fingerprint is not None:
-            row = await summing
-            assert row is not None  # an aggregate always returns a row
-            fingerprint.append((int(row["n"]), int(row["fp"])))
+            fingerprint.append(await summing)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if summing is not None and not summing.done():

@@ -213,6 +213,14 @@ def index_fingerprint(fingerprint_key: bytes, event_id: bytes, lookup_keys: Sequ
     return sum(_TOP_64(_sha256(fingerprint_key + key + event_id).digest())[0] >> 4 for key in lookup_keys)
 
 
+async def index_sum(conn: asyncpg.Connection, log_id: int, fingerprint_key: bytes) -> tuple[int, int]:
+    """The lookup index's row count and fingerprint sum (``INDEX_FINGERPRINT``)
+    in ``conn``'s snapshot: what the records' ``index_fingerprint`` sums must equal."""
+    row = await conn.fetchrow(INDEX_FINGERPRINT, log_id, fingerprint_key)
+    assert row is not None  # an aggregate always returns a row
+    return int(row["n"]), int(row["fp"])
+
+
 def check_record(row: Any, seq: int) -> tuple[Damage | None, dict[str, Any]]:
     """Steps 2 and 3 for one row (``seq, event_id, occurred_at text, record, ...``)."""
     try:
@@ -331,6 +339,7 @@ async def check_range(
                     try:
                         if record is None:
                             assert fields is not None
+                            # index_fingerprint inline: this is the per-row hot path
                             for identifier in fields.patient.identifiers:
                                 pair = fp_key + fromhex(identifier.value_hmac) + eid
                                 index_fp += top64(sha256(pair).digest())[0] >> 4
