@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from auditsvc_sdk._note import NoteError, NoteSigner
+from auditsvc_sdk.note import NoteError, NoteSigner
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 

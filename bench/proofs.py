@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 import httpx
 from auditsvc_sdk import open_checkpoint, verify_consistency, verify_inclusion
-from auditsvc_sdk._note import NoteVerifier
+from auditsvc_sdk.note import NoteVerifier
 
 from auditsvc.domain.checkpoints import make_checkpoint
 from auditsvc.domain.tree import consistency_proof, extend_stored_tree, inclusion_proof, root_at

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditsvc_sdk._event import NO_NUL_PATTERN
+from auditsvc_sdk.wire import NO_NUL_PATTERN
 
 from ..settings import Settings
 from .schemas import ErrorOut

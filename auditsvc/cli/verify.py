@@ -10,7 +10,7 @@ from typing import Annotated
 import asyncpg
 import typer
 from auditsvc_sdk import genesis_hash
-from auditsvc_sdk._note import Checkpoint, NoteError
+from auditsvc_sdk.note import Checkpoint, NoteError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..domain.verify import CheckpointClaim, ResumeState, VerifyReport, log_id_for, verify_chain

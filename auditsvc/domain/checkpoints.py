@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
-from auditsvc_sdk._merkle import ProofError, verify_consistency
-from auditsvc_sdk._note import Checkpoint, sign_note
+from auditsvc_sdk.merkle import ProofError, verify_consistency
+from auditsvc_sdk.note import Checkpoint, sign_note
 
 from ..keys import CheckpointSigner
 from ..store import tree as store

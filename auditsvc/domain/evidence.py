@@ -35,7 +35,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from auditsvc_sdk._merkle import frontier_nodes
+from auditsvc_sdk.merkle import frontier_nodes
 
 from ..store import tree as store
 from .checkpoints import published_note

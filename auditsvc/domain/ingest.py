@@ -10,9 +10,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from auditsvc_sdk import PhiAccess, RecordTemplate
-from auditsvc_sdk._chain import SEALED_RECORD_VERSION
-from auditsvc_sdk._event import NO_NUL_PATTERN
-from auditsvc_sdk._wire import WireEvent, parse_event_batch
+from auditsvc_sdk.chain import SEALED_RECORD_VERSION
+from auditsvc_sdk.wire import NO_NUL_PATTERN, WireEvent, parse_event_batch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..keys import ServerKeys

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 from auditsvc_sdk import Identifier, PhiAccess, genesis_hash
-from auditsvc_sdk._wire import wire_event
+from auditsvc_sdk.wire import wire_event
 
 from ..keys import ServerKeys
 from ..runtime import AuditLog

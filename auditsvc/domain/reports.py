@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from auditsvc_sdk import Identifier
-from auditsvc_sdk._event import format_timestamp
+from auditsvc_sdk.chain import format_timestamp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ..runtime import AuditLog

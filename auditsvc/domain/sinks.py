@@ -23,7 +23,7 @@ from typing import Protocol
 
 import asyncpg
 import httpx
-from auditsvc_sdk._note import CosignatureVerifier, NoteError, NoteSignature, verify_cosignature
+from auditsvc_sdk.note import CosignatureVerifier, NoteError, NoteSignature, verify_cosignature
 
 from ..store import tree as store
 from .tree import consistency_proof

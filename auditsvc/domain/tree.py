@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import asyncpg
-from auditsvc_sdk._merkle import (
+from auditsvc_sdk.merkle import (
     CompactRange,
     NodeID,
     consistency_nodes,

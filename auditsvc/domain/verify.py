@@ -47,8 +47,8 @@ from typing import Any
 
 import asyncpg
 import orjson
-from auditsvc_sdk._merkle import CompactRange
-from auditsvc_sdk._note import NoteError, NoteVerifier, open_checkpoint
+from auditsvc_sdk.merkle import CompactRange
+from auditsvc_sdk.note import NoteError, NoteVerifier, open_checkpoint
 
 from ..keys import ServerKeys
 from .verify_range import (

@@ -35,13 +35,13 @@ from typing import Any
 import asyncpg
 import msgspec
 import orjson
-from auditsvc_sdk._chain import (
+from auditsvc_sdk.chain import (
     CHAIN_TAG,
     SEALED_RECORD_VERSION,
     UnsupportedFormatVersion,
     check_format_version,
 )
-from auditsvc_sdk._merkle import CompactRange
+from auditsvc_sdk.merkle import CompactRange
 
 MISSING_ROW = "missing_row"
 DUPLICATE_SEQ = "duplicate_seq"

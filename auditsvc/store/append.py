@@ -23,7 +23,7 @@ from uuid import UUID
 
 import asyncpg
 from auditsvc_sdk import RecordTemplate, chain_hash, leaf_hash
-from auditsvc_sdk._event import format_timestamp
+from auditsvc_sdk.chain import format_timestamp
 
 # pg_advisory_xact_lock(key1, key2): key1 names auditsvc's append lock, key2 the log.
 APPEND_LOCK_CLASS = 0x41554454  # "AUDT"
