@@ -52,6 +52,7 @@ from ._note import (
     verify_cosignature,
 )
 from ._retry import RetryPolicy
+from ._version import __version__ as __version__
 
 __all__ = [
     "EMPTY_ROOT",
@@ -113,5 +114,3 @@ __all__ = [
     "verify_inclusion",
     "verify_package",
 ]
-
-__version__ = "0.2.0"

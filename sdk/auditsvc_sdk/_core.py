@@ -32,6 +32,7 @@ from ._exceptions import ClientClosed, EventRejected, InvalidEvent, QueueFull, S
 from ._queue import EventStore, MemoryQueue
 from ._retry import RetryPolicy
 from ._spool import FsyncPolicy, Spool
+from ._version import __version__
 from ._wire import _Event, _normalise
 
 __all__ = ["ClientCore", "EventLike", "encode_event", "invalid_event", "raise_for_status", "to_event_json"]
@@ -40,7 +41,7 @@ log = logging.getLogger("auditsvc_sdk")
 
 EventLike = PhiAccess | Mapping[str, Any]
 MAX_BATCH = 1000
-USER_AGENT = "auditsvc-sdk/0.2"
+USER_AGENT = f"auditsvc-sdk/{__version__}"
 
 # The service's own fast schema (same field types as PhiAccess, tested equal
 # in tests/test_wire.py): a dict validates about a third faster than a model.
