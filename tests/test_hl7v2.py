@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from auditsvc_sdk import PhiAccess
-from auditsvc_sdk._hl7v2 import US_SSN, HL7v2Error, events_from_hl7v2, parse_hl7_timestamp
+from auditsvc_sdk.helpers import US_SSN, Cause, HL7v2Error, events_from_hl7v2, parse_hl7_timestamp, read_hl7v2
 
 CORPUS = Path(__file__).parent / "corpus" / "hl7v2"
 FILES = sorted(CORPUS.glob("*.hl7"))
@@ -445,9 +445,20 @@ def test_errors_are_value_errors() -> None:
         events(msg("EVN|A01"))
 
 
-def test_an_error_in_a_batch_names_the_message() -> None:
+def test_a_bad_message_in_a_batch_does_not_refuse_the_others() -> None:
     batch = "BHS|^~\\&|A|B\r" + msg(PID) + msg("EVN|A01") + "BTS|2\r"
-    with pytest.raises(HL7v2Error, match=r"^message 2 of 2: no PID segment"):
+    (event,) = events(batch)
+    assert event.patient.identifiers[0].value == "900001"
+    found = read_hl7v2(batch, actor=CHANNEL)
+    assert (found.units, found.event_units) == (2, (0,))
+    (refusal,) = found.refusals
+    assert (refusal.index, refusal.cause) == (1, Cause.NO_PATIENT)
+    assert "no PID segment" in refusal.message
+
+
+def test_a_batch_of_only_bad_messages_raises_naming_the_first() -> None:
+    batch = "BHS|^~\\&|A|B\r" + msg("EVN|A01") + msg("EVN|A02") + "BTS|2\r"
+    with pytest.raises(HL7v2Error, match=r"^message 1 of 2: no PID segment"):
         events(batch)
 
 

@@ -100,8 +100,10 @@ import orjson
 
 from ._event import MAX_DATA_ELEMENTS, MAX_IDENTIFIERS, Action, Actor, Outcome, PhiAccess, SystemRef
 from ._exceptions import AuditError
+from ._identifiers import IdentifierPolicy
+from ._results import Cause, HelperResult, Refusal, result
 
-__all__ = ["FHIRError", "events_from_fhir"]
+__all__ = ["FHIRError", "events_from_fhir", "read_fhir"]
 
 # Top-level elements that name the patient whose record a resource is part of.
 PATIENT_FIELDS = ("subject", "patient", "beneficiary", "for", "individual", "candidate")
@@ -140,9 +142,10 @@ class FHIRError(AuditError, ValueError):
     """The input is not usable FHIR R4 JSON. ``path`` is where (``entry[3].resource.subject``,
     empty for the whole input); the message never contains values from the input."""
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(self, path: str, problem: str, cause: str = Cause.BAD_ENTRY) -> None:
         self.path = path
         self.problem = problem
+        self.cause = cause
         super().__init__(f"{path or '(root)'}: {problem}")
 
 
@@ -576,11 +579,64 @@ def _load(resource_or_bundle: Mapping[str, Any] | str | bytes) -> Mapping[str, A
             data = orjson.loads(resource_or_bundle)
         except orjson.JSONDecodeError as exc:
             # Not the decoder's message: the document is PHI, and position is all a caller needs.
-            raise FHIRError("", f"not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+            raise FHIRError("", f"not valid JSON (line {exc.lineno}, column {exc.colno})", Cause.NOT_JSON) from None
         if not isinstance(data, dict):
-            raise FHIRError("", "must be a JSON object (a FHIR resource or Bundle)")
+            raise FHIRError("", "must be a JSON object (a FHIR resource or Bundle)", Cause.NOT_FHIR)
         return data
     raise FHIRError("", "must be a mapping, or JSON text as str or bytes")
+
+
+def read_fhir(
+    resource_or_bundle: Mapping[str, Any] | str | bytes,
+    *,
+    source: SystemRef | Mapping[str, Any] | str,
+    destination: SystemRef | Mapping[str, Any] | str,
+    actor: Actor | Mapping[str, Any],
+    action: Action | str = Action.READ,
+    event_type: str = "fhir-rest",
+    purpose_of_use: str | None = None,
+    occurred_at: datetime | str | None = None,
+    outcome: Outcome | int = Outcome.SUCCESS,
+    message_id: str | None = None,
+    attributes: Mapping[str, str | int | bool] | None = None,
+    fhir_base: str | None = None,
+    element_names: bool = True,
+    identifier_policy: IdentifierPolicy | None = None,
+) -> HelperResult:
+    """PHI access events of a FHIR R4 resource or Bundle, best effort: one per patient whose data it carries.
+
+    Every patient named yields an event; what had to be assumed is flagged
+    in ``attributes["assumed"]`` (:class:`Assumed`). A Bundle entry that
+    cannot be read is listed in ``refusals`` (its top-level entry number as
+    ``index``) while the other entries still yield their events; input that
+    names no patient is refused with cause ``no_patient``. Never raises for
+    the content of the input. ``source`` and ``destination`` are
+    ``SystemRef``s, their JSON objects, or bare system ids; ``fhir_base`` is
+    the server base URL (``https://x/fhir``) used to turn relative
+    references and logical ids into identifiers. Every event shares
+    ``occurred_at`` (default: now). See the module docstring for the rules.
+    """
+    try:
+        found = _events(
+            resource_or_bundle,
+            source=source,
+            destination=destination,
+            actor=actor,
+            action=action,
+            event_type=event_type,
+            purpose_of_use=purpose_of_use,
+            occurred_at=occurred_at,
+            outcome=outcome,
+            message_id=message_id,
+            attributes=attributes,
+            fhir_base=fhir_base,
+            element_names=element_names,
+        )
+    except FHIRError as exc:
+        return HelperResult(refusals=(Refusal(None, exc.cause, exc.problem, exc.path),), units=1)
+    if not found:
+        return HelperResult(refusals=(Refusal(None, Cause.NO_PATIENT, "the input names no patient"),), units=1)
+    return result([(0, e) for e in found], [], 1)
 
 
 def events_from_fhir(
@@ -598,17 +654,50 @@ def events_from_fhir(
     attributes: Mapping[str, str | int | bool] | None = None,
     fhir_base: str | None = None,
     element_names: bool = True,
+    identifier_policy: IdentifierPolicy | None = None,
 ) -> list[PhiAccess]:
-    """One ``PhiAccess`` per patient whose data a FHIR R4 resource or Bundle carries.
+    """The events of :func:`read_fhir`: an empty list when the input names no patient,
+    :class:`FHIRError` when nothing in it could be read. Kept for existing callers; refusals of
+    single Bundle entries are reported only by :func:`read_fhir`."""
+    found = read_fhir(
+        resource_or_bundle,
+        source=source,
+        destination=destination,
+        actor=actor,
+        action=action,
+        event_type=event_type,
+        purpose_of_use=purpose_of_use,
+        occurred_at=occurred_at,
+        outcome=outcome,
+        message_id=message_id,
+        attributes=attributes,
+        fhir_base=fhir_base,
+        element_names=element_names,
+        identifier_policy=identifier_policy,
+    )
+    if not found.events:
+        refused = [r for r in found.refusals if r.cause != Cause.NO_PATIENT]
+        if refused:
+            raise FHIRError(refused[0].where, refused[0].message, refused[0].cause)
+    return list(found.events)
 
-    ``resource_or_bundle`` is a parsed JSON object or JSON text. ``source``
-    and ``destination`` are ``SystemRef``s, their JSON objects, or bare system
-    ids; ``fhir_base`` is the server base URL (``https://x/fhir``) used to
-    turn relative references and logical ids into identifiers. Every event
-    shares ``occurred_at`` (default: now). Returns an empty list when the
-    input names no patient. Raises ``FHIRError`` on input that is not FHIR
-    R4 JSON; see the module docstring for every rule.
-    """
+
+def _events(
+    resource_or_bundle: Mapping[str, Any] | str | bytes,
+    *,
+    source: SystemRef | Mapping[str, Any] | str,
+    destination: SystemRef | Mapping[str, Any] | str,
+    actor: Actor | Mapping[str, Any],
+    action: Action | str = Action.READ,
+    event_type: str = "fhir-rest",
+    purpose_of_use: str | None = None,
+    occurred_at: datetime | str | None = None,
+    outcome: Outcome | int = Outcome.SUCCESS,
+    message_id: str | None = None,
+    attributes: Mapping[str, str | int | bool] | None = None,
+    fhir_base: str | None = None,
+    element_names: bool = True,
+) -> list[PhiAccess]:
     data = _load(resource_or_bundle)
     rtype = _resource_type(data, "")
     walker = _Walker(fhir_base, element_names)

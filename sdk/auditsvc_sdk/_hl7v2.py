@@ -96,7 +96,7 @@ from __future__ import annotations
 import codecs
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal
 
@@ -105,10 +105,11 @@ from pydantic import ValidationError
 
 from ._event import MAX_IDENTIFIERS, Action, Actor, Identifier, Outcome, PhiAccess, SystemRef
 from ._exceptions import AuditError
+from ._identifiers import US_SSN, IdentifierPolicy
+from ._results import Cause, HelperResult, Refusal, result
 
-__all__ = ["US_SSN", "HL7v2Error", "events_from_hl7v2", "parse_hl7_timestamp"]
+__all__ = ["US_SSN", "HL7v2Error", "events_from_hl7v2", "parse_hl7_timestamp", "read_hl7v2"]
 
-US_SSN = "http://hl7.org/fhir/sid/us-ssn"
 _HEADERS = ("MSH", "BHS", "FHS")
 _ENVELOPES = ("BHS", "BTS", "FHS", "FTS")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
@@ -142,11 +143,16 @@ class HL7v2Error(AuditError, ValueError):
     """The message cannot be turned into PHI access events.
 
     The text names the message, segment, field or repetition and the
-    problem, never a value from the message.
+    problem, never a value from the message; ``cause`` is the
+    :class:`~auditsvc_sdk.helpers.Cause` code.
     """
 
+    def __init__(self, message: str, cause: str = Cause.NO_PATIENT) -> None:
+        super().__init__(message)
+        self.cause = cause
 
-def events_from_hl7v2(
+
+def read_hl7v2(
     message: str | bytes,
     *,
     actor: Actor | Mapping[str, Any],
@@ -156,29 +162,42 @@ def events_from_hl7v2(
     default_tz: tzinfo | None = None,
     source: SystemRef | Mapping[str, Any] | str | None = None,
     destination: SystemRef | Mapping[str, Any] | str | None = None,
+    default_authority: str | None = None,
     outcome: Outcome | int = Outcome.SUCCESS,
     attributes: Mapping[str, str | int | bool] | None = None,
     event_type: str = "hl7v2-message",
     encoding: str | None = None,
     event_ids: Literal["new", "from-message"] = "new",
-) -> list[PhiAccess]:
-    """One PHI access event per patient of an HL7 v2 message or batch.
+    identifier_policy: IdentifierPolicy | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> HelperResult:
+    """PHI access events of an HL7 v2 message, batch or file, best effort: one per patient of each message.
+
+    Every message that names a patient yields an event for each of its
+    patients; what had to be assumed is flagged in ``attributes["assumed"]``
+    (:class:`Assumed`). Messages that name no patient, or cannot be read,
+    are listed in ``refusals`` (:class:`Refusal`, with a :class:`Cause`
+    code), the others still yield their events. Never raises for the
+    content of ``message``; raises ``TypeError``/``ValueError`` for bad
+    arguments.
 
     ``actor`` is who moves the message (the channel, e.g. ``{"id":
     "mirth/ADT-IN", "type": "system"}``). The other keyword arguments
     override what is read from the message: ``source``/``destination``
     (default MSH-3/4 and MSH-5/6), ``occurred_at`` (default MSH-7, read in
     ``default_tz`` when it has no offset), ``action`` (default by trigger).
-    ``encoding`` decodes ``bytes`` instead of MSH-18. See the module
-    docstring for the rules. Raises :class:`HL7v2Error` when the message
-    has no MSH, no patient identifier, or no usable timestamp or system.
+    ``default_authority`` is the assigning authority of identifiers without
+    CX-4 (default: the sending facility). ``encoding`` decodes ``bytes``
+    instead of MSH-18. ``identifier_policy`` canonicalises identifier
+    systems and drops placeholders (default :class:`IdentifierPolicy()`).
+    ``clock`` gives the time of processing (default: now, UTC). See the
+    module docstring for the rules.
 
     ``event_ids="from-message"`` derives each ``event_id`` from the message
     (UUIDv5 of source, destination, actor, MSH-10, time and the patient's
-    place in the batch and message) instead of a new UUIDv7: a channel that re-runs the
-    same handler on the same message after a crash then records nothing
-    twice (the service answers ``duplicate``). Use it when a re-run is a
-    retry, not a new disclosure; it needs MSH-10.
+    place in the batch and message) instead of a new UUIDv7: a channel that
+    re-runs the same handler on the same message after a crash then records
+    nothing twice (the service answers ``duplicate``).
     """
     if event_ids not in ("new", "from-message"):
         raise ValueError('event_ids must be "new" or "from-message"')
@@ -199,21 +218,73 @@ def events_from_hl7v2(
         "destination": _system_ref(destination),
         "occurred_at": occurred_at,
     }
-    text = _decode(message, encoding) if isinstance(message, bytes) else message
-    messages = _split_messages(text)
-    events: list[PhiAccess] = []
+    try:
+        text = _decode(message, encoding) if isinstance(message, bytes) else message
+        messages = _split_messages(text)
+    except HL7v2Error as exc:
+        return HelperResult(refusals=(Refusal(None, exc.cause, str(exc)),))
+    events: list[tuple[int, PhiAccess]] = []
+    refusals: list[Refusal] = []
     for number, lines in enumerate(messages, 1):
         try:
-            events.extend(
-                _message_events(
-                    lines, common, overrides, dict(attributes or {}), default_tz, number if derive_ids else None
-                )
+            produced = _message_events(
+                lines, common, overrides, dict(attributes or {}), default_tz, number if derive_ids else None
             )
         except HL7v2Error as exc:
-            if len(messages) == 1:
-                raise
-            raise HL7v2Error(f"message {number} of {len(messages)}: {exc}") from None
-    return events
+            refusals.append(Refusal(number - 1, exc.cause, str(exc)))
+            continue
+        events.extend((number - 1, e) for e in produced)
+    return result(events, refusals, len(messages))
+
+
+def events_from_hl7v2(
+    message: str | bytes,
+    *,
+    actor: Actor | Mapping[str, Any],
+    action: Action | str | None = None,
+    purpose_of_use: str | None = None,
+    occurred_at: datetime | None = None,
+    default_tz: tzinfo | None = None,
+    source: SystemRef | Mapping[str, Any] | str | None = None,
+    destination: SystemRef | Mapping[str, Any] | str | None = None,
+    default_authority: str | None = None,
+    outcome: Outcome | int = Outcome.SUCCESS,
+    attributes: Mapping[str, str | int | bool] | None = None,
+    event_type: str = "hl7v2-message",
+    encoding: str | None = None,
+    event_ids: Literal["new", "from-message"] = "new",
+    identifier_policy: IdentifierPolicy | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> list[PhiAccess]:
+    """The events of :func:`read_hl7v2`, raising :class:`HL7v2Error` when the input yields none.
+
+    Kept for existing callers: when some messages of a batch are refused
+    and others are not, the events of the others are returned and the
+    refusals are not reported; use :func:`read_hl7v2` to see them.
+    """
+    found = read_hl7v2(
+        message,
+        actor=actor,
+        action=action,
+        purpose_of_use=purpose_of_use,
+        occurred_at=occurred_at,
+        default_tz=default_tz,
+        source=source,
+        destination=destination,
+        default_authority=default_authority,
+        outcome=outcome,
+        attributes=attributes,
+        event_type=event_type,
+        encoding=encoding,
+        event_ids=event_ids,
+        identifier_policy=identifier_policy,
+        clock=clock,
+    )
+    if not found.events and found.refusals:
+        first = found.refusals[0]
+        prefix = f"message {first.index + 1} of {found.units}: " if first.index is not None and found.units > 1 else ""
+        raise HL7v2Error(prefix + first.message, first.cause)
+    return list(found.events)
 
 
 # --- bytes, lines, messages --------------------------------------------------
@@ -229,7 +300,7 @@ def _decode(data: bytes, encoding: str | None) -> str:
         try:
             return data.decode(encoding)
         except (LookupError, UnicodeDecodeError):
-            raise HL7v2Error(f"the message cannot be decoded as {encoding}") from None
+            raise HL7v2Error(f"the message cannot be decoded as {encoding}", Cause.UNDECODABLE) from None
     declared = _declared_charset(data)
     for codec in (*([declared] if declared else []), "utf-8", "cp1252"):
         try:
@@ -264,7 +335,9 @@ def _split_messages(text: str) -> list[list[str]]:
             continue
         if line[:3] in _HEADERS:
             if len(line) < 4 or line[3].isalnum() or line[3].isspace():
-                raise HL7v2Error(f"{line[:3]}-1 (the field separator) is missing or not a separator character")
+                raise HL7v2Error(
+                    f"{line[:3]}-1 (the field separator) is missing or not a separator character", Cause.BAD_HEADER
+                )
             separator = line[3]
         segment_start = separator is not None and _SEGMENT_ID.fullmatch(line[:3]) and line[3:4] in ("", separator)
         if line[:3] == "MSH":
@@ -273,16 +346,18 @@ def _split_messages(text: str) -> list[list[str]]:
         elif line[:3] in _ENVELOPES and segment_start:
             in_message = False
         elif not messages:
-            raise HL7v2Error("no MSH segment: the input does not start with MSH (or a batch header FHS/BHS)")
+            raise HL7v2Error(
+                "no MSH segment: the input does not start with MSH (or a batch header FHS/BHS)", Cause.NOT_HL7V2
+            )
         elif not in_message:
             what = f"a {line[:3]} segment" if segment_start else "text"
-            raise HL7v2Error(f"{what} follows a batch header or trailer instead of an MSH")
+            raise HL7v2Error(f"{what} follows a batch header or trailer instead of an MSH", Cause.NOT_IN_MESSAGE)
         elif segment_start:
             messages[-1].append(line)
         else:
             messages[-1][-1] += "\n" + line
     if not messages:
-        raise HL7v2Error("no MSH segment: the input is empty or not HL7 v2")
+        raise HL7v2Error("no MSH segment: the input is empty or not HL7 v2", Cause.NOT_HL7V2)
     return messages
 
 
@@ -366,7 +441,7 @@ def _parse(lines: list[str]) -> Any:
         return hl7.parse("\r".join(lines))
     except Exception:
         # The library's messages quote segment text, which may be PHI.
-        raise HL7v2Error("the MSH segment cannot be parsed") from None
+        raise HL7v2Error("the MSH segment cannot be parsed", Cause.BAD_HEADER) from None
 
 
 # --- one message ----------------------------------------------------------------
@@ -432,7 +507,7 @@ def _message_events(
         except ValidationError as exc:
             # Only the location and the reason: pydantic's text would quote the input.
             reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise HL7v2Error(f"the event built from the message is invalid: {reasons}") from None
+            raise HL7v2Error(f"the event built from the message is invalid: {reasons}", Cause.INVALID_EVENT) from None
     return events
 
 
