@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import time
 import weakref
 from collections.abc import Iterable
@@ -54,8 +55,10 @@ class AsyncAuditClient(ClientCore):
         self._http = httpx.AsyncClient(transport=transport, **self._http_args())
         self._events()
         self._task: asyncio.Task[None] | None = None
-        self._atexit = _report_at_exit
-        atexit.register(self._atexit, weakref.ref(self))
+        # One callable per client (see AuditClient): unregistering it on
+        # close() leaves every other client's exit report in place.
+        self._atexit = functools.partial(_report_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
         if self.store.depth:
             # Events left in the spool by an earlier run go out now when a
             # loop is running; otherwise on entering ``async with``, or at

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import threading
 import time
 import weakref
@@ -70,9 +71,11 @@ class AuditClient(ClientCore):
         self._http = httpx.Client(transport=transport, **self._http_args())
         self._conditions()
         self._worker: threading.Thread | None = None
-        self._atexit = _close_at_exit
-        self._ref = weakref.ref(self)
-        atexit.register(self._atexit, self._ref)
+        # One callable per client: atexit.unregister() removes every
+        # registration equal to its argument, and a shared function would
+        # take every other client's exit flush with it.
+        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
         if self.store.depth:
             self._start_worker()  # events left in the spool by an earlier run
 
