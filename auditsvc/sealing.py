@@ -125,8 +125,9 @@ class FileKeyProvider:
     Re-read when the file changes (checked at most once a second), so a
     rotation reaches running workers without a restart."""
 
-    def __init__(self, path: Path, *, create: bool = False) -> None:
+    def __init__(self, path: Path, *, create: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.clock = clock  # seconds; when the file is looked at again (tests move it)
         if create and not path.exists():
             _write_keyring(path, {"k1": os.urandom(32)}, "k1", exclusive=True)
         self._lock = threading.Lock()
@@ -151,7 +152,7 @@ class FileKeyProvider:
             self._keys, self._stamp = self._read(), stamp
 
     def _fresh(self) -> StaticKeyProvider:
-        now = time.monotonic()
+        now = self.clock()
         if now - self._checked >= 1.0:
             with self._lock:
                 self._checked = now

@@ -30,6 +30,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from auditsvc.api.app import create_app
@@ -171,6 +172,7 @@ class Service:
     url: str
     settings: Settings
     server: uvicorn.Server
+    app: FastAPI  # its state (``app.state.audit``, ``.access_control``) is where tests move clocks
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -195,7 +197,7 @@ def running_service(settings: Settings, **uvicorn_options: Any) -> Iterator[Serv
         assert thread.is_alive() and time.monotonic() < deadline, "API server did not start"
         time.sleep(0.02)
     try:
-        yield Service(f"http://127.0.0.1:{port}", settings, server)
+        yield Service(f"http://127.0.0.1:{port}", settings, server, app)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -251,6 +253,20 @@ def serve_process(
 def service(settings: Settings) -> Iterator[Service]:
     with running_service(settings) as running:
         yield running
+
+
+class ScriptedClock:
+    """A clock that answers ``readings`` in turn, then the last one for ever."""
+
+    def __init__(self, *readings: float) -> None:
+        self.readings = list(readings)
+        self.reads = 0
+        self.now = readings[0]
+
+    def __call__(self) -> float:
+        self.now = self.readings[min(self.reads, len(self.readings) - 1)]
+        self.reads += 1
+        return self.now
 
 
 def event(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -246,8 +245,8 @@ def test_cli_expiry_is_set_at_creation_and_takes_effect_without_revocation(servi
     )
     for refused in (past, both):
         assert refused.returncode == 2 and "asv_" not in refused.stdout + refused.stderr
-    # Far enough ahead for one CLI start and one request; then it lapses on its own.
-    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    # An hour ahead; then the service's clock is moved past it, and it lapses on its own.
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     at = soon.strftime("%Y-%m-%dT%H:%M:%S%z")
     created = run_cli(settings, "tokens", "create", "--role", "auditor", "--expires-at", at, "--json")
     assert created.returncode == 0, created.stdout + created.stderr
@@ -257,6 +256,8 @@ def test_cli_expiry_is_set_at_creation_and_takes_effect_without_revocation(servi
         assert client.get("/v1/checkpoints/verifier-key").status_code == 200
         listed = {t["token_id"]: t for t in json.loads(run_cli(settings, "tokens", "list", "--json").stdout)}
         assert datetime.fromisoformat(listed[answer["token_id"]]["expires_at"]) == soon
-        while datetime.now(UTC) <= soon:
-            time.sleep(0.2)
+        access = service.app.state.access_control
+        access.now = lambda: soon - timedelta(seconds=1)
+        assert client.get("/v1/checkpoints/verifier-key").status_code == 200
+        access.now = lambda: soon
         assert_401(client.get("/v1/checkpoints/verifier-key"), "expired")

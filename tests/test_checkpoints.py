@@ -29,6 +29,7 @@ from auditsvc_sdk._note import (
     verify_cosignature,
 )
 
+from auditsvc.domain.checkpointer import Checkpointer
 from auditsvc.domain.tokens import Role
 from auditsvc.domain.tree import inclusion_proof
 from auditsvc.settings import Settings, WitnessConfig
@@ -177,18 +178,36 @@ def checkpoint_sizes(settings: Settings) -> list[int]:
     return [r["tree_size"] for r in query(str(settings.database_url), "SELECT tree_size FROM checkpoints ORDER BY 1")]
 
 
+def quick_checkpointer(service: Service) -> Checkpointer:
+    """The running service's checkpointer, polling every 50 ms."""
+    checkpointer: Checkpointer = service.app.state.audit.checkpointer
+    checkpointer.poll = 0.05
+    return checkpointer
+
+
+def a_whole_round_ran(checkpointer: Checkpointer) -> None:
+    """Until one round started and ended after this call (the one under way may predate it)."""
+    seen = checkpointer.rounds
+    wait_for(lambda: checkpointer.rounds >= seen + 2)
+
+
 def test_checkpoints_are_made_every_n_events_and_every_t_seconds(settings: Settings) -> None:
     by_count = settings.model_copy(update={"checkpoint_every_events": 100, "checkpoint_interval_seconds": 3600})
     with running_service(by_count) as service:
+        checkpointer = quick_checkpointer(service)
         wait_for(lambda: checkpoint_sizes(settings) == [0])  # the empty log, signed at start
         append(service, 99)
-        time.sleep(1.5)
+        a_whole_round_ran(checkpointer)
         assert checkpoint_sizes(settings) == [0]  # 99 < 100 and the hour has not passed
         append(service, 1)
         wait_for(lambda: checkpoint_sizes(settings) == [0, 100])
-    by_time = settings.model_copy(update={"checkpoint_every_events": 10**9, "checkpoint_interval_seconds": 0.5})
+    by_time = settings.model_copy(update={"checkpoint_every_events": 10**9, "checkpoint_interval_seconds": 3600})
     with running_service(by_time) as service:
+        checkpointer = quick_checkpointer(service)
         append(service, 5)
+        a_whole_round_ran(checkpointer)
+        assert checkpoint_sizes(settings)[-1] == 100  # 5 new events, and the hour has not passed
+        checkpointer.clock = lambda: time.time() + 3600  # now it has
         wait_for(lambda: checkpoint_sizes(settings)[-1] == 105)
 
 

@@ -48,7 +48,7 @@ def _append_worker(settings_json: str, worker: int, start: Any) -> None:
 
     async def _run() -> None:
         async with open_audit_log(settings) as audit:
-            start.wait()
+            start.wait(timeout=120)  # every process has connected and registered the log
             batches = [_batch_events(worker, b) for b in range(BATCHES)] + [_shared_events()]
             await asyncio.gather(
                 *(
@@ -75,14 +75,13 @@ def assert_one_linear_history(settings: Settings, expected: int) -> None:
 
 def test_four_processes_appending_at_once_make_one_gapless_chain(settings: Settings) -> None:
     context = multiprocessing.get_context("spawn")
-    start = context.Event()
+    start = context.Barrier(PROCESSES + 1)
     assert settings.secret_key is not None
     payload = json.dumps({**settings.model_dump(mode="json"), "secret_key": settings.secret_key.get_secret_value()})
     workers = [context.Process(target=_append_worker, args=(payload, w, start)) for w in range(PROCESSES)]
     for process in workers:
         process.start()
-    time.sleep(1.0)  # let every process connect and register the log first
-    start.set()
+    start.wait(timeout=120)  # let every process connect and register the log first
     for process in workers:
         process.join(timeout=120)
         assert process.exitcode == 0

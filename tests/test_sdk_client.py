@@ -28,7 +28,7 @@ from auditsvc_sdk import (
 )
 from auditsvc_sdk._retry import parse_retry_after
 
-from .conftest import event
+from .conftest import ScriptedClock, event
 
 FAST = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, max_retry_after=0.05)
 MRN = "urn:oid:2.16.840.1.113883.3.1234.1.1"
@@ -264,13 +264,13 @@ def test_a_refused_token_keeps_the_events_and_is_logged_once(make_client, fake, 
 
 def test_full_queue_blocks_then_raises_and_drops_nothing(make_client, fake) -> None:
     fake.script = [refuse_connection] * 10_000
-    client = make_client(max_queue=3, block_timeout=0.2, retry=RetryPolicy(initial_backoff=5, max_backoff=5))
+    client = make_client(max_queue=3, block_timeout=5, retry=RetryPolicy(initial_backoff=5, max_backoff=5))
     for _ in range(3):
         client.record(event())
-    started = time.monotonic()
+    client._clock = clock = ScriptedClock(100.0, 104.99, 105.0)  # starts, waits short of the bound, reaches it
     with pytest.raises(QueueFull):
         client.record(event())
-    assert time.monotonic() - started >= 0.2
+    assert clock.now - 100.0 >= 5 and clock.reads >= 3  # it waited for room, and gave up at the bound
     counters = client.counters()
     assert (counters.recorded, counters.queue_depth) == (3, 3)
 

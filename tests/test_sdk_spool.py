@@ -20,7 +20,7 @@ import pytest
 from auditsvc_sdk import AsyncAuditClient, AuditClient, RetryPolicy, SpoolFull, SpoolLocked
 from auditsvc_sdk._spool import Spool
 
-from .conftest import event
+from .conftest import ScriptedClock, event
 
 DOWN = RetryPolicy(initial_backoff=5, max_backoff=5)
 
@@ -162,17 +162,18 @@ def test_take_respects_the_byte_budget_but_always_makes_progress(tmp_path) -> No
 
 
 def test_a_full_spool_blocks_then_raises_and_keeps_every_event(tmp_path) -> None:
-    offline = client(tmp_path, refuse, retry=DOWN, spool_max_bytes=8 * 1024, block_timeout=0.2)
+    offline = client(tmp_path, refuse, retry=DOWN, spool_max_bytes=8 * 1024, block_timeout=5)
+    offline._clock = ScriptedClock(0.0, 5.0)  # filling: the bound runs out at once
     recorded = []
     with pytest.raises(SpoolFull):
         for _ in range(100):
             e = event()
             offline.record(e)
             recorded.append(e["event_id"])
-    started = time.monotonic()
+    offline._clock = clock = ScriptedClock(100.0, 104.99, 105.0)  # starts, waits short of the bound, reaches it
     with pytest.raises(SpoolFull):
         offline.record(event())
-    assert time.monotonic() - started >= 0.2
+    assert clock.now - 100.0 >= 5 and clock.reads >= 3  # it waited for room, and gave up at the bound
     assert offline.counters().queue_depth == len(recorded) == offline.counters().spooled
     offline.close(timeout=0)
     received = Recorder()

@@ -100,7 +100,8 @@ def test_keys_from_the_environment() -> None:
 
 def test_keyring_file_is_private_rotates_and_is_reloaded(tmp_path: Path) -> None:
     path = tmp_path / "keys" / "identifier-keys.json"
-    provider = FileKeyProvider(path, create=True)
+    now = [1000.0]
+    provider = FileKeyProvider(path, create=True, clock=lambda: now[0])
     assert path.stat().st_mode & 0o777 == 0o600
     s = IdentifierSealer(provider)
     sealed = s.seal(MRN, "MRN-SEAL-00003")
@@ -109,7 +110,8 @@ def test_keyring_file_is_private_rotates_and_is_reloaded(tmp_path: Path) -> None
     assert path.stat().st_mode & 0o777 == 0o600
     keys, current = read_keyring(path)
     assert current == "k2" and len(keys["k2"]) == 32
-    time.sleep(1.05)  # the provider looks at the file at most once a second
+    assert s.seal(MRN, "MRN-SEAL-00005").startswith(f"{SEAL_PREFIX}k1:")  # looked at less than a second ago
+    now[0] += 1.0  # the provider looks at the file at most once a second
     assert s.seal(MRN, "MRN-SEAL-00004").startswith(f"{SEAL_PREFIX}k2:")
     assert s.open(MRN, sealed) == "MRN-SEAL-00003"
     path.write_text("{}")
@@ -202,7 +204,8 @@ def test_rotation_reaches_the_running_service_and_old_events_still_open(service:
     rotated = run_cli(service.settings, "keys", "rotate")
     assert rotated.returncode == 0, rotated.stderr
     assert "k2 now seals new writes" in rotated.stdout
-    time.sleep(1.05)
+    provider = service.app.state.audit.keys.sealer.provider
+    provider.clock = lambda: time.monotonic() + 1.0  # a second on: the service looks at the file again
     emitter = service.token(Role.EMITTER, ["epic-adt"])
     with service.client(emitter) as client:
         client.post("/v1/events", json={"events": [event(PATIENTS[0])]}).raise_for_status()

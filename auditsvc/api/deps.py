@@ -28,6 +28,7 @@ class AccessControl:
 
     oidc: OidcVerifier | None
     limits: RateLimits
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)  # API tokens' expiry is judged by it (tests move it)
 
 
 def install_access_control(app: FastAPI, settings: Settings) -> None:
@@ -58,7 +59,7 @@ async def get_caller(request: Request, audit: AuditDep) -> Caller:
         token_id, secret = parse_api_token(value)
         async with audit.engine.connect() as conn:
             stored = await get_token(conn, token_id)
-        caller = authenticate(stored, secret, audit.keys, datetime.now(UTC))
+        caller = authenticate(stored, secret, audit.keys, access.now())
     access.limits.admit(caller)
     return caller
 

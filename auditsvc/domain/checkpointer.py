@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import asyncpg
 import httpx
@@ -33,7 +34,9 @@ PUBLISH_LOCK_CLASS = store.CHECKPOINT_LOCK_CLASS + 1
 
 
 class Checkpointer:
-    def __init__(self, engine: AsyncEngine, log_id: int, settings: Settings) -> None:
+    def __init__(
+        self, engine: AsyncEngine, log_id: int, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.engine = engine
         self.log_id = log_id
         self.origin = settings.log_name
@@ -53,6 +56,9 @@ class Checkpointer:
         self.failures = 0
         self.refused: str | None = None
         self._observed = 0.0  # monotonic time the gauges were last fed
+        self.clock = clock  # Unix seconds, against which a checkpoint's age is due (tests move it)
+        self.poll = max(0.05, min(1.0, self.interval / 2))  # seconds between rounds, read each round
+        self.rounds = 0  # background rounds run, done or failed (tests wait on it)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="auditsvc-checkpointer")
@@ -77,7 +83,7 @@ class Checkpointer:
     async def round(self) -> None:
         """One round: sign if due, then publish what sinks lack."""
         async with driver_connection(self.engine) as conn:
-            if await checkpoint_due(conn, self.log_id, self.every, self.interval):
+            if await checkpoint_due(conn, self.log_id, self.every, self.interval, self.clock()):
                 try:
                     await make_checkpoint(conn, self.log_id, self.origin, self.signer, wait=False)
                     self.refused = None
@@ -127,9 +133,8 @@ class Checkpointer:
                         self._published[sink.name] = latest.tree_size
 
     async def _run(self) -> None:
-        poll = max(0.05, min(1.0, self.interval / 2))
         while True:
-            await asyncio.sleep(poll)
+            await asyncio.sleep(self.poll)
             try:
                 with background_work():  # polling: no database spans
                     await self.round()
@@ -138,3 +143,4 @@ class Checkpointer:
             except Exception as exc:  # the database may be down: try again next round
                 self.failures += 1
                 log.warning("checkpoint round failed: %s", type(exc).__name__)
+            self.rounds += 1

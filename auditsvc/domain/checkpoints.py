@@ -15,7 +15,6 @@ directory, a webhook, and witnesses that cosign it.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -80,16 +79,18 @@ async def make_checkpoint(
     return SignedCheckpoint(size, root, note, created=True)
 
 
-async def checkpoint_due(conn: asyncpg.Connection, log_id: int, every_events: int, interval_seconds: float) -> bool:
+async def checkpoint_due(
+    conn: asyncpg.Connection, log_id: int, every_events: int, interval_seconds: float, now: float
+) -> bool:
     """Whether the log grew by ``every_events`` since the latest checkpoint,
-    or grew at all and ``interval_seconds`` passed."""
+    or grew at all and ``interval_seconds`` passed by ``now`` (Unix seconds)."""
     size = await store.committed_size(conn, log_id)
     latest = await store.latest_checkpoint(conn, log_id)
     if latest is None:
         return True  # even the empty tree: it dates the start of the log
     if size <= latest.tree_size:
         return False
-    age = time.time() - latest.created_at.timestamp()
+    age = now - latest.created_at.timestamp()
     return size - latest.tree_size >= every_events or age >= interval_seconds
 
 

@@ -90,7 +90,7 @@ class AsyncAuditClient(ClientCore):
             self._work.set()
 
     async def _wait_for_room(self, payload: bytes) -> None:
-        deadline = time.monotonic() + self.block_timeout
+        deadline = self._clock() + self.block_timeout
         with self._lock:
             self._flush_target = max(self._flush_target, self._put)
         self._ensure_task()
@@ -100,7 +100,7 @@ class AsyncAuditClient(ClientCore):
             with self._lock:
                 if self._admit(payload):
                     return
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 raise self._full_error()
             with contextlib.suppress(TimeoutError):

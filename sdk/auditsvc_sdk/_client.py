@@ -104,12 +104,12 @@ class AuditClient(ClientCore):
                 self._work.notify()
 
     def _wait_for_room(self, payload: bytes) -> None:
-        deadline = time.monotonic() + self.block_timeout
+        deadline = self._clock() + self.block_timeout
         self._flush_target = max(self._flush_target, self._put)  # send now, whatever the batch size
         self._start_worker_locked()
         self._work.notify()
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 raise self._full_error()
             self._space.wait(remaining)

@@ -131,6 +131,9 @@ if hasattr(os, "register_at_fork"):
 class ClientCore(ABC):
     """The base of ``AuditClient`` and ``AsyncAuditClient``; only I/O differs."""
 
+    # What ``record()`` measures ``block_timeout`` on (tests move it).
+    _clock: Callable[[], float] = staticmethod(time.monotonic)
+
     def __init__(
         self,
         url: str,
