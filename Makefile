@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.verify
 	$(BIN)/python -m bench.sdk
 	$(BIN)/python -m bench.proofs
+	$(BIN)/python -m bench.reports
 
 clean:
 	rm -rf $(VENV) .auditsvc .pytest_cache .mypy_cache .ruff_cache

@@ -11,30 +11,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import platform
 import random
 import secrets
 import shutil
+import sys
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
+from auditsvc_sdk import FORMAT_VERSION, genesis_hash
 from sqlalchemy.engine import make_url
 
+from auditsvc.domain.ingest import parse_batch, prepare
+from auditsvc.keys import load_keys
 from auditsvc.settings import Settings
+from auditsvc.store.append import PendingBatch, append_group, ensure_log
 from auditsvc.store.engine import asyncpg_dsn, redact
 from auditsvc.store.migrate import upgrade_head
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+GROUP_EVENTS = 5000  # events per append transaction while filling (the service's group-commit bound)
+BATCH_EVENTS = 500  # events per PendingBatch inside a group, as clients send them
+FILL_EMITTER = "tok_bench_emitter"
 
 DEFAULT_EVENTS = 200_000
 QUICK_EVENTS = 20_000
@@ -85,10 +96,23 @@ class DatabaseServer:
 
 
 @contextmanager
-def database_server(url: str | None) -> Iterator[DatabaseServer]:
-    """The configured server, or an embedded pgserver that lives for the run."""
+def database_server(url: str | None, pgdata: Path | None = None) -> Iterator[DatabaseServer]:
+    """The configured server, or an embedded pgserver that lives for the run
+    (in ``pgdata``, kept and stopped afterwards, when given)."""
     if url:
         yield DatabaseServer(url, "external")
+        return
+    if pgdata is not None:
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            kept = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        try:
+            yield DatabaseServer(f"postgresql://postgres@/postgres?host={pgdata}", "embedded")
+        finally:
+            kept.cleanup()
         return
     # A short path: PostgreSQL's Unix socket lives in the data directory and
     # socket paths are limited to ~100 bytes. pgserver creates ``pg`` itself
@@ -362,6 +386,19 @@ _ID_SYSTEMS = (
 )
 
 
+def synthetic_patient(n: int) -> tuple[dict[str, str], ...]:
+    """Patient number ``n``'s four identifiers, derived from ``n`` alone (no
+    list held in memory: a 10M-event log has about a million patients). The
+    hospital MRN is ``MRN<n, 8 digits>``, as in ``synthetic_patients``."""
+    digest = hashlib.blake2b(n.to_bytes(8, "big"), digest_size=16, person=b"bench-patient").digest()
+    return (
+        {"system": _ID_SYSTEMS[0], "value": f"MRN{n:08d}"},
+        {"system": _ID_SYSTEMS[1], "value": f"L{int.from_bytes(digest[:5], 'big') % 10**9:09d}"},
+        {"system": _ID_SYSTEMS[2], "value": f"E{digest[5:11].hex()}"},
+        {"system": _ID_SYSTEMS[3], "value": f"M{int.from_bytes(digest[11:16], 'big') % 10**10:010d}"},
+    )
+
+
 def synthetic_patients(count: int, seed: int = 20261124) -> list[tuple[dict[str, str], ...]]:
     """``count`` synthetic patients, each with four identifiers; the same list in
     every process for the same arguments, so client processes share patients."""
@@ -397,12 +434,16 @@ class EventFactory:
         self._clock = datetime(2026, 11, 24, 11, 0, 0, tzinfo=UTC) + timedelta(seconds=seed % 3600)
         self._n = 0
 
-    def event(self) -> dict[str, Any]:
+    def event(self, patient: Sequence[dict[str, str]] | None = None) -> dict[str, Any]:
+        """One event, of a random one of the factory's patients, or of
+        ``patient`` (whose first identifier it then always carries)."""
         rng = self._rng
         self._n += 1
         self._clock += timedelta(microseconds=rng.randrange(1, 40_000))
-        patient = rng.choice(self._patients)
-        identifiers = rng.sample(patient, rng.choice((2, 2, 3)))
+        if patient is None:
+            identifiers = rng.sample(rng.choice(self._patients), rng.choice((2, 2, 3)))
+        else:
+            identifiers = [patient[0], *rng.sample(patient[1:], rng.choice((1, 1, 2)))]
         source, destination = rng.sample(SYSTEMS, 2)
         event_type = rng.choice(_EVENT_TYPES)
         pool = _FHIR_ELEMENTS if event_type == "fhir-rest" else _HL7_ELEMENTS
@@ -437,3 +478,72 @@ class EventFactory:
 def describe_url(url: str) -> str:
     """The DSN for printing: password masked."""
     return redact(url)
+
+
+# ------------------------------------------------------------ filling a log
+
+
+class EventSource(Protocol):
+    def events(self, count: int) -> list[dict[str, Any]]: ...
+
+
+def print_fill_progress(done: int, total: int, seconds: float) -> None:
+    """A progress line on stderr every so often: long fills (1M+ events) take minutes."""
+    per_s = rate(done, seconds)
+    left = (total - done) / per_s if per_s else 0.0
+    print(f"  filled {done:,}/{total:,} events, {per_s:,.0f}/s, about {left:,.0f} s left", file=sys.stderr)
+
+
+async def fill(
+    url: str,
+    events: int,
+    seed: int,
+    data_dir: Path,
+    factory: EventSource | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    vacuum: Sequence[str] = ("events", "event_identifiers"),
+) -> dict[str, Any]:
+    """Append ``events`` events (from ``factory``, default ``EventFactory(seed)``)
+    with the service's append transaction, then ``VACUUM ANALYZE`` ``vacuum``
+    (every table when empty).
+
+    Each 500-event batch goes through the service's request parsing and
+    preparation (``parse_batch``, ``prepare``: validation, identifier HMACs)
+    as a POST body would, outside the timed part; ``append_seconds`` is the
+    append transactions alone."""
+    keys = load_keys(bench_settings(url, data_dir))
+    genesis = genesis_hash(BENCH_LOG_NAME)
+    source = factory if factory is not None else EventFactory(seed)
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    started = time.perf_counter()
+    append_seconds = 0.0
+    reported = 0
+    try:
+        log_id = await ensure_log(conn, BENCH_LOG_NAME, FORMAT_VERSION)
+        for start in range(0, events, GROUP_EVENTS):
+            batches = []
+            for chunk in range(start, min(start + GROUP_EVENTS, events), BATCH_EVENTS):
+                # Through the service's own request parsing, as a POST body would go.
+                body = json.dumps({"events": source.events(min(BATCH_EVENTS, events - chunk))}).encode()
+                batches.append(PendingBatch(prepare(parse_batch(body, BATCH_EVENTS), keys, FILL_EMITTER)))
+            t0 = time.perf_counter()
+            _, head = await append_group(conn, log_id, genesis, batches)
+            append_seconds += time.perf_counter() - t0
+            if progress is not None and head.tree_size - reported >= 100_000:
+                reported = head.tree_size
+                progress(head.tree_size, events, time.perf_counter() - started)
+        # Settle hint bits and the visibility map, as autovacuum would, so that no
+        # read pass pays for them.
+        await conn.execute(f"VACUUM ANALYZE {', '.join(vacuum)}")
+        size = await conn.fetchval("SELECT pg_total_relation_size('events')")
+    finally:
+        await conn.close()
+    if head.tree_size != events:
+        raise RuntimeError(f"filled {head.tree_size} events, expected {events}")
+    return {
+        "log_id": log_id,
+        "seconds": round(time.perf_counter() - started, 2),
+        "append_seconds": round(append_seconds, 2),
+        "append_events_per_s": round(rate(events, append_seconds), 1),
+        "events_table_bytes": size,
+    }

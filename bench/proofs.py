@@ -1,7 +1,7 @@
 """Inclusion-proof latency at a large log, and the tree's build cost.
 
 1. Fill a fresh database with N realistic events (default 1,000,000) with
-   the service's own append transaction (``bench.verify.fill``).
+   the service's own append transaction (``bench._common.fill``).
 2. Build the stored tree (``extend_stored_tree``: perfect nodes of 256+
    leaves) and sign a checkpoint of the whole log, timing both.
 3. Inclusion proofs for random seqs against that checkpoint, each verified
@@ -45,6 +45,7 @@ from ._common import (
     code_facts,
     database_server,
     describe_url,
+    fill,
     fresh_database,
     machine_facts,
     percentile,
@@ -54,7 +55,6 @@ from ._common import (
     write_results,
 )
 from .ingest import create_token, start_service
-from .verify import fill
 
 DEFAULT_EVENTS = 1_000_000
 QUICK_EVENTS = 50_000

@@ -38,26 +38,24 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from auditsvc_sdk import FORMAT_VERSION, chain_hash, genesis_hash, leaf_hash
+from auditsvc_sdk import chain_hash, genesis_hash, leaf_hash
 
-from auditsvc.domain.ingest import parse_batch, prepare
 from auditsvc.domain.verify import verify_chain
 from auditsvc.domain.verify_range import ROWS_SQL as VERIFY_ROWS_SQL  # the very query verification reads with
 from auditsvc.domain.verify_range import text_as_bytes
 from auditsvc.keys import ServerKeys, load_keys
-from auditsvc.store.append import PendingBatch, append_group, ensure_log
 from auditsvc.store.engine import asyncpg_dsn
 
 from ._common import (
     BENCH_LOG_NAME,
     REPO,
-    EventFactory,
     add_common_arguments,
     bench_settings,
     code_facts,
     database_server,
     describe_url,
     event_count,
+    fill,
     fresh_database,
     machine_facts,
     print_table,
@@ -68,54 +66,10 @@ from ._common import (
     write_results,
 )
 
-GROUP_EVENTS = 5000  # events per append transaction while filling (the service's group-commit bound)
-BATCH_EVENTS = 500  # events per PendingBatch inside a group, as clients send them
 PREFETCH = 5000  # rows per fetch of verification's cursor; the raw read uses the same
 BREAKDOWN_ROWS = 50_000  # rows held in memory for the per-step breakdown
-EMITTER = "tok_bench_emitter"
 _TOTAL_SQL = "SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1"
 _INDEX_ROWS_SQL = "SELECT id_hmac, event_id FROM event_identifiers WHERE log_id = $1"
-
-
-async def fill(url: str, events: int, seed: int, data_dir: Path) -> dict[str, Any]:
-    """Append ``events`` events with the service's append transaction.
-
-    Each 500-event batch goes through the service's request parsing and
-    preparation (``parse_batch``, ``prepare``: validation, identifier HMACs)
-    as a POST body would, outside the timed part; ``append_seconds`` is the
-    append transactions alone."""
-    keys = load_keys(bench_settings(url, data_dir))
-    genesis = genesis_hash(BENCH_LOG_NAME)
-    factory = EventFactory(seed)
-    conn = await asyncpg.connect(asyncpg_dsn(url))
-    started = time.perf_counter()
-    append_seconds = 0.0
-    try:
-        log_id = await ensure_log(conn, BENCH_LOG_NAME, FORMAT_VERSION)
-        for start in range(0, events, GROUP_EVENTS):
-            batches = []
-            for chunk in range(start, min(start + GROUP_EVENTS, events), BATCH_EVENTS):
-                # Through the service's own request parsing, as a POST body would go.
-                body = json.dumps({"events": factory.events(min(BATCH_EVENTS, events - chunk))}).encode()
-                batches.append(PendingBatch(prepare(parse_batch(body, BATCH_EVENTS), keys, EMITTER)))
-            t0 = time.perf_counter()
-            _, head = await append_group(conn, log_id, genesis, batches)
-            append_seconds += time.perf_counter() - t0
-        # Settle hint bits and the visibility map, as autovacuum would, so that no
-        # read pass pays for them.
-        await conn.execute("VACUUM ANALYZE events, event_identifiers")
-        size = await conn.fetchval("SELECT pg_total_relation_size('events')")
-    finally:
-        await conn.close()
-    if head.tree_size != events:
-        raise RuntimeError(f"filled {head.tree_size} events, expected {events}")
-    return {
-        "log_id": log_id,
-        "seconds": round(time.perf_counter() - started, 2),
-        "append_seconds": round(append_seconds, 2),
-        "append_events_per_s": round(rate(events, append_seconds), 1),
-        "events_table_bytes": size,
-    }
 
 
 async def raw_read(conn: asyncpg.Connection, log_id: int) -> tuple[int, float]:
