@@ -86,6 +86,17 @@ PUBLIC = {
         "verifier_from_vkey",
         "verify_cosignature",
     ],
+    "auditsvc_sdk.survey": [
+        "FORMAT",
+        "Item",
+        "Survey",
+        "SurveySettings",
+        "Unreadable",
+        "read_paths",
+        "render_html",
+        "render_terminal",
+        "survey",
+    ],
     "auditsvc_sdk.wire": ["NO_NUL_PATTERN", "WireEvent", "parse_event_batch", "wire_event"],
 }
 

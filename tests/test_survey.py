@@ -147,3 +147,31 @@ def test_committed_corpus_is_the_generators_output(tmp_path: Path) -> None:
     assert ours == theirs
     for rel in ours:
         assert (tmp_path / rel).read_bytes() == (committed / rel).read_bytes(), rel
+
+
+def test_helper_outcomes_account_for_every_message(report: dict, corpus: tuple[Path, Expected]) -> None:
+    _, e = corpus
+    y = report["helpers"]["hl7v2"]
+    assert y["inputs"] == e.hl7_messages and y["naming_a_patient"] == e.naming_a_patient
+    assert {k: v["inputs"] for k, v in y["by_type"].items()} == dict(e.message_types)
+    # One message per helper call: each either yields events or is refused (one refusal), never both or neither.
+    assert y["with_events"] + sum(y["refusals"].values()) == y["inputs"]
+    assert y["naming_a_patient_without_event"] >= y["naming_a_patient"] - y["with_events"]
+    # ACKs and master-file updates name nobody: refused for that cause, and never an event.
+    for kind in ("ACK", "MFN^M02"):
+        assert y["by_type"][kind]["with_events"] == 0
+    assert y["refusals"].get("no_patient", 0) >= e.message_types["ACK"] + e.message_types["MFN^M02"]
+    f = report["helpers"]["fhir"]
+    assert f["inputs"] == e.fhir_documents and f["by_type"]["CapabilityStatement"]["with_events"] == 0
+    assert f["refusals"].get("no_patient", 0) >= e.fhir_top_level["CapabilityStatement"]
+
+
+def test_settings_given_are_used_by_the_helpers(corpus: tuple[Path, Expected]) -> None:
+    directory, _ = corpus
+    hl7 = directory / "hl7"
+    without = survey([hl7])
+    with_tz = survey([hl7], default_tz="America/Chicago", placeholders=["NOSSN"], systems={"MAINHOSP": "urn:oid:1.2.3"})
+    assert with_tz["settings"]["default_tz"] == "America/Chicago"
+    assert with_tz["helpers"]["hl7v2"]["with_events"] >= without["helpers"]["hl7v2"]["with_events"]
+    rows = next(r for r in with_tz["recommendations"] if r["setting"] == "identifier_systems")["value"]
+    assert {r["from"]: r["maps_to"] for r in rows}["PID-3 MAINHOSP ^MR"] == "urn:oid:1.2.3"

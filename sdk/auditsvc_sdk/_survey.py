@@ -70,8 +70,8 @@ class Survey:
 
     def __init__(self, settings: SurveySettings | None = None) -> None:
         self.settings = settings or SurveySettings()
-        self.hl7 = HL7Stats()
-        self.fhir = FHIRStats()
+        self.hl7 = HL7Stats(self.settings.policy())
+        self.fhir = FHIRStats(self.settings.policy())
         self.hl7_yield = _Yield()
         self.fhir_yield = _Yield()
         self.containers: Counter[str] = Counter()
@@ -104,11 +104,7 @@ class Survey:
         return {
             "format": FORMAT,
             "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "settings": {
-                "default_tz": self.settings.default_tz,
-                "source": self.settings.source,
-                "fhir_base": self.settings.fhir_base,
-            },
+            "settings": self.settings.as_dict(),
             "inputs": {
                 "hl7v2_messages": self.hl7.messages,
                 "fhir_documents": self.fhir.documents,

@@ -1,7 +1,7 @@
 """``auditsvc-sdk``: the SDK's command line. ``auditsvc-sdk survey PATH...`` surveys a site's traffic.
 
 Exit status: 0 surveyed, 2 bad arguments (a path that does not exist, an
-unknown time zone). The report goes to the terminal unless ``--json -``
+unknown time zone, a malformed ``--system``). The report goes to the terminal unless ``--json -``
 takes standard output; a progress bar goes to standard error when it is a
 terminal (``--no-progress`` turns it off).
 """
@@ -41,7 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     survey.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
     survey.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML file")
     survey.add_argument("--default-tz", metavar="ZONE", help="IANA zone the helpers read offset-less times in")
-    survey.add_argument("--source", metavar="SYSTEM", help="the channel's source system id (fallback authority)")
+    survey.add_argument(
+        "--default-authority", metavar="AUTHORITY", help="assigning authority of identifiers without CX-4"
+    )
+    survey.add_argument("--source", metavar="SYSTEM", help="the channel's source system id (overrides MSH-3/4)")
+    survey.add_argument(
+        "--placeholder", metavar="VALUE", action="append", default=[], help="one more placeholder value (repeat)"
+    )
+    survey.add_argument(
+        "--system",
+        metavar="SPELLING=SYSTEM",
+        action="append",
+        default=[],
+        help="map an authority or system spelling to a canonical system (repeat)",
+    )
     survey.add_argument("--fhir-base", metavar="URL", help="the FHIR server's base URL, for relative references")
     survey.add_argument("--no-progress", action="store_true", help="no progress bar")
     survey.add_argument("--quiet", action="store_true", help="no terminal report")
@@ -49,7 +62,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, err: Console) -> Survey:
-    run = Survey(SurveySettings(default_tz=args.default_tz, source=args.source, fhir_base=args.fhir_base))
+    systems = {}
+    for pair in args.system:
+        spelling, sep, system = pair.partition("=")
+        if not sep or not spelling.strip() or not system.strip():
+            raise ValueError(f"--system {pair!r}: expected SPELLING=SYSTEM")
+        systems[spelling.strip()] = system.strip()
+    settings = SurveySettings(
+        default_tz=args.default_tz,
+        default_authority=args.default_authority,
+        source=args.source,
+        fhir_base=args.fhir_base,
+        placeholders=frozenset(args.placeholder),
+        systems=systems,
+    )
+    run = Survey(settings)
     files = list(iter_files(args.paths))
     show = not args.no_progress and err.is_terminal
     columns = (
@@ -90,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         run = _run(args, err)
-    except ValueError as exc:  # an unknown time zone
+    except ValueError as exc:  # an unknown time zone, a malformed --system
         err.print(f"auditsvc-sdk survey: {exc}", markup=False)
         return EXIT_USAGE
     report = run.report()

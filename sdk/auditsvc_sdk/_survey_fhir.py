@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from ._survey_shape import is_placeholder, value_shape
+from ._survey_shape import placeholder_label, value_shape
+from .helpers import IdentifierPolicy
 
 __all__ = ["FHIRStats"]
 
@@ -33,7 +34,8 @@ def _system_label(system: Any) -> str:
 class FHIRStats:
     """Counts over FHIR JSON documents; ``add`` one document at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: IdentifierPolicy | None = None) -> None:
+        self.policy = policy or IdentifierPolicy()
         self.documents = 0
         self.last_type = ""
         self.names_patient = 0
@@ -108,8 +110,8 @@ class FHIRStats:
         if not isinstance(value, str) or not value.strip():
             self.identifier_without_value[system] += 1
             return
-        if is_placeholder(value):
-            self.placeholders[value.strip().upper()] += 1
+        if self.policy.is_placeholder(value):
+            self.placeholders[placeholder_label(value, self.policy.placeholders)] += 1
             self.identifiers[(system, owner)]["placeholder"] += 1
             return
         self.identifiers[(system, owner)][value_shape(value)] += 1

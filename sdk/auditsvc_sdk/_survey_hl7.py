@@ -18,7 +18,8 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
-from ._survey_shape import is_placeholder, value_shape
+from ._survey_shape import placeholder_label, value_shape
+from .helpers import IdentifierPolicy
 
 __all__ = ["TRACKED_FIELDS", "HL7Stats"]
 
@@ -68,7 +69,8 @@ def _filled(value: str) -> bool:
 class HL7Stats:
     """Counts over HL7 v2 messages; ``add`` one message at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: IdentifierPolicy | None = None) -> None:
+        self.policy = policy or IdentifierPolicy()
         self.messages = 0
         self.last_type = ""
         self.names_patient = 0
@@ -231,8 +233,8 @@ class HL7Stats:
                     self.cx4_filled[label] += 1
                 if id_type:
                     self.cx5_filled[label] += 1
-                if is_placeholder(value):
-                    self.placeholders[value.strip().upper()] += 1
+                if self.policy.is_placeholder(value):
+                    self.placeholders[placeholder_label(value, self.policy.placeholders)] += 1
                     self.identifiers[(authority, id_type, label)]["placeholder"] += 1
                     continue
                 self.identifiers[(authority, id_type, label)][value_shape(value)] += 1

@@ -4,13 +4,15 @@
   do, the zones whose offset on those dates matches every offset seen are
   the candidates (``-0500`` in July and ``-0600`` in January is Chicago);
   when none does, the survey cannot know and says so.
-* ``source`` (the fallback assigning authority): needed when identifiers
-  have no CX-4 and the message names no sending system either.
+* ``default_authority`` (the fallback assigning authority): needed when
+  identifiers have no CX-4 and the message names no sending system either.
 * the identifier system mapping: every assigning authority and FHIR system
-  seen, with the canonical system the helpers' table maps it to, if any.
-* placeholders: the placeholder values seen (printed only because they
-  identify nobody), and how many identifier values are shared by patients
-  with different names or birth dates (never printed).
+  seen, with the canonical system the helpers' identifier policy maps it
+  to, if any.
+* placeholders: the placeholder values seen (printed only when they carry
+  no real digits; a masked ``XXX-XX-1234`` is printed as its shape), and
+  how many identifier values are shared by patients with different names
+  or birth dates (never printed).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from ._survey_hl7 import HL7Stats
 from ._survey_settings import SurveySettings
+from .helpers import IdentifierPolicy
 
 __all__ = ["candidate_zones", "recommendations"]
 
@@ -118,51 +121,51 @@ def _default_tz(settings: SurveySettings, hl7: dict[str, Any], stats: HL7Stats) 
     return {"setting": "default_tz", "value": None, "why": why, "evidence": evidence}
 
 
-def _source(settings: SurveySettings, hl7: dict[str, Any]) -> dict[str, Any]:
+def _default_authority(settings: SurveySettings, hl7: dict[str, Any]) -> dict[str, Any]:
     by_sender = hl7["identifiers_without_authority_by_sender"]
     nameless = by_sender.get("(none)", 0)
     total = sum(by_sender.values())
     evidence = {"identifiers_without_authority": total, "by_sending_system": by_sender}
+    setting = "default_authority"
     if nameless:
         why = (
             f"{nameless} identifiers have no assigning authority (CX-4) in messages that name no sending "
-            "system (MSH-3/MSH-4): pass source= (the channel's sending system id) so they are still qualified"
+            "system (MSH-3/MSH-4): pass default_authority= (the site's MRN authority, e.g. its OID) "
+            "so they are qualified by it and not by a placeholder system"
         )
-        return {
-            "setting": "source",
-            "value": settings.source or "<sending system id>",
-            "why": why,
-            "evidence": evidence,
-        }
+        value = settings.default_authority or "<the site's assigning authority>"
+        return {"setting": setting, "value": value, "why": why, "evidence": evidence}
     if total:
         why = (
             f"{total} identifiers have no assigning authority (CX-4): the helpers qualify them with the "
-            "sending system (MSH-4, else MSH-3); keep those names stable, or map them to the site's OID"
+            "sending system (MSH-4, else MSH-3), as listed; pass default_authority= when one authority "
+            "issues them all, so the same number from two senders links"
         )
-        return {"setting": "source", "value": settings.source, "why": why, "evidence": evidence}
+        return {"setting": setting, "value": settings.default_authority, "why": why, "evidence": evidence}
     why = "every identifier names its assigning authority"
-    return {"setting": "source", "value": settings.source, "why": why, "evidence": evidence}
+    return {"setting": setting, "value": settings.default_authority, "why": why, "evidence": evidence}
 
 
-def _canonical(system: str, id_type: str = "") -> str | None:
-    """The canonical system the helpers' identifier table gives a spelling, if the table knows it."""
-    try:
-        from ._identifiers import DEFAULT_SYSTEMS, DEFAULT_TYPE_SYSTEMS
-    except ImportError:  # the identifier table arrives with the best-effort helpers
-        return None
-    keys: dict[str, str] = {k.lower(): v for k, v in DEFAULT_SYSTEMS.items()}
-    for candidate in (system, system.split(" (", 1)[-1].rstrip(")"), system.split(" (", 1)[0]):
-        if candidate.lower() in keys:
-            return keys[candidate.lower()]
-    by_type: dict[str, str] = dict(DEFAULT_TYPE_SYSTEMS)
-    return by_type.get(id_type.upper()) if id_type else None
+def _canonical(policy: IdentifierPolicy, authority: str, id_type: str = "") -> str | None:
+    """The canonical system the helpers' identifier policy gives an authority (and CX-5 type), if it knows one."""
+    namespace, _, universal = authority.partition(" (")
+    universal = universal.rstrip(")")
+    known = set(policy.systems.values())
+    for candidate in (universal, namespace, authority):
+        if candidate and candidate != "(none)":
+            canonical = policy.canonical_system(candidate)
+            if canonical != candidate or canonical in known:
+                return canonical
+    if id_type.upper() == "DL" and namespace:
+        return policy.state_driver_licence(namespace)
+    return policy.system_for_type(id_type) if id_type else None
 
 
-def _systems(hl7: dict[str, Any], fhir: dict[str, Any]) -> dict[str, Any]:
+def _systems(policy: IdentifierPolicy, hl7: dict[str, Any], fhir: dict[str, Any]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for row in hl7["identifiers"]:
         authority, id_type = row["authority"], row["type"]
-        canonical = _canonical(authority, id_type) if authority != "(none)" else _canonical("", id_type)
+        canonical = _canonical(policy, authority, id_type)
         if canonical:
             note = "canonical" if canonical == authority else f"the helpers record it as {canonical}"
         elif authority == "(none)":
@@ -181,7 +184,7 @@ def _systems(hl7: dict[str, Any], fhir: dict[str, Any]) -> dict[str, Any]:
         )
     for row in fhir["identifiers"]:
         system = row["system"]
-        canonical = _canonical(system)
+        canonical = _canonical(policy, system)
         note = (
             "canonical"
             if canonical == system
@@ -199,27 +202,22 @@ def _systems(hl7: dict[str, Any], fhir: dict[str, Any]) -> dict[str, Any]:
 def _placeholders(hl7: dict[str, Any], fhir: dict[str, Any]) -> dict[str, Any]:
     seen = Counter(hl7["placeholders"]) + Counter(fhir["placeholders"])
     shared = hl7["shared_identifiers"]
-    try:
-        from ._identifiers import DEFAULT_PLACEHOLDERS
-
-        known = {p.upper() for p in DEFAULT_PLACEHOLDERS}
-    except ImportError:
-        known = set()
-    missing = sorted(v for v in seen if v not in known and v.replace("-", "") not in known)
-    parts = [f"{sum(seen.values())} placeholder identifier values seen ({len(seen)} distinct)"]
-    if missing:
-        parts.append("add " + ", ".join(missing) + " to the placeholders")
+    parts = [
+        f"{sum(seen.values())} placeholder identifier values seen ({len(seen)} distinct): the helpers "
+        "leave them out and flag placeholder_identifier, so they link nobody"
+    ]
     if shared:
         n = sum(r["values"] for r in shared)
         parts.append(
-            f"{n} identifier values are carried by patients with different names or birth dates: "
-            "likely placeholders of the site's own (shapes listed; add them to the placeholders)"
+            f"{n} other identifier values are each carried by patients with different names or birth "
+            "dates: likely placeholders of the site's own; find them in the source system and add them "
+            "to the identifier policy's placeholders (values are not shown here)"
         )
     return {
         "setting": "placeholders",
         "value": dict(seen.most_common()),
         "why": "; ".join(parts),
-        "evidence": {"not_in_helpers_table": missing, "shared_identifiers": shared},
+        "evidence": {"shared_identifiers": shared},
     }
 
 
@@ -234,8 +232,8 @@ def recommendations(
     """default_tz, source, identifier systems and placeholders, each with why."""
     out = []
     if hl7["messages"]:
-        out += [_default_tz(settings, hl7, stats), _source(settings, hl7)]
-    out += [_systems(hl7, fhir), _placeholders(hl7, fhir)]
+        out += [_default_tz(settings, hl7, stats), _default_authority(settings, hl7)]
+    out += [_systems(settings.policy(), hl7, fhir), _placeholders(hl7, fhir)]
     if fhir["documents"] and not settings.fhir_base:
         refs = fhir["references"]
         relative = sum(n for k, n in refs.items() if k.endswith("relative"))

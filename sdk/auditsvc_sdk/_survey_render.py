@@ -206,7 +206,9 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> N
     """Print the report with Rich (long tables cut to their first rows; the JSON and HTML have all)."""
     console = console or Console()
     console.rule("[bold]auditsvc-sdk survey[/bold]")
-    console.print(f"Generated {report['generated_at']}; counts and shapes only, no values.")
+    console.print(f"Generated {report['generated_at']}; counts and shapes only, no values.", markup=False)
+    settings = ", ".join(f"{k}={_cell(v)}" for k, v in report["settings"].items())
+    console.print(f"Helpers run with {settings}.", markup=False)
     for part, secs in sections(report):
         if not secs:
             continue
@@ -288,16 +290,8 @@ def render_html(report: dict[str, Any]) -> str:
         + "".join(f'<div class="kpi {cls}"><b>{html.escape(v)}</b>{html.escape(k)}</div>' for cls, k, v in kpis)
         + "</div>",
     ]
-    settings = report["settings"]
-    parts.append(
-        '<p class="note">Helpers run with default_tz='
-        + html.escape(str(settings["default_tz"]))
-        + ", source="
-        + html.escape(str(settings["source"]))
-        + ", fhir_base="
-        + html.escape(str(settings["fhir_base"]))
-        + ".</p>"
-    )
+    settings = ", ".join(f"{k}={_cell(v)}" for k, v in report["settings"].items())
+    parts.append(f'<p class="note">Helpers run with {html.escape(settings)}.</p>')
     for part, secs in sections(report):
         if not secs:
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PLACEHOLDERS", "is_placeholder", "value_shape"]
+__all__ = ["PLACEHOLDERS", "is_placeholder", "placeholder_label", "value_shape"]
 
 # The closed list the survey prints by value; the helpers' own table may be longer.
 PLACEHOLDERS = frozenset(
@@ -64,3 +64,14 @@ def value_shape(value: str) -> str:
     if len(parts) > _MAX_TOKENS:
         return f"{len(value)} characters, mixed"
     return " + ".join(parts) if parts else "empty"
+
+
+def placeholder_label(value: str, known: frozenset[str] = frozenset()) -> str:
+    """How a placeholder value is printed: itself when it is a known word or digit run, else its shape.
+
+    A masked value (``XXX-XX-1234``) keeps real digits: only its shape is printed.
+    """
+    v = value.strip().upper()
+    if v in PLACEHOLDERS or v in known or _REPEATED_DIGIT.fullmatch(v) or not any(c.isdigit() for c in v):
+        return v if len(v) <= 24 else f"masked: {value_shape(value)}"
+    return f"masked: {value_shape(value)}"
