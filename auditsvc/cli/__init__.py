@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -80,6 +81,9 @@ def serve(
         f"auditsvc on {'https' if tls else 'http'}://{host}:{port} ({where}); signing key {signing_key}",
         highlight=False,
     )
+    if workers == 1:
+        from ..api import asgi  # noqa: F401 - built now, so no signal falls between the handlers below and uvicorn's
+    _stop_quietly_on_signals()
     uvicorn.run(
         "auditsvc.api.asgi:app",
         host=host,
@@ -91,6 +95,19 @@ def serve(
         server_header=False,
         **tls,
     )
+    console.print("auditsvc stopped", highlight=False)
+
+
+def _stop_quietly_on_signals() -> None:
+    """SIGTERM and SIGINT stop ``serve`` with exit status 0.
+
+    uvicorn takes both signals while it serves, shuts down, then raises the
+    signal again to whatever handler was there before: the default one
+    would kill the process (status -15, no exit handlers, so the embedded
+    server stays up) or raise KeyboardInterrupt. This handler is that
+    previous one: the signal was answered already, so it does nothing."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _sig, _frame: None)
 
 
 @app.command()

@@ -9,8 +9,10 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..settings import Settings, get_settings
+from ..store.embedded import EmbeddedServerError
 from ..store.engine import owner_url
 from ..store.migrate import upgrade_head
 from ..telemetry import logs as telemetry_logs
@@ -35,7 +37,7 @@ def settings() -> Settings:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -46,6 +48,9 @@ def database(s: Settings) -> str:
         if s.embedded:
             upgrade_head(s, url)
         return url
+    except EmbeddedServerError as exc:
+        sys.stderr.write("".join(f"{line}\n" for line in exc.lines))  # as logged: no wrapping, no markup
+        fail(f"cannot start the database: {exc.args[0]}")
     except Exception as exc:
         fail(f"cannot reach the database: {type(exc).__name__}: {exc}")
 
