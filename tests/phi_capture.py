@@ -535,11 +535,13 @@ def run_flow(flow: Flow, app: Any) -> None:
     flow.facts["sdk_events"] = len(events)
     failing: dict[str, Callable[[], object]] = {
         "HL7v2Error (no MSH)": lambda: events_from_hl7v2(f"PID|1||{MRN}^^^H^MR||{FAMILY}^X", actor=actor),
-        "HL7v2Error (no identifier)": lambda: events_from_hl7v2(
-            hl7_message().replace(MRN, "").replace(EMPI, ""), actor=actor
+        # A patient named without a usable identifier is recorded (unlinked), not refused: the PHI is
+        # in a segment other than PID, and the message names no patient.
+        "HL7v2Error (no patient)": lambda: events_from_hl7v2(
+            hl7_message().replace("\nPID|1|", f"\nNK1|1|{FAMILY}^X|SPO|"), actor=actor
         ),
-        "FHIRError (identifier value an object)": lambda: events_from_fhir(
-            {"resourceType": "Patient", "id": FHIR_ID, "identifier": [{"system": MRN_SYSTEM, "value": {"v": MRN}}]},
+        "FHIRError (no resourceType)": lambda: events_from_fhir(
+            {"id": FHIR_ID, "identifier": [{"system": MRN_SYSTEM, "value": {"v": MRN}}]},
             source=FHIR_SOURCE,
             destination="x",
             actor=actor,

@@ -1,10 +1,17 @@
 """PHI access events from HL7 v2 messages, as an interface engine channel sees them.
 
-``events_from_hl7v2(message, actor=...)`` turns one message (or a batch file)
-into one :class:`PhiAccess` per patient. python-hl7 (``hl7``) splits each
-message with the encoding characters of its own MSH-1/MSH-2; this module
-finds the message boundaries, decodes bytes, reads the fields and decides
-what they mean for the audit log.
+``read_hl7v2(message, actor=...)`` turns one message, a batch or a whole file
+into one :class:`PhiAccess` per patient of each message, best effort and
+never silent (IHE BALP: record what is known rather than nothing): a message
+that names a patient always yields an event for that patient, flagged in
+``attributes["assumed"]`` with what had to be assumed (see
+:class:`~auditsvc_sdk.helpers.Assumed`); only a message that names no
+patient, or cannot be read, is refused, and reported as a
+:class:`~auditsvc_sdk.helpers.Refusal` while the other messages still yield
+their events. ``events_from_hl7v2`` is the older list-returning form.
+python-hl7 (``hl7``) splits each message with the encoding characters of its
+own MSH-1/MSH-2; ``_hl7v2_text`` reads the text, ``_hl7v2_patients`` finds
+the patients, this module decides what they mean for the audit log.
 
 Decisions (where the HL7 standard or the issue left a choice):
 
@@ -18,12 +25,10 @@ Input
     and surrounding white space are dropped. A line that does not start
     with a segment id and the message's field separator continues the
     segment before it (a raw line break inside OBX-5 text). FHS/BHS/BTS/FTS
-    are batch envelopes; every MSH starts a message, and a batch yields the
-    events of all its messages. Escape sequences (``\\F\\ \\S\\ \\T\\ \\R\\
-    \\E\\ \\Xhh\\``) are decoded in the values read; highlighting and
-    formatting sequences are dropped; anything else is kept as sent.
-    python-hl7's own ``unescape`` is not used because it logs the field
-    value when a sequence is malformed, and a field value may be PHI.
+    are batch envelopes; every MSH starts a message. Text outside any
+    message is one refused unit (``not_in_message``); an MSH without a usable
+    field separator refuses its message (``bad_header``); an MSH whose
+    encoding characters python-hl7 cannot use is read with ``^~\\&``.
 
 Systems
     ``source`` is built from MSH-3 (application) and MSH-4 (facility),
@@ -31,51 +36,73 @@ Systems
     the one that is present) from each HD's namespace id, else its universal
     id; characters outside the ``SystemId`` pattern become ``-`` and case is
     kept as sent. An explicit ``source=``/``destination=`` (a SystemRef, a
-    mapping or a system id string) overrides.
+    mapping or a system id string) overrides. Both empty and no override:
+    ``unknown``, flagged ``source_unknown`` / ``destination_unknown``.
 
 Patient identifiers
     Every repetition of PID-3, then PID-2 (external id, v2.3) and PID-4
-    (alternate id), then, in merge messages, MRG-1, MRG-2 and MRG-4 of the
-    same patient group: the prior identifiers belong to the same person, so
-    recording them together links them. A repetition whose value is empty
-    or the HL7 null ``""`` is skipped, and so is one that cannot be stored
-    (over 128 characters, control characters). ``system`` is
-    the CX-4 assigning authority:
+    (alternate id), PID-19 (SSN) and PID-20 (driver's licence), then, in
+    merge messages, MRG-1, MRG-2 and MRG-4 of the same patient group: the
+    prior identifiers belong to the same person, so recording them together
+    links them. A repetition whose value is empty or the HL7 null ``""`` is
+    skipped; one that cannot be stored (over 128 characters, control
+    characters) or is a placeholder (``REDACTED``, ``000000000``: see
+    :class:`~auditsvc_sdk.helpers.IdentifierPolicy`) is left out and flagged.
+    ``system`` comes from the CX-4 assigning authority, then goes through the
+    identifier policy's table of canonical systems:
 
     * a universal id typed ISO (``urn:oid:`` + OID), UUID (``urn:uuid:``) or
       URI names one identifier space: the system is that alone, as the
       HL7 v2-to-FHIR mapping does, so the same MRN recorded from a FHIR API
       links;
-    * a namespace id alone (``MAINHOSP``) is local and one authority often
-      issues several kinds of number (MR, AN, PI): the CX-5 type qualifies
-      it, ``MAINHOSP^MR``, so that an account number never links to the
-      medical record number that happens to have the same digits;
-    * no authority: the sending facility (MSH-4, else MSH-3) is taken as the
-      assigning authority, qualified by CX-5 as above (``EPIC^MR``);
-    * CX-5 ``SS`` without a universal id is the US social security number,
-      ``http://hl7.org/fhir/sid/us-ssn``, whatever namespace the site wrote.
+    * a CX-5 type that names a national space on its own (``SS``, ``NPI``,
+      ``MC``) gives that space's canonical system, whatever namespace the
+      site wrote; ``DL`` with a US state code as authority gives that state's
+      DMV OID;
+    * a namespace id the table knows (``SSN``) is that system; any other
+      (``MAINHOSP``) is local and one authority often issues several kinds
+      of number (MR, AN, PI): the CX-5 type qualifies it, ``MAINHOSP^MR``,
+      so that an account number never links to the medical record number
+      that happens to have the same digits;
+    * no authority: the channel's ``default_authority=`` (a namespace, OID or
+      URI), else the sending facility (MSH-4, else MSH-3), flagged
+      ``authority_from_sender``, else the caller's ``source=``, flagged
+      ``authority_from_source``, qualified by CX-5 as above; with none of
+      these the identifier is left out (``authority_unknown``).
 
-    At most 20 distinct identifiers per patient, in that order. A PID with
-    no usable identifier, or a message with no PID, raises
-    :class:`HL7v2Error`; the one exception is a PIX query (QBP^Q23), whose
-    patient is the CX in QPD-3.
+    At most 20 distinct identifiers per patient, in that order. A patient
+    named (a PID with any content, a query's subject) but left with no
+    identifier gets one that links nothing, ``urn:auditsvc:unlinked`` with
+    the event's own id as value, flagged ``patient_unidentified``: the
+    access is on the record, and no one else's record is touched.
 
 Patients
-    Each PID starts a patient group that runs to the next PID. One event per
-    patient: groups that share an identifier are one patient (a repeated
-    PID), groups that do not are different patients (A17 swap, query
-    responses, batches). ``data_elements`` are the segment ids before the
-    first PID (MSH, EVN, ...) followed by those of the patient's group,
-    each once, in order, Z-segments included.
+    Each PID with content starts a patient group that runs to the next one;
+    an empty ``PID|`` (some engines send one before the real PID) names no
+    one and is passed over. One event per patient: groups that share an
+    identifier are one patient (a repeated PID), groups that do not are
+    different patients (A17 swap, query responses, batches). A message with
+    no such PID names its patient, if any, in its query: QPD-3 of a QBP or
+    RSP (a CX list, as in PIX Q23 and immunization Q11 queries, or QIP pairs
+    ``@PID.3.1^...``, as in PDQ Q22), QPD-4..8 of an immunization query
+    (name, birth date), QRD-8 (who subject filter) of an original-mode query
+    (QRY, VXQ, ORF...). ``data_elements`` are the segment ids before the
+    first PID (MSH, EVN, ...) followed by those of the patient's group, each
+    once, in order, Z-segments included (all segments for a query's patient).
 
 Time
     ``occurred_at`` defaults to MSH-7, the time the message carrying the PHI
-    was created (EVN-2 when MSH-7 is empty): EVN-2 dates the clinical event
-    recorded, which for a delayed update may be days before the data moved.
-    HL7 ``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]`` is read exactly (fractions
-    truncated to microseconds). A timestamp without an offset needs
-    ``default_tz=`` (e.g. ``ZoneInfo("America/Chicago")``), else the call
-    raises: guessing a zone would shift the audit trail by hours.
+    was created; when MSH-7 is empty or unusable, EVN-2 (flagged
+    ``time_from_evn``: it dates the clinical event recorded, which for a
+    delayed update may be days before the data moved); when neither is
+    usable, the time of processing (``clock=``, flagged
+    ``time_of_processing``): the data moved, so the movement is recorded.
+    HL7 ``YYYY[MM[DD[HH[MM[SS[[.]S+]]]]]][+/-ZZZZ]`` is read exactly, the
+    fraction with or without its dot (truncated to microseconds). A
+    timestamp without an offset is read in ``default_tz=`` (e.g.
+    ``ZoneInfo("America/Chicago")``): configure it, since most senders omit
+    the offset; without it the host's local zone is used and flagged
+    ``local_time_zone``.
 
 Action and attributes
     ``action`` defaults by trigger: new registrations, orders, results,
@@ -85,45 +112,35 @@ Action and attributes
     their responses, and anything unknown, ``R`` (transmit). ``attributes``
     carry ``message_type`` (``ADT^A01``), ``trigger_event``,
     ``message_structure`` (MSH-9.3), ``hl7_version`` and ``processing_id``
-    when present, then the caller's ``attributes`` (which win).
+    when present, then the caller's ``attributes`` (which win), then
+    ``assumed`` when anything was.
 
-Errors name the message, segment, field or repetition and the problem, never
-a value: values are identifiers, names and dates of birth.
+Refusals and errors name the message, segment, field or repetition and the
+problem, never a value: values are identifiers, names and dates of birth.
 """
 
 from __future__ import annotations
 
-import codecs
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone, tzinfo
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
-import hl7
 from pydantic import ValidationError
 
-from ._event import MAX_IDENTIFIERS, Action, Actor, Identifier, Outcome, PhiAccess, SystemRef
-from ._exceptions import AuditError
-from ._identifiers import US_SSN, IdentifierPolicy
-from ._results import Cause, HelperResult, Refusal, result
+from ._event import MAX_DATA_ELEMENTS, Action, Actor, Outcome, PhiAccess, SystemRef, new_event_id
+from ._hl7v2_patients import IdentifierContext, message_patients, system_from_msh
+from ._hl7v2_text import HL7v2Error, Reader, decode, parse, parse_hl7_timestamp, read_timestamp, split_units
+from ._identifiers import DEFAULT_POLICY, UNLINKED_SYSTEM, US_SSN, IdentifierPolicy
+from ._results import Assumed, Cause, HelperResult, Refusal, result, with_assumed
 
 __all__ = ["US_SSN", "HL7v2Error", "events_from_hl7v2", "parse_hl7_timestamp", "read_hl7v2"]
 
-_HEADERS = ("MSH", "BHS", "FHS")
-_ENVELOPES = ("BHS", "BTS", "FHS", "FTS")
-_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
-_NOT_SYSTEM_CHAR = re.compile(r"[^A-Za-z0-9_.:/+~-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TIMESTAMP = re.compile(
-    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,9}))?)?)?)?)?)?"
-    r"(?:([+-])(\d{2}):?(\d{2}))?"
-)
-_CHARSETS = {"ASCII": "ascii", "ISO IR6": "ascii", "ISO IR100": "latin-1", "ISO IR192": "utf-8"}
-_CHARSETS |= {"UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "UNICODE": "utf-8"}
-_CHARSETS |= {f"8859/{n}": f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 15)}
+UNKNOWN_SYSTEM = "unknown"
 
 # Default actions by trigger event, then by message code; anything else is "R" (transmit).
 _ACTION_BY_TRIGGER = {
@@ -139,17 +156,21 @@ _ACTION_BY_CODE = {
 _ORDER_CODES = ("ORM", "OMG", "OML", "OMP", "OMI", "OMB", "OMD", "OMN", "OMS", "RDE", "RRE")
 
 
-class HL7v2Error(AuditError, ValueError):
-    """The message cannot be turned into PHI access events.
+@dataclass(frozen=True)
+class _Channel:
+    """The caller's settings, fixed for every message of one input."""
 
-    The text names the message, segment, field or repetition and the
-    problem, never a value from the message; ``cause`` is the
-    :class:`~auditsvc_sdk.helpers.Cause` code.
-    """
-
-    def __init__(self, message: str, cause: str = Cause.NO_PATIENT) -> None:
-        super().__init__(message)
-        self.cause = cause
+    common: Mapping[str, Any]
+    action: Action | None
+    source: SystemRef | None
+    destination: SystemRef | None
+    occurred_at: datetime | None
+    attributes: Mapping[str, str | int | bool]
+    default_tz: tzinfo | None
+    default_authority: str | None
+    policy: IdentifierPolicy
+    clock: Callable[[], datetime]
+    derive_ids: bool
 
 
 def read_hl7v2(
@@ -189,52 +210,60 @@ def read_hl7v2(
     ``default_authority`` is the assigning authority of identifiers without
     CX-4 (default: the sending facility). ``encoding`` decodes ``bytes``
     instead of MSH-18. ``identifier_policy`` canonicalises identifier
-    systems and drops placeholders (default :class:`IdentifierPolicy()`).
-    ``clock`` gives the time of processing (default: now, UTC). See the
-    module docstring for the rules.
+    systems and leaves placeholders out (default ``IdentifierPolicy()``).
+    ``clock`` gives the time of processing, used when the message carries
+    no usable time (default: now, UTC). See the module docstring for the
+    rules.
 
     ``event_ids="from-message"`` derives each ``event_id`` from the message
     (UUIDv5 of source, destination, actor, MSH-10, time and the patient's
-    place in the batch and message) instead of a new UUIDv7: a channel that
-    re-runs the same handler on the same message after a crash then records
-    nothing twice (the service answers ``duplicate``).
+    place in the batch and message; a hash of the message when MSH-10 is
+    empty) instead of a new UUIDv7: a channel that re-runs the same handler
+    on the same message after a crash then records nothing twice (the
+    service answers ``duplicate``). Use it when a re-run is a retry, not a
+    new disclosure.
     """
     if event_ids not in ("new", "from-message"):
         raise ValueError('event_ids must be "new" or "from-message"')
     if not isinstance(message, str | bytes):
         raise TypeError("message must be str or bytes")
-    common: dict[str, Any] = {
-        "actor": actor if isinstance(actor, Actor) else Actor.model_validate(actor),
-        "outcome": Outcome(outcome),
-        "event_type": event_type,
-        "purpose_of_use": purpose_of_use,
-    }
-    derive_ids = event_ids == "from-message"
     if occurred_at is not None and occurred_at.tzinfo is None and default_tz is not None:
         occurred_at = occurred_at.replace(tzinfo=default_tz)
-    overrides = {
-        "action": Action(action) if action is not None else None,
-        "source": _system_ref(source),
-        "destination": _system_ref(destination),
-        "occurred_at": occurred_at,
-    }
+    channel = _Channel(
+        common={
+            "actor": actor if isinstance(actor, Actor) else Actor.model_validate(actor),
+            "outcome": Outcome(outcome),
+            "event_type": event_type,
+            "purpose_of_use": purpose_of_use,
+        },
+        action=Action(action) if action is not None else None,
+        source=_system_ref(source),
+        destination=_system_ref(destination),
+        occurred_at=occurred_at,
+        attributes=dict(attributes or {}),
+        default_tz=default_tz,
+        default_authority=default_authority,
+        policy=identifier_policy if identifier_policy is not None else DEFAULT_POLICY,
+        clock=clock if clock is not None else (lambda: datetime.now(UTC)),
+        derive_ids=event_ids == "from-message",
+    )
     try:
-        text = _decode(message, encoding) if isinstance(message, bytes) else message
-        messages = _split_messages(text)
+        text = decode(message, encoding) if isinstance(message, bytes) else message
+        units = split_units(text)
     except HL7v2Error as exc:
         return HelperResult(refusals=(Refusal(None, exc.cause, str(exc)),))
     events: list[tuple[int, PhiAccess]] = []
     refusals: list[Refusal] = []
-    for number, lines in enumerate(messages, 1):
+    for index, unit in enumerate(units):
         try:
-            produced = _message_events(
-                lines, common, overrides, dict(attributes or {}), default_tz, number if derive_ids else None
-            )
+            if unit.refusal is not None:
+                raise unit.refusal
+            produced = _message_events(unit.lines, channel, index + 1)
         except HL7v2Error as exc:
-            refusals.append(Refusal(number - 1, exc.cause, str(exc)))
+            refusals.append(Refusal(index, exc.cause, str(exc)))
             continue
-        events.extend((number - 1, e) for e in produced)
-    return result(events, refusals, len(messages))
+        events.extend((index, e) for e in produced)
+    return result(events, refusals, len(units))
 
 
 def events_from_hl7v2(
@@ -287,185 +316,25 @@ def events_from_hl7v2(
     return list(found.events)
 
 
-# --- bytes, lines, messages --------------------------------------------------
+# --- one message -------------------------------------------------------------------------------------
 
 
-def _decode(data: bytes, encoding: str | None) -> str:
-    boms = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-    for bom, codec in boms:
-        if data.startswith(bom):
-            data, encoding = data[len(bom) :], encoding or codec
-            break
-    if encoding is not None:
-        try:
-            return data.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
-            raise HL7v2Error(f"the message cannot be decoded as {encoding}", Cause.UNDECODABLE) from None
-    declared = _declared_charset(data)
-    for codec in (*([declared] if declared else []), "utf-8", "cp1252"):
-        try:
-            return data.decode(codec)
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1")
-
-
-def _declared_charset(data: bytes) -> str | None:
-    """The Python codec for MSH-18 (its first repetition), read before decoding."""
-    start = data.find(b"MSH")
-    line = re.split(rb"[\r\n\x1c]", data[start:], maxsplit=1)[0].decode("latin-1") if start >= 0 else ""
-    if len(line) < 8:
-        return None
-    fields = line.split(line[3])
-    if len(fields) < 18 or len(fields[1]) < 2:
-        return None
-    charset = fields[17].split(fields[1][1])[0].split(fields[1][0])[0].strip().upper()
-    return _CHARSETS.get(charset)
-
-
-def _split_messages(text: str) -> list[list[str]]:
-    """The segment lines of each message, envelopes dropped, continuations joined."""
-    text = text.replace("\x0b", "\r").replace("\x1c", "\r")
-    messages: list[list[str]] = []
-    separator: str | None = None
-    in_message = False  # False before the first MSH and after a batch envelope segment
-    for raw in _LINE_BREAK.split(text):
-        line = raw.strip().lstrip("\ufeff")  # a BOM may follow the MLLP start byte
-        if not line:
-            continue
-        if line[:3] in _HEADERS:
-            if len(line) < 4 or line[3].isalnum() or line[3].isspace():
-                raise HL7v2Error(
-                    f"{line[:3]}-1 (the field separator) is missing or not a separator character", Cause.BAD_HEADER
-                )
-            separator = line[3]
-        segment_start = separator is not None and _SEGMENT_ID.fullmatch(line[:3]) and line[3:4] in ("", separator)
-        if line[:3] == "MSH":
-            messages.append([line])
-            in_message = True
-        elif line[:3] in _ENVELOPES and segment_start:
-            in_message = False
-        elif not messages:
-            raise HL7v2Error(
-                "no MSH segment: the input does not start with MSH (or a batch header FHS/BHS)", Cause.NOT_HL7V2
-            )
-        elif not in_message:
-            what = f"a {line[:3]} segment" if segment_start else "text"
-            raise HL7v2Error(f"{what} follows a batch header or trailer instead of an MSH", Cause.NOT_IN_MESSAGE)
-        elif segment_start:
-            messages[-1].append(line)
-        else:
-            messages[-1][-1] += "\n" + line
-    if not messages:
-        raise HL7v2Error("no MSH segment: the input is empty or not HL7 v2", Cause.NOT_HL7V2)
-    return messages
-
-
-# --- reading the python-hl7 tree -----------------------------------------------
-# python-hl7 nests only as deep as the separators present: a field may be a
-# plain string list, a list of Repetitions, and a component a string or a list.
-
-
-def _field(segment: Any, number: int) -> Any:
-    return segment[number] if number < len(segment) else None
-
-
-def _repetitions(field: Any) -> list[Any]:
-    if field is None:
-        return []
-    if any(isinstance(child, hl7.Repetition) for child in field):
-        return list(field)
-    return [field]
-
-
-def _component(repetition: Any, number: int) -> Any:
-    if isinstance(repetition, str):
-        return repetition if number == 1 else ""
-    return repetition[number - 1] if number <= len(repetition) else ""
-
-
-def _leaf(node: Any, number: int = 1) -> str:
-    """Subcomponent ``number`` of a component (or the first leaf under any node)."""
-    while not isinstance(node, str):
-        if not node:
-            return ""
-        if isinstance(node, hl7.Component):
-            return node[number - 1] if number <= len(node) else ""
-        node = node[0]
-    return node if number == 1 else ""
-
-
-class _Reader:
-    """Values of one parsed message, escape sequences decoded."""
-
-    def __init__(self, parsed: Any) -> None:
-        self.esc: str = parsed.esc
-        seps: str = parsed.separators
-        self._escapes = {"F": seps[1], "R": seps[2], "S": seps[3], "T": seps[4], "E": self.esc}
-
-    def text(self, node: Any, sub: int = 1) -> str:
-        return self.unescape(_leaf(node, sub)).strip()
-
-    def value(self, segment: Any, field: int, component: int = 1, sub: int = 1) -> str:
-        reps = _repetitions(_field(segment, field))
-        return self.text(_component(reps[0], component), sub) if reps else ""
-
-    def unescape(self, value: str) -> str:
-        if not self.esc or self.esc not in value:
-            return value
-        out: list[str] = []
-        i = 0
-        while i < len(value):
-            end = value.find(self.esc, i + 1) if value[i] == self.esc else -1
-            if end < 0:
-                out.append(value[i])
-                i += 1
-                continue
-            code = value[i + 1 : end]
-            if code in self._escapes:
-                out.append(self._escapes[code])
-            elif code[:1] == "X" and re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", code[1:]):
-                raw = bytes.fromhex(code[1:])
-                try:
-                    out.append(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    out.append(raw.decode("latin-1"))
-            elif not (code in ("H", "N", "") or code[:1] in (".", "C", "M", "Z")):
-                out.append(value[i : end + 1])  # not an escape sequence: keep as sent
-            i = end + 1
-        return "".join(out)
-
-
-def _parse(lines: list[str]) -> Any:
-    try:
-        return hl7.parse("\r".join(lines))
-    except Exception:
-        # The library's messages quote segment text, which may be PHI.
-        raise HL7v2Error("the MSH segment cannot be parsed", Cause.BAD_HEADER) from None
-
-
-# --- one message ----------------------------------------------------------------
-
-
-def _message_events(
-    lines: list[str],
-    common: dict[str, Any],
-    overrides: dict[str, Any],
-    caller_attributes: dict[str, str | int | bool],
-    default_tz: tzinfo | None,
-    derive_ids_as: int | None = None,
-) -> list[PhiAccess]:
-    parsed = _parse(lines)
-    r = _Reader(parsed)
-    msh = parsed[0]
+def _message_events(lines: list[str], channel: _Channel, number: int) -> list[PhiAccess]:
+    r = Reader(parse(lines))
+    msh = r.msh
+    assumed: list[str] = []
     code, trigger, structure = (r.value(msh, 9, c) for c in (1, 2, 3))
     message_id = r.value(msh, 10) or None
-    if message_id is not None and len(message_id) > 199:
-        raise HL7v2Error("MSH-10 (message control id) is longer than 199 characters")
-    source = overrides["source"] or _system_from_msh(r, msh, 3, "source")
-    destination = overrides["destination"] or _system_from_msh(r, msh, 5, "destination")
-    occurred_at = overrides["occurred_at"] or _message_time(r, parsed, default_tz)
-    action = overrides["action"] or _default_action(r, parsed, code, trigger)
+    if message_id is not None and (len(message_id) > 199 or _CONTROL.search(message_id)):
+        message_id = None
+        assumed.append(Assumed.MESSAGE_ID_UNUSABLE)
+    source = channel.source or _msh_system(r, 3, Assumed.SOURCE_UNKNOWN, assumed)
+    destination = channel.destination or _msh_system(r, 5, Assumed.DESTINATION_UNKNOWN, assumed)
+    if channel.occurred_at is not None:
+        occurred_at, time_text = channel.occurred_at, channel.occurred_at.isoformat()
+    else:
+        occurred_at, time_text = _message_time(r, channel, assumed)
+    action = channel.action or _default_action(r, code, trigger)
     derived = {
         "message_type": f"{code}^{trigger}" if trigger else code,
         "trigger_event": trigger,
@@ -473,35 +342,42 @@ def _message_events(
         "hl7_version": r.value(msh, 12),
         "processing_id": r.value(msh, 11),
     }
-    attributes: dict[str, str | int | bool] = {k: v[:64] for k, v in derived.items() if v}
-    attributes.update(caller_attributes)
+    attributes: dict[str, str | int | bool] = {k: _CONTROL.sub("", v)[:64] for k, v in derived.items() if v}
+    attributes.update(channel.attributes)
 
-    if derive_ids_as is not None and message_id is None:
-        raise HL7v2Error('event_ids="from-message" needs MSH-10 (message control id), and it is empty')
+    ctx = IdentifierContext(
+        r, channel.policy, channel.default_authority, channel.source.system_id if channel.source else None
+    )
+    id_basis = message_id
+    if channel.derive_ids and message_id is None:
+        # Re-runs of one message hash the same, however it was framed.
+        id_basis = "sha256:" + hashlib.sha256("\r".join(lines).encode("utf-8", "surrogatepass")).hexdigest()
+        assumed.append(Assumed.EVENT_ID_FROM_CONTENT)
     events = []
-    for index, (identifiers, data_elements) in enumerate(_patients(r, parsed, code, trigger)):
-        ids = (
-            {
-                "event_id": _derived_event_id(
-                    source, destination, common["actor"], message_id, occurred_at, f"{derive_ids_as}.{index}"
-                )
-            }
-            if derive_ids_as is not None
-            else {}
-        )
+    for index, patient in enumerate(message_patients(ctx, code, trigger)):
+        flags = assumed + patient.assumed
+        if channel.derive_ids:
+            place = f"{number}.{index}"
+            event_id = _derived_event_id(source, destination, channel.common["actor"], id_basis, time_text, place)
+        else:
+            event_id = new_event_id()
+        identifiers = patient.identifiers
+        if not identifiers:
+            identifiers = [(UNLINKED_SYSTEM, str(event_id))]
+            flags.append(Assumed.PATIENT_UNIDENTIFIED)
         try:
             events.append(
                 PhiAccess(
-                    **ids,
+                    event_id=event_id,
                     occurred_at=occurred_at,
                     action=action,
-                    patient={"identifiers": identifiers[:MAX_IDENTIFIERS]},
-                    data_elements=data_elements,
+                    patient={"identifiers": [{"system": s, "value": v} for s, v in identifiers]},
+                    data_elements=patient.elements[:MAX_DATA_ELEMENTS],
                     source=source,
                     destination=destination,
                     message_id=message_id,
-                    attributes=attributes,
-                    **common,
+                    attributes=with_assumed(attributes, flags),
+                    **channel.common,
                 )
             )
         except ValidationError as exc:
@@ -516,133 +392,18 @@ _EVENT_ID_NAMESPACE = uuid.UUID("4f0c6a3e-9a51-5b8e-8d0e-6f1f2c1e7a01")
 
 
 def _derived_event_id(
-    source: Any, destination: Any, actor: Actor, message_id: str | None, occurred_at: Any, place: str
+    source: SystemRef, destination: SystemRef, actor: Actor, message_id: str | None, when: str, place: str
 ) -> uuid.UUID:
-    def system_id(ref: Any) -> str:
-        return str(ref.system_id if isinstance(ref, SystemRef) else ref["system_id"])
-
-    when = occurred_at.isoformat() if isinstance(occurred_at, datetime) else str(occurred_at)
-    parts = (system_id(source), system_id(destination), actor.id, message_id or "", when, place)
+    parts = (source.system_id, destination.system_id, actor.id, message_id or "", when, place)
     return uuid.uuid5(_EVENT_ID_NAMESPACE, "\x1f".join(parts))
 
 
-def _segments(parsed: Any) -> list[tuple[str, Any]]:
-    return [(_leaf(segment[0]), segment) for segment in parsed]
-
-
-def _patients(r: _Reader, parsed: Any, code: str, trigger: str) -> list[tuple[list[Identifier], list[str]]]:
-    segments = _segments(parsed)
-    header: list[str] = []
-    groups: list[tuple[list[Identifier], list[str]]] = []
-    pid_count = 0
-    for name, segment in segments:
-        if name == "PID":
-            pid_count += 1
-            groups.append(([], ["PID"]))
-            found = _identifiers(r, parsed, segment, (3, 2, 4))
-            if not found:
-                raise HL7v2Error(
-                    f"PID segment {pid_count}: no usable patient identifier "
-                    "(PID-3, PID-2 and PID-4 are empty, null or too long)"
-                )
-            groups[-1][0].extend(found)
-        elif groups:
-            groups[-1][1].append(name)
-            if name == "MRG":
-                groups[-1][0].extend(_identifiers(r, parsed, segment, (1, 2, 4)))
-        else:
-            header.append(name)
-    if not groups and code == "QBP" and trigger == "Q23":
-        qpd = next((segment for name, segment in segments if name == "QPD"), None)
-        found = _identifiers(r, parsed, qpd, (3,)) if qpd is not None else []
-        if not found:
-            raise HL7v2Error("PIX query (QBP^Q23) without a usable patient identifier in QPD-3")
-        groups.append((found, []))
-    if not groups:
-        raise HL7v2Error("no PID segment: the message names no patient")
-
-    patients: list[tuple[list[Identifier], list[str]]] = []
-    for identifiers, elements in groups:
-        keys = {(i.system, i.value) for i in identifiers}
-        same = [p for p in patients if keys & {(i.system, i.value) for i in p[0]}]
-        for p in same:
-            patients.remove(p)
-            identifiers = p[0] + identifiers
-            elements = p[1] + elements
-        patients.append((identifiers, elements))
-    return [(_distinct(ids), list(dict.fromkeys(header + elements))) for ids, elements in patients]
-
-
-def _distinct(identifiers: list[Identifier]) -> list[Identifier]:
-    first: dict[tuple[str, str], Identifier] = {}
-    for ident in identifiers:
-        first.setdefault((ident.system, ident.value), ident)
-    return list(first.values())
-
-
-def _identifiers(r: _Reader, parsed: Any, segment: Any, fields: tuple[int, ...]) -> list[Identifier]:
-    found: list[Identifier] = []
-    for number in fields:
-        for rep in _repetitions(_field(segment, number)):
-            value = r.text(_component(rep, 1))
-            if not value or value == '""' or len(value) > 128 or _CONTROL.search(value):
-                continue
-            system = _identifier_system(r, parsed, _component(rep, 4), r.text(_component(rep, 5)).upper())
-            if system is not None and len(system) <= 256:
-                found.append(Identifier(system=system, value=value))
-    return found
-
-
-def _hd(r: _Reader, node: Any, *, in_component: bool) -> tuple[str, str, str]:
-    """(namespace id, universal id, universal id type) of an HD: its components
-    when it is a whole field (MSH-3), its subcomponents inside a component (CX-4)."""
-    if in_component:
-        return r.text(node, 1), r.text(node, 2), r.text(node, 3).upper()
-    reps = _repetitions(node)
-    rep = reps[0] if reps else ""
-    return r.text(_component(rep, 1)), r.text(_component(rep, 2)), r.text(_component(rep, 3)).upper()
-
-
-def _authority(hd: tuple[str, str, str]) -> tuple[str | None, bool]:
-    """(the HD as an identifier system, whether it is a universal id)."""
-    namespace, universal, kind = hd
-    if universal and kind == "ISO" and _OID.fullmatch(universal.removeprefix("urn:oid:")):
-        return "urn:oid:" + universal.removeprefix("urn:oid:"), True
-    if universal and kind == "UUID":
-        return "urn:uuid:" + universal.lower().removeprefix("urn:uuid:"), True
-    if universal and kind in ("URI", "URL"):
-        return universal, True
-    return (namespace or universal or None), False
-
-
-def _identifier_system(r: _Reader, parsed: Any, cx4: Any, id_type: str) -> str | None:
-    authority, universal = _authority(_hd(r, cx4, in_component=True))
-    if universal:
-        return authority
-    if id_type == "SS":
-        return US_SSN
-    if authority is None:  # no CX-4: the sending facility, else application, assigned it
-        msh = parsed[0]
-        for number in (4, 3):
-            authority = _authority(_hd(r, _field(msh, number), in_component=False))[0]
-            if authority is not None:
-                break
-        else:
-            return None
-    return f"{authority}^{id_type}" if id_type else authority
-
-
-def _system_from_msh(r: _Reader, msh: Any, first: int, role: str) -> SystemRef:
-    names = []
-    for number in (first, first + 1):
-        namespace, universal, _kind = _hd(r, _field(msh, number), in_component=False)
-        name = _NOT_SYSTEM_CHAR.sub("-", namespace or universal)
-        name = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", name)
-        if name:
-            names.append(name)
-    if not names:
-        raise HL7v2Error(f"MSH-{first} and MSH-{first + 1} are empty: pass {role}= to name the system")
-    return SystemRef(system_id="@".join(names)[:128])
+def _msh_system(r: Reader, first: int, flag: str, assumed: list[str]) -> SystemRef:
+    name = system_from_msh(r, first)
+    if name is None:
+        assumed.append(flag)
+        return SystemRef(system_id=UNKNOWN_SYSTEM)
+    return SystemRef(system_id=name)
 
 
 def _system_ref(value: SystemRef | Mapping[str, Any] | str | None) -> SystemRef | None:
@@ -653,54 +414,27 @@ def _system_ref(value: SystemRef | Mapping[str, Any] | str | None) -> SystemRef 
     return SystemRef.model_validate(value)
 
 
-def _message_time(r: _Reader, parsed: Any, default_tz: tzinfo | None) -> datetime:
-    msh = parsed[0]
-    where, value = "MSH-7", r.value(msh, 7)
-    if not value:
-        evn = next((segment for name, segment in _segments(parsed) if name == "EVN"), None)
-        where, value = "EVN-2", r.value(evn, 2) if evn is not None else ""
-    if not value:
-        raise HL7v2Error("MSH-7 is empty and there is no EVN-2: pass occurred_at=")
-    return parse_hl7_timestamp(value, default_tz, where)
+def _message_time(r: Reader, channel: _Channel, assumed: list[str]) -> tuple[datetime, str]:
+    """(occurred_at, the text event ids derive from): MSH-7, else EVN-2, else the time of processing."""
+    evn = r.first("EVN")
+    for value, flag in ((r.value(r.msh, 7), None), (r.value(evn, 2) if evn is not None else "", Assumed.TIME_FROM_EVN)):
+        found = read_timestamp(value, channel.default_tz) if value else None
+        if found is None:
+            continue
+        when, has_offset = found
+        if flag is not None:
+            assumed.append(flag)
+        if not has_offset and channel.default_tz is None:
+            assumed.append(Assumed.LOCAL_TIME_ZONE)
+        return when, when.isoformat()
+    assumed.append(Assumed.TIME_OF_PROCESSING)
+    # Not the clock's time: a re-run of the message must derive the same event ids.
+    return channel.clock(), ""
 
 
-def parse_hl7_timestamp(value: str, default_tz: tzinfo | None = None, where: str = "timestamp") -> datetime:
-    """An HL7 v2 ``DTM``/``TS`` value ``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]`` as an aware datetime.
-
-    The fraction is truncated to microseconds. Without an offset the time is
-    read in ``default_tz``; with neither, :class:`HL7v2Error` is raised.
-    """
-    match = _TIMESTAMP.fullmatch(value.strip())
-    if match is None:
-        raise HL7v2Error(f"{where} is not an HL7 timestamp YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]")
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    if sign is not None:
-        offset = timedelta(hours=int(off_h), minutes=int(off_m))
-        if offset >= timedelta(hours=24) or int(off_m) >= 60:
-            raise HL7v2Error(f"{where} has an out-of-range UTC offset")
-        tz: tzinfo = timezone(-offset if sign == "-" else offset)
-    elif default_tz is not None:
-        tz = default_tz
-    else:
-        raise HL7v2Error(f"{where} has no UTC offset: pass default_tz= (the sender's time zone) or occurred_at=")
-    try:
-        return datetime(
-            int(year),
-            int(month or 1),
-            int(day or 1),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            int((fraction or "0")[:6].ljust(6, "0")),
-            tzinfo=tz,
-        )
-    except ValueError:
-        raise HL7v2Error(f"{where} is not a valid date and time") from None
-
-
-def _default_action(r: _Reader, parsed: Any, code: str, trigger: str) -> Action:
+def _default_action(r: Reader, code: str, trigger: str) -> Action:
     if code in _ORDER_CODES:
-        orc = next((segment for name, segment in _segments(parsed) if name == "ORC"), None)
+        orc = r.first("ORC")
         control = r.value(orc, 1).upper() if orc is not None else ""
         return Action.CREATE if control in ("", "NW", "SN") else Action.UPDATE
     return Action(_ACTION_BY_TRIGGER.get(trigger) or _ACTION_BY_CODE.get(code, "R"))

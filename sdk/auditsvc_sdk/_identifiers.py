@@ -152,14 +152,19 @@ class IdentifierPolicy:
         base = frozenset() if replace_defaults else self.placeholders
         return replace(self, placeholders=base | frozenset(values))
 
-    def canonical_system(self, system: str) -> str:
-        """The canonical spelling of an identifier system (itself when unknown)."""
+    def known_system(self, system: str) -> str | None:
+        """The canonical system ``system`` is a spelling of, or None when the table does not know it."""
         key = system.strip().upper()
         found = self.systems.get(key)
         if found is None and key.startswith("URN:OID:"):
             found = self.systems.get(key.removeprefix("URN:OID:"))
         elif found is None and _OID.fullmatch(key):
             found = self.systems.get(f"URN:OID:{key}")
+        return found
+
+    def canonical_system(self, system: str) -> str:
+        """The canonical spelling of an identifier system (itself when unknown)."""
+        found = self.known_system(system)
         return found if found is not None else system.strip()
 
     def system_for_type(self, id_type: str, value: str = "") -> str | None:

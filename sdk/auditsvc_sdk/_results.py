@@ -62,6 +62,7 @@ class Assumed:
     # Identifiers
     AUTHORITY_FROM_SENDER = "authority_from_sender"  # no CX-4: the sending facility/application assigned it
     AUTHORITY_FROM_SOURCE = "authority_from_source"  # no CX-4 nor MSH-3/4: the caller's source= assigned it
+    AUTHORITY_UNKNOWN = "authority_unknown"  # no authority anywhere: that identifier was left out
     PLACEHOLDER_IDENTIFIER = "placeholder_identifier"  # a placeholder value (REDACTED, 000000000) was left out
     IDENTIFIER_WITHOUT_VALUE = "identifier_without_value"  # FHIR: a masked/absent identifier value was skipped
     UNUSABLE_IDENTIFIER = "unusable_identifier"  # an identifier that could not be stored was left out
