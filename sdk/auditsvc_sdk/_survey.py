@@ -49,6 +49,9 @@ class _Yield:
         row = self.by_type[kind]
         row["inputs"] += 1
         row["with_events"] += outcome.events > 0
+        row["naming_a_patient_without_event"] += names_patient and outcome.events == 0
+        for cause, n in outcome.refusals.items():
+            row[f"refused: {cause}"] += n
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,7 +63,13 @@ class _Yield:
             "refusals": dict(self.refusals.most_common()),
             "assumptions": dict(self.assumptions.most_common()),
             "by_type": {
-                kind: dict(row) for kind, row in sorted(self.by_type.items(), key=lambda kv: (-kv[1]["inputs"], kv[0]))
+                kind: {
+                    "inputs": row["inputs"],
+                    "with_events": row["with_events"],
+                    "naming_a_patient_without_event": row["naming_a_patient_without_event"],
+                    "refusals": {k.removeprefix("refused: "): n for k, n in row.items() if k.startswith("refused: ")},
+                }
+                for kind, row in sorted(self.by_type.items(), key=lambda kv: (-kv[1]["inputs"], kv[0]))
             },
         }
 

@@ -105,10 +105,18 @@ def _helpers(report: dict[str, Any]) -> list[_Section]:
             _counts(f"{label}: assumptions by code", "assumed", y["assumptions"], y["events"], "share of events")
         )
         rows = [
-            [k, str(v["inputs"]), str(v.get("with_events", 0)), _pct(v.get("with_events", 0), v["inputs"])]
+            [
+                k,
+                str(v["inputs"]),
+                str(v["with_events"]),
+                _pct(v["with_events"], v["inputs"]),
+                str(v["naming_a_patient_without_event"]),
+                _cell(v["refusals"]),
+            ]
             for k, v in y["by_type"].items()
         ]
-        out.append(_Section(f"{label}: events by message type", ["type", "inputs", "yielding events", "share"], rows))
+        headers = ["type", "inputs", "yielding events", "share", "naming a patient, no event", "refusals"]
+        out.append(_Section(f"{label}: events by message type", headers, rows))
     return out
 
 
