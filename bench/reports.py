@@ -45,6 +45,7 @@ import os
 import random
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +66,7 @@ from auditsvc.store.migrate import upgrade_head
 
 from ._common import (
     BENCH_LOG_NAME,
+    REPO,
     SOURCE_SYSTEM_IDS,
     DatabaseServer,
     EventFactory,
@@ -90,7 +92,7 @@ DEFAULT_EVENTS = 1_000_000
 QUICK_EVENTS = 30_000
 DEFAULT_PATIENTS = 30  # measured per band
 QUICK_PATIENTS = 5
-WARMUP_REPORTS = 20  # untimed: the service's pool connections reach their cached (generic) plans
+WARMUP_REPORTS = 20  # untimed, default: the service's pool connections reach their cached (generic) plans
 MANIFEST = "manifest.json"
 
 
@@ -211,6 +213,26 @@ async def _log_id(url: str) -> int:
         await conn.close()
 
 
+def migrate(url: str, data_dir: Path) -> dict[str, Any]:
+    """Upgrade a kept log as an operator would: ``auditsvc migrate`` (the
+    migrations, and whatever the CLI builds after them), timed."""
+    before = asyncio.run(_revision(url))
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "auditsvc", "migrate"],
+        env=service_env(url, data_dir),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=4 * 3600,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"auditsvc migrate failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return {"from": before, "to": asyncio.run(_revision(url)), "seconds": round(seconds, 2)}
+
+
 @contextmanager
 def prepared_store(server: DatabaseServer, args: argparse.Namespace, events: int, work: Path) -> Iterator[Store]:
     """A filled log: reused from ``--reuse DIR`` (migrated to head), or a new
@@ -220,13 +242,9 @@ def prepared_store(server: DatabaseServer, args: argparse.Namespace, events: int
         manifest = json.loads((args.reuse / MANIFEST).read_text())
         url = with_database(server.url, manifest["database"])
         data_dir = args.reuse / "data"
-        before = asyncio.run(_revision(url))
-        started = time.perf_counter()
-        upgrade_head(bench_settings(url, data_dir), url)
-        seconds = time.perf_counter() - started
-        after = asyncio.run(_revision(url))
-        migration = {"from": before, "to": after, "seconds": round(seconds, 2)}
-        yield Store(url, data_dir, manifest["log_id"], manifest["events"], manifest["seed"], None, migration)
+        yield Store(
+            url, data_dir, manifest["log_id"], manifest["events"], manifest["seed"], None, migrate(url, data_dir)
+        )
         return
     name = f"bench_reports_{secrets.token_hex(4)}"
     asyncio.run(_admin(server.url, f"CREATE DATABASE {name}"))
@@ -320,6 +338,7 @@ WHERE e.log_id = $1
   AND e.event_id IN (SELECT event_id FROM event_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[]))
 """
 REPORT_LIMIT = 100  # the report's default page
+REPORTS_WAIT_S = 4 * 3600  # for a just-upgraded log's reports to answer
 
 
 def _ms(samples: list[float]) -> dict[str, float]:
@@ -336,11 +355,32 @@ def _hmacs(keys: ServerKeys, patient: int) -> list[bytes]:
 
 
 @dataclass
+class Measured:
+    bands: dict[str, BandSamples]
+    reports_unavailable_s: float  # waited for the first report to answer (0 unless just upgraded)
+
+
+@dataclass
 class BandSamples:
     report: list[float]
     bare: list[float]
-    events: list[int]  # events per patient, from the bare read
+    events: list[int]  # events per patient now, from the bare read (filled, plus earlier reports' audit events)
     page_mismatches: int = 0
+
+
+async def wait_for_reports(client: httpx.AsyncClient, patient: int) -> float:
+    """Seconds until the service answers a report: after an upgrade it may
+    answer 503 until it has built what reports need for the stored rows."""
+    started = time.perf_counter()
+    while True:
+        response = await client.post("/v1/reports/patient-access", json=_report_body(patient))
+        if response.status_code != 503:
+            if response.status_code != 200:
+                raise RuntimeError(f"patient report answered {response.status_code}: {response.text[:300]}")
+            return round(time.perf_counter() - started, 2)
+        if time.perf_counter() - started > REPORTS_WAIT_S:
+            raise RuntimeError(f"reports still unavailable after {REPORTS_WAIT_S} s: {response.text[:300]}")
+        await asyncio.sleep(1.0)
 
 
 async def _report(client: httpx.AsyncClient, patient: int) -> tuple[float, dict[str, Any]]:
@@ -359,8 +399,15 @@ async def _bare(conn: asyncpg.Connection, log_id: int, hmacs: list[bytes]) -> tu
 
 
 async def measure_patients(
-    base_url: str, token: str, url: str, keys: ServerKeys, log_id: int, chosen: dict[str, list[int]], seed: int
-) -> dict[str, BandSamples]:
+    base_url: str,
+    token: str,
+    url: str,
+    keys: ServerKeys,
+    log_id: int,
+    chosen: dict[str, list[int]],
+    seed: int,
+    warmup: int = WARMUP_REPORTS,
+) -> Measured:
     rng = random.Random(seed)
     order = [(band, p) for band, patients in chosen.items() for p in patients]
     rng.shuffle(order)
@@ -370,7 +417,8 @@ async def measure_patients(
     try:
         await conn.execute("SET plan_cache_mode = force_custom_plan")
         async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=600) as client:
-            for _, patient in rng.sample(order, min(WARMUP_REPORTS, len(order))):
+            waited = await wait_for_reports(client, order[0][1])
+            for _, patient in [rng.choice(order) for _ in range(warmup)]:
                 await _report(client, patient)
                 await _bare(conn, log_id, _hmacs(keys, patient))
             for i, (band, patient) in enumerate(order):
@@ -391,7 +439,7 @@ async def measure_patients(
                     s.page_mismatches += 1
     finally:
         await conn.close()
-    return samples
+    return Measured(samples, waited)
 
 
 def _has_path(base_url: str, path: str) -> bool:
@@ -444,13 +492,15 @@ def choose_patients(population: Population, per_band: int, seed: int) -> dict[st
     return chosen
 
 
-def summarise(samples: dict[str, BandSamples]) -> dict[str, Any]:
+def summarise(samples: dict[str, BandSamples], chosen: dict[str, list[int]], population: Population) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for band, s in samples.items():
         report, bare = _ms(s.report), _ms(s.bare)
+        filled = [population.counts[p] for p in chosen[band]]
         out[band] = {
             "patients": len(s.report),
-            "events_min_median_max": [min(s.events), int(percentile(s.events, 0.5)), max(s.events)],
+            "filled_min_median_max": [min(filled), int(percentile(filled, 0.5)), max(filled)],
+            "rows_read_min_median_max": [min(s.events), int(percentile(s.events, 0.5)), max(s.events)],
             "report_ms": report,
             "bare_read_ms": bare,
             "ratio_p50": round(report["p50"] / bare["p50"], 2) if bare["p50"] else None,
@@ -469,6 +519,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"small smoke run ({QUICK_EVENTS:,} events)")
     parser.add_argument("--patients", type=int, default=None, help=f"patients per band (default {DEFAULT_PATIENTS})")
     parser.add_argument("--workers", type=int, default=1, help="service worker processes (default 1)")
+    parser.add_argument(
+        "--warmup", type=int, default=WARMUP_REPORTS, help=f"untimed reports first (default {WARMUP_REPORTS})"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--database-url",
@@ -510,8 +563,10 @@ def main(argv: list[str] | None = None) -> int:
                 token = create_token(env, "privacy_officer")
                 chosen = choose_patients(population, per_band, args.seed)
                 print(f"reports: measuring {sum(map(len, chosen.values()))} patients", file=sys.stderr)
-                samples = asyncio.run(
-                    measure_patients(service.base_url, token, store.url, keys, store.log_id, chosen, args.seed)
+                measured = asyncio.run(
+                    measure_patients(
+                        service.base_url, token, store.url, keys, store.log_id, chosen, args.seed, args.warmup
+                    )
                 )
                 by_system: dict[str, Any]
                 if _has_path(service.base_url, "/v1/reports/system-access"):
@@ -524,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             facts = asyncio.run(_server_facts(store.url))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    bands = summarise(samples)
+    bands = summarise(measured.bands, chosen, population)
     payload = {
         "benchmark": "reports",
         "server": {"label": server.label, "url": describe_url(server.url), **facts},
@@ -534,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         "fill": store.fill,
         "reused": str(args.reuse) if args.reuse else None,
         "migration": store.migration,
+        "reports_unavailable_s": measured.reports_unavailable_s,
         "storage": sizes,
         "bands": bands,
         "by_system": by_system,
@@ -568,7 +624,9 @@ def _print(payload: dict[str, Any]) -> None:
         rows.append(("fill", f"{fill_s['seconds']:,} s ({payload['events'] / fill_s['seconds']:,.0f} events/s)"))
     if payload["migration"]:
         m = payload["migration"]
-        rows.append(("reused; migration to head", f"{m['from']} -> {m['to']} in {m['seconds']} s"))
+        rows.append(("reused; auditsvc migrate", f"{m['from']} -> {m['to']} in {m['seconds']} s"))
+    if payload["reports_unavailable_s"]:
+        rows.append(("reports answered 503 after start for", f"{payload['reports_unavailable_s']} s"))
     storage_ = payload["storage"]
     rows.append(("bytes per event, all tables and indexes", f"{storage_['per_event']:,.0f}"))
     for name, t in storage_["tables"].items():
@@ -577,9 +635,9 @@ def _print(payload: dict[str, Any]) -> None:
             rows.append((f"  {name}: {detail}", f"{t['per_event']:,.0f}"))
     for band, b in payload["bands"].items():
         r, bare = b["report_ms"], b["bare_read_ms"]
-        lo, med, hi = b["events_min_median_max"]
+        lo, med, hi = b["filled_min_median_max"]
         label = f"band {band}: {b['patients']} of {payload['population'][band]:,} patients"
-        rows.append((label, f"{lo} / {med} / {hi} events (min / median / max)"))
+        rows.append((label, f"{lo} / {med} / {hi} events filled (min / median / max)"))
         rows.append(("  report p50 / p95", f"{r['p50']:,.1f} / {r['p95']:,.1f} ms"))
         rows.append(("  bare indexed read p50 / p95", f"{bare['p50']:,.1f} / {bare['p95']:,.1f} ms"))
         rows.append(("  ratio report / bare p50 / p95", f"{b['ratio_p50']}x / {b['ratio_p95']}x"))
