@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from auditsvc_sdk import Actor, PhiAccess, SystemRef
-from auditsvc_sdk._fhir import FHIRError, events_from_fhir
+from auditsvc_sdk.helpers import FHIRError, assumed_codes, events_from_fhir, read_fhir
 
 CORPUS = Path(__file__).parent / "corpus" / "fhir"
 
@@ -58,7 +58,7 @@ EXPECTED: dict[str, tuple[str | None, list[tuple[list[tuple[str, str]], list[str
                 [
                     (MRN_A, "MRN-0001234"),
                     (MRN_B, "B7730012"),
-                    (SSN, "999-12-3456"),
+                    (SSN, "999123456"),  # the canonical SSN form: dashes removed
                     (EMPI, "E-55012871"),
                     (STATE_DL, "S99988801"),
                     (f"{A}/Patient", "pat-0001"),
@@ -507,11 +507,10 @@ def test_entries_without_fullurl_resolve_by_type_and_id() -> None:
     assert event.attributes["resource_count"] == 2
 
 
-def test_without_a_base_a_relative_reference_alone_is_an_error_naming_the_path() -> None:
-    err = _error(_obs({"reference": "Patient/pat-77"}))
-    assert err.path == "subject.reference"
-    assert "pat-77" not in str(err)
-    assert "fhir_base" in str(err)
+def test_without_a_base_a_relative_reference_is_qualified_by_the_source_and_flagged() -> None:
+    (event,) = _run(_obs({"reference": "Patient/pat-77"}))
+    assert _ids(event) == [("epic-fhir/Patient", "pat-77")]
+    assert assumed_codes(event) == ["base_from_source"]
 
 
 def test_without_a_base_a_reference_with_an_identifier_uses_the_identifier() -> None:
@@ -519,10 +518,14 @@ def test_without_a_base_a_reference_with_an_identifier_uses_the_identifier() -> 
     assert _ids(event) == [(EMPI, "E-1")]
 
 
-def test_a_patient_without_identifiers_or_base_is_an_error() -> None:
-    err = _error({"resourceType": "Patient", "id": "pat-77", "name": [{"family": "Testperson"}]})
-    assert err.path == ""
-    assert "Testperson" not in str(err) and "pat-77" not in str(err)
+def test_a_patient_without_identifiers_or_base_is_qualified_by_the_source() -> None:
+    (event,) = _run({"resourceType": "Patient", "id": "pat-77", "name": [{"family": "Testperson"}]})
+    assert _ids(event) == [("epic-fhir/Patient", "pat-77")]
+    assert assumed_codes(event) == ["base_from_source"]
+    # Only when nothing else identifies the patient: an identifier wins, and nothing is flagged.
+    (event,) = _run(PATIENT)
+    assert _ids(event) == [(MRN_A, "MRN-0077001")]
+    assert assumed_codes(event) == []
 
 
 @pytest.mark.parametrize(
@@ -638,8 +641,10 @@ def test_a_urn_reference_resolves_only_within_its_own_bundle() -> None:
         "type": "collection",
         "entry": [{"fullUrl": urn, "resource": PATIENT}, {"resource": inner}],
     }
-    err = _error(outer)
-    assert err.path == "entry[1].resource.entry[0].resource.subject"
+    patient, unknown = _run(outer)
+    assert _ids(patient) == [(MRN_A, "MRN-0077001")]
+    assert _ids(unknown)[0][0] == "urn:auditsvc:unlinked"
+    assert assumed_codes(unknown) == ["reference_unresolved", "patient_unidentified"]
 
 
 # -- the events -------------------------------------------------------------------------------------------------
@@ -737,38 +742,13 @@ NAME = "Zebedee Secretperson"
         ({"id": SECRET, "name": [{"family": NAME}]}, "", "has no resourceType"),
         ({"resourceType": SECRET}, "resourceType", "not a FHIR resource type"),
         ({"resourceType": "Bundle", "entry": {"resource": SECRET}}, "entry", "must be a list"),
-        ({"resourceType": "Bundle", "entry": [{"resource": PATIENT}, SECRET]}, "entry[1]", "must be an object"),
+        ({"resourceType": "Bundle", "entry": [SECRET]}, "entry[0]", "must be an object"),
         ({"resourceType": "Bundle", "entry": [{"resource": {"name": NAME}}]}, "entry[0].resource", "no resourceType"),
-        (
-            {"resourceType": "Bundle", "entry": [{}, {}, {}, {"resource": _obs({"reference": 7})}]},
-            "entry[3].resource.subject.reference",
-            "must be a non-empty string",
-        ),
-        (_obs({"reference": f"Patient {SECRET}"}), "subject.reference", "is not a FHIR reference"),
-        (_obs(SECRET), "subject", "must be a Reference object"),
-        (_obs({"display": NAME}), "subject", "neither a resolvable reference nor an identifier"),
-        (_obs({"reference": "#p1"}), "subject.reference", "contained reference does not resolve"),
-        (_obs({"reference": "urn:uuid:0000"}), "subject", "neither a resolvable reference"),
-        (_obs({"reference": "Patient?name=Secretperson"}), "subject.reference", "no identifier"),
-        (_obs({"identifier": {"system": MRN_A}}), "subject.identifier", "identifier has no value"),
-        (_obs({"identifier": {"system": MRN_A, "value": "  "}}), "subject.identifier", "identifier has no value"),
-        (_obs({"identifier": {"system": 5, "value": SECRET}}), "subject.identifier.system", "must be a string"),
-        (_obs({"identifier": SECRET}), "subject.identifier", "must be an object"),
-        (
-            _obs({"identifier": {"system": MRN_A, "value": SECRET * 10}}),
-            "subject.identifier",
-            "value must be 1 to 128",
-        ),
-        (
-            dict(PATIENT, identifier=[PATIENT["identifier"][0], {"type": {"text": "SSN"}, "system": SSN}]),
-            "identifier[1]",
-            "identifier has no value",
-        ),
-        (dict(PATIENT, identifier={"system": MRN_A, "value": SECRET}), "identifier", "must be a list"),
-        (dict(PATIENT, id=f"{SECRET}/x"), "id", "is not a FHIR id"),
     ],
 )
-def test_bad_input_is_a_clear_error_naming_the_path_and_no_values(data: Any, path: str, problem: str) -> None:
+def test_input_that_cannot_be_read_is_a_clear_error_naming_the_path_and_no_values(
+    data: Any, path: str, problem: str
+) -> None:
     err = _error(data, fhir_base=A)
     assert isinstance(err, ValueError)
     assert err.path == path
@@ -777,3 +757,50 @@ def test_bad_input_is_a_clear_error_naming_the_path_and_no_values(data: Any, pat
     for secret in (SECRET, NAME, "Secretperson", "MRN-0077001", "Synthia"):
         assert secret not in str(err)
     assert err.__cause__ is None
+
+
+UNRESOLVED = ["reference_unresolved", "patient_unidentified"]
+
+
+@pytest.mark.parametrize(
+    ("data", "assumed"),
+    [
+        ({"resourceType": "Bundle", "entry": [{}, {}, {}, {"resource": _obs({"reference": 7})}]}, UNRESOLVED),
+        (_obs({"reference": f"Patient {SECRET}"}), UNRESOLVED),
+        (_obs(SECRET), UNRESOLVED),
+        (_obs({"display": NAME}), UNRESOLVED),
+        (_obs({"reference": "#p1"}), UNRESOLVED),
+        (_obs({"reference": "urn:uuid:0000"}), UNRESOLVED),
+        (_obs({"reference": "Patient?name=Secretperson"}), UNRESOLVED),
+        (_obs({"identifier": {"system": MRN_A}}), ["identifier_without_value", *UNRESOLVED]),
+        (_obs({"identifier": {"system": MRN_A, "value": "  "}}), ["identifier_without_value", *UNRESOLVED]),
+        (_obs({"identifier": {"system": 5, "value": SECRET}}), ["unusable_identifier", *UNRESOLVED]),
+        (_obs({"identifier": SECRET}), ["unusable_identifier", *UNRESOLVED]),
+        (_obs({"identifier": {"system": MRN_A, "value": SECRET * 10}}), ["unusable_identifier", *UNRESOLVED]),
+    ],
+)
+def test_a_patient_reference_that_leads_nowhere_is_recorded_unlinked(data: Any, assumed: list[str]) -> None:
+    found = read_fhir(data, **{**KW, "fhir_base": A})
+    (event,) = found.events
+    assert found.refusals == ()
+    (ident,) = event.patient.identifiers
+    assert (ident.system, ident.value) == ("urn:auditsvc:unlinked", str(event.event_id))
+    assert assumed_codes(event) == assumed
+    assert SECRET not in json.dumps(event.to_json())
+
+
+@pytest.mark.parametrize(
+    ("data", "assumed"),
+    [
+        (
+            dict(PATIENT, identifier=[PATIENT["identifier"][0], {"type": {"text": "SSN"}, "system": SSN}]),
+            ["identifier_without_value"],
+        ),
+        (dict(PATIENT, identifier={"system": MRN_A, "value": "MRN-0077001"}), []),
+        (dict(PATIENT, id=f"{SECRET}/x"), ["unusable_identifier"]),
+    ],
+)
+def test_an_unusable_identifier_of_a_patient_is_left_out_and_flagged(data: Any, assumed: list[str]) -> None:
+    (event,) = _run(data, fhir_base=A)
+    assert (MRN_A, "MRN-0077001") in _ids(event)
+    assert assumed_codes(event) == assumed

@@ -6,9 +6,10 @@ and what had to be assumed to build it is flagged on the event; only input
 that names no patient at all, or that cannot be read, is refused, and each
 refusal says why in words that quote nothing from the input.
 
-A *unit* is what a refusal or an event belongs to: one message of an HL7 v2
-input (a batch or file holds many), one top-level entry of a FHIR Bundle, or
-the whole of any other FHIR input.
+A *unit* is what ``units`` counts and ``event_units`` points at: one
+message of an HL7 v2 input (a batch or file holds many), the whole of a FHIR
+input. A refusal's ``index`` is its message (HL7 v2), or the top-level Bundle
+entry or Parameters resource it concerns (FHIR), ``None`` for the whole input.
 
 Flags live in the event's ``attributes`` (DESIGN.md: a flat map of at most
 32 keys whose values are strings, integers or booleans, so not lists):
@@ -78,9 +79,9 @@ class Assumed:
 class Refusal:
     """One unit that yielded no event, and why.
 
-    ``index`` is the unit's 0-based position: the message in an HL7 v2 input,
-    the top-level entry of a FHIR Bundle; ``None`` when the refusal concerns
-    the whole input. ``cause`` is a :class:`Cause` code; ``where`` the
+    ``index`` is the 0-based position of what was refused: the message in an
+    HL7 v2 input, the top-level entry of a FHIR Bundle (or resource of a
+    Parameters); ``None`` when the refusal concerns the whole input. ``cause`` is a :class:`Cause` code; ``where`` the
     segment/field (``PID-3``) or JSON path (``entry[3].resource.subject``),
     possibly empty; ``message`` a sentence for people. Neither quotes a
     value from the input.
@@ -109,9 +110,9 @@ class HelperResult:
 
     ``events`` are in input order; ``event_units[i]`` is the unit
     ``events[i]`` came from. ``units`` is how many units the input held (0
-    when the input itself was refused). A unit may both yield events and be
-    listed in ``refusals`` only for FHIR, where one Bundle entry can be
-    refused while the others are not.
+    when an HL7 v2 input itself was refused). For FHIR the unit is the
+    whole input (``units`` 1, every ``event_units`` 0), and a Bundle whose
+    other entries yield events may still list refused entries.
     """
 
     events: tuple[PhiAccess, ...] = ()
