@@ -33,6 +33,8 @@ from auditsvc_sdk.helpers import (
     read_fhir,
     read_hl7v2,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 CHANNEL = {"id": "mirth/ADT-IN", "type": "system"}
 FIXED = datetime(2026, 12, 5, 18, 0, tzinfo=UTC)
@@ -297,3 +299,164 @@ def test_placeholders_never_link_two_patients_in_one_message() -> None:
         ],
     }
     assert len(read_fhir(bundle, source="s", destination="d", actor=CHANNEL).events) == 2
+
+
+def test_the_coverage_tool_finds_every_patient_naming_input_audited() -> None:
+    import auditsvc_sdk
+
+    from tests.helper_coverage import measure
+
+    report = measure(auditsvc_sdk)
+    for row in report.values():
+        assert row["not_audited"] == []
+        assert row["patients_with_an_event"] == row["patients_named"] > 0
+
+
+# --- properties: real-shaped messages, mutated ----------------------------------------------------
+# What the site may do to a message: drop fields, add Z-segments, change separators and encodings,
+# truncate. Whatever it does, a message that still names a patient must give that patient an event.
+
+_SEPARATOR_CHARS = "|^~\\&#$*!@%"
+MRNS = st.text("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=4, max_size=12).filter(
+    lambda v: not IdentifierPolicy().is_placeholder(v)
+)
+
+
+@st.composite
+def hl7_messages(draw: st.DrawFn) -> tuple[str, str, bool]:
+    """(message text, the patient's MRN, whether an authority for it can be found)."""
+    chars = draw(st.permutations(_SEPARATOR_CHARS))
+    field, comp, rep, esc, sub = chars[:5]
+    mrn = draw(MRNS)
+    app = draw(st.sampled_from(["", "EPIC", "CERNER"]))
+    facility = draw(st.sampled_from(["", "MAINHOSP", f"{comp}2.16.840.1.113883.19.5{comp}ISO"]))
+    when = draw(st.sampled_from(["", "20240301120000-0500", "20240301120000", "20110613122406637", "202403", "2024X"]))
+    msg_type = draw(st.sampled_from([f"ADT{comp}A08", f"ORU{comp}R01{comp}ORU_R01", f"VXU{comp}V04", ""]))
+    version = draw(st.sampled_from(["2.3", "2.5.1", "2.8", ""]))
+    msh = field.join(["MSH", comp + rep + esc + sub, app, facility, "LAB", "", when, "", msg_type, "C1", "P", version])
+    authority = draw(st.sampled_from(["", "MAINHOSP", f"{sub}1.2.3.4{sub}ISO"]))
+    id_type = draw(st.sampled_from(["", "MR", "PI"]))
+    cx = mrn + (comp * 3 + authority + comp + id_type if authority or id_type else "")
+    pid_fields = ["PID", "1", "", cx, "", f"ZZPROP{comp}TEST", "", "19800101", "F"]
+    pid = field.join(pid_fields[: draw(st.integers(min_value=4, max_value=len(pid_fields)))])
+    segments = [msh]
+    if draw(st.booleans()):
+        segments.append(field.join(["EVN", "A08", draw(st.sampled_from(["", "20240301115900-0500"]))]))
+    if draw(st.booleans()):
+        segments.append("PID" + field)  # an empty PID before the real one
+    segments.append(pid)
+    tail = [field.join(["PV1", "1", "I"]), field.join(["OBX", "1", "NM", "X", "", "5"])]
+    tail += [
+        field.join([f"Z{c}{d}", "1", "Y"])
+        for c, d in draw(st.lists(st.tuples(st.sampled_from("XYZ"), st.sampled_from("0123456789")), max_size=3))
+    ]
+    segments += draw(st.permutations(tail))[: draw(st.integers(min_value=0, max_value=len(tail)))]
+    terminator = draw(st.sampled_from(["\r", "\n", "\r\n"]))
+    text = terminator.join(segments) + terminator
+    known_authority = bool(authority or facility or app)
+    return text, mrn, known_authority
+
+
+def _frame(draw: st.DrawFn, text: str) -> str | bytes:
+    if draw(st.booleans()):
+        text = "\x0b" + text + "\x1c\r"
+    encoding = draw(st.sampled_from([None, "utf-8", "utf-8-sig", "latin-1", "utf-16"]))
+    return text if encoding is None else text.encode(encoding)
+
+
+@given(st.data())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_property_a_mutated_message_that_names_a_patient_yields_an_event_for_them(data: st.DataObject) -> None:
+    text, mrn, known_authority = data.draw(hl7_messages())
+    found = read_hl7v2(_frame(data.draw, text), actor=CHANNEL, default_tz=UTC, clock=lambda: FIXED)
+    (event,) = found.events
+    assert found.refusals == ()
+    values = [i.value for i in event.patient.identifiers]
+    if known_authority:
+        assert mrn in values
+    else:
+        assert assumed_codes(event)[-2:] == ["authority_unknown", "patient_unidentified"]
+
+
+@given(st.data())
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_property_a_batch_gives_every_patient_message_its_event(data: st.DataObject) -> None:
+    messages = data.draw(st.lists(hl7_messages(), min_size=1, max_size=4))
+    # One field separator for the batch file: each message keeps its own encoding characters.
+    ack = "MSH|^~\\&|LIS|LAB|EPIC|MAINHOSP|20240301120000-0500||ACK|A1|P|2.5\rMSA|AA|C1\r"
+    texts = [m[0] for m in messages]
+    position = data.draw(st.integers(min_value=0, max_value=len(texts)))
+    texts.insert(position, ack)
+    found = read_hl7v2("".join(texts), actor=CHANNEL, source="engine", default_tz=UTC, clock=lambda: FIXED)
+    assert found.units == len(texts)
+    assert [(r.index, r.cause) for r in found.refusals] == [(position, Cause.NO_PATIENT)]
+    assert len(found.events) >= 1
+    assert position not in found.event_units
+    for (text, mrn, _), unit in zip(messages, [u for u in range(len(texts)) if u != position], strict=True):
+        assert unit in found.event_units, text
+        mine = [e for e, u in zip(found.events, found.event_units, strict=True) if u == unit]
+        assert any(mrn in [i.value for i in e.patient.identifiers] for e in mine)
+
+
+@given(st.binary(max_size=400) | st.text(max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_property_any_input_gives_a_result_and_never_raises(data: str | bytes) -> None:
+    found = read_hl7v2(b"MSH|^~\\&|A|B|C|D|" + data if isinstance(data, bytes) else data, actor=CHANNEL)
+    assert all(r.cause in Cause.ALL for r in found.refusals)
+    found_fhir = read_fhir(data, source="s", destination="d", actor=CHANNEL)
+    assert all(r.cause in Cause.ALL for r in found_fhir.refusals)
+
+
+@st.composite
+def fhir_inputs(draw: st.DrawFn) -> tuple[Any, str, bool]:
+    """(input, the patient's MRN, whether the MRN itself is still there to link by)."""
+    mrn = draw(MRNS)
+    pid = draw(st.sampled_from(["p1", "p_1", "P-1.x", "1"]))
+    base = "https://fhir.example.org/R4"
+    masked = draw(st.booleans())
+    ident: dict[str, Any] = {"system": "urn:oid:2.16.840.1.113883.3.7777.1", "value": mrn}
+    if masked:
+        ident = {"system": ident["system"], "_value": {"extension": [{"url": "x", "valueCode": "masked"}]}}
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": pid, "identifier": [ident]}
+    ref = draw(st.sampled_from([f"Patient/{pid}", f"{base}/Patient/{pid}", "urn:uuid:a1", "Patient/", "#nope"]))
+    observation = {"resourceType": "Observation", "status": "final", "subject": {"reference": ref}}
+    entries: list[Any] = [
+        {"fullUrl": "urn:uuid:a1" if ref == "urn:uuid:a1" else f"{base}/Patient/{pid}", "resource": patient},
+        {"resource": observation},
+    ]
+    if draw(st.booleans()):
+        entries.insert(draw(st.integers(0, 2)), draw(st.sampled_from(["junk", {"resource": {"status": "x"}}, {}])))
+    shape = draw(st.sampled_from(["bundle", "parameters", "patient"]))
+    doc: Any
+    if shape == "bundle":
+        doc = {
+            "resourceType": "Bundle",
+            "type": draw(st.sampled_from(["searchset", "collection", "batch"])),
+            "entry": entries,
+        }
+    elif shape == "parameters":
+        doc = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "p", "resource": patient},
+                {"name": "o", "part": [{"name": "x", "resource": observation}]},
+            ],
+        }
+    else:
+        doc = patient
+    if draw(st.booleans()):
+        text = json.dumps(doc)
+        doc = draw(st.sampled_from([text, "\ufeff" + text, text.encode(), b"\xef\xbb\xbf" + text.encode()]))
+    return doc, mrn, not masked
+
+
+@given(fhir_inputs())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_property_a_mutated_fhir_input_naming_a_patient_yields_an_event_for_them(case: tuple[Any, str, bool]) -> None:
+    doc, mrn, linkable = case
+    found = read_fhir(doc, source="epic-fhir", destination="app", actor=CHANNEL)
+    assert found.events, found.refusals
+    assert all(r.cause == Cause.BAD_ENTRY for r in found.refusals)
+    values = [i.value for e in found.events for i in e.patient.identifiers]
+    if linkable:
+        assert mrn in values
