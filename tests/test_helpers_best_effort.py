@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from auditsvc_sdk.helpers import (
@@ -134,8 +135,8 @@ def test_real_looking_values_are_not_placeholders(value: str) -> None:
 
 
 def test_the_policy_is_configurable() -> None:
-    policy = IdentifierPolicy().with_systems({"STATEMEDICAID": "urn:oid:2.16.840.1.113883.3.249.15"})
-    assert policy.canonical_system("StateMedicaid") == "urn:oid:2.16.840.1.113883.3.249.15"
+    policy = IdentifierPolicy().with_systems({"STATEMEDICAID": "urn:oid:1.2.840.99999.1"})
+    assert policy.canonical_system("StateMedicaid") == "urn:oid:1.2.840.99999.1"
     assert policy.canonical_system("SSN") == US_SSN
     assert policy.with_placeholders({"NOSSN"}).is_placeholder("nossn")
     only = IdentifierPolicy().with_placeholders({"NOSSN"}, replace_defaults=True)
@@ -460,3 +461,23 @@ def test_property_a_mutated_fhir_input_naming_a_patient_yields_an_event_for_them
     values = [i.value for e in found.events for i in e.patient.identifiers]
     if linkable:
         assert mrn in values
+
+
+def test_the_sdk_readme_channel_settings_read_real_traffic_without_assumptions() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "sdk" / "README.md").read_text()
+    block = readme[readme.index("CHANNEL = {") : readme.index("\n}\n", readme.index("CHANNEL = {")) + 2]
+    namespace: dict[str, Any] = {"ZoneInfo": ZoneInfo}
+    exec(block, namespace)  # noqa: S102 - our own README
+    channel = namespace["CHANNEL"]
+    # A batch whose second message has no offset in MSH-7 and no CX-4 authority.
+    batch = msg(PID) + msg("PID|1||900002^^^^MR", msh="MSH|^~\\&|||LAB|LABFAC|20240301120000||ADT^A01|C2|P|2.3")
+    found = read_hl7v2(batch, destination="lab-lis", **channel)
+    assert found.ok and len(found.events) == 2
+    assert [assumed_codes(e) for e in found.events] == [[], []]
+    second = found.events[1]
+    assert second.occurred_at == datetime(2024, 3, 1, 18, tzinfo=UTC)  # Chicago, winter
+    assert second.source.system_id == "epic-adt"
+    assert (second.patient.identifiers[0].system, second.patient.identifiers[0].value) == (
+        "urn:oid:2.16.840.1.113883.3.1234.1.1",
+        "900002",
+    )

@@ -126,7 +126,7 @@ class IdentifierPolicy:
     (MBI and HICN) and state driver's licence systems and the common
     placeholders. Build a site's policy from it::
 
-        policy = IdentifierPolicy().with_systems({"STATEMEDICAID": "urn:oid:2.16.840.1.113883.3.249.15"})
+        policy = IdentifierPolicy().with_systems({"TXMEDICAID": "urn:oid:<the state's Medicaid OID>"})
         policy = policy.with_placeholders({"NOSSN"})
     """
 
