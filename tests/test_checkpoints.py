@@ -288,6 +288,7 @@ def test_checkpoints_go_to_a_directory_a_webhook_and_a_witness_that_cosigns(sett
             }
         )
         with running_service(configured) as service:
+            quick_checkpointer(service)
             for size in (60, 120, 180):
                 append(service, 60)  # one batch: the checkpoint lands on exactly this size
                 wait_for(lambda size=size: (tmp_path / "worm" / f"{size}.note").exists())
