@@ -10,6 +10,7 @@ from auditsvc_sdk import FORMAT_VERSION, genesis_hash
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .domain.appender import Appender
+from .domain.backfill import Backfiller
 from .domain.checkpointer import Checkpointer
 from .keys import ServerKeys, ensure_signing_key, load_keys
 from .settings import Settings
@@ -45,13 +46,15 @@ async def open_audit_log(
         appender.start()
         ensure_signing_key(settings)
         checkpointer = Checkpointer(engine, log_id, settings)
+        keys = load_keys(settings)
+        backfiller = Backfiller(engine, log_id, keys)  # the read model for events stored before it (migration 0006)
         if background:
             checkpointer.start()
+            backfiller.start()
         try:
-            yield AuditLog(
-                settings, engine, load_keys(settings), log_id, settings.log_name, genesis, appender, checkpointer
-            )
+            yield AuditLog(settings, engine, keys, log_id, settings.log_name, genesis, appender, checkpointer)
         finally:
+            await backfiller.stop()
             await checkpointer.stop()
             await appender.stop()
     finally:

@@ -46,6 +46,7 @@ TEST_SECRET_KEY = base64.b64encode(b"auditsvc-test-key-not-a-secret!!").decode()
 
 # The append-only tables (migrations 0001, 0003): the runtime role holds only
 # SELECT and INSERT on them, and triggers refuse UPDATE, DELETE and TRUNCATE.
+READ_MODEL_TABLES = ("event_facts", "patient_events", "read_model_backfill")  # migration 0006
 LOG_TABLES = (
     "logs",
     "events",
@@ -56,6 +57,7 @@ LOG_TABLES = (
     "checkpoints",
     "checkpoint_cosignatures",
     "verifier_keys",
+    *READ_MODEL_TABLES,
 )
 
 

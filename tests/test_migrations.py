@@ -21,7 +21,17 @@ from auditsvc.settings import Settings
 from auditsvc.store.engine import asyncpg_dsn
 from auditsvc.store.migrate import alembic_config, upgrade_head
 
-from .conftest import LOG_TABLES, TEST_SECRET_KEY, _admin, _with_database, event, query, run_cli, running_service
+from .conftest import (
+    LOG_TABLES,
+    READ_MODEL_TABLES,
+    TEST_SECRET_KEY,
+    _admin,
+    _with_database,
+    event,
+    query,
+    run_cli,
+    running_service,
+)
 
 
 @pytest.fixture
@@ -69,6 +79,8 @@ def test_lookup_rows_stored_by_seq_are_rekeyed_by_event_id(empty_db: str) -> Non
 # -- 0005: the log handed to a dedicated owner role ---------------------------
 
 ALL_TABLES = (*LOG_TABLES, "api_tokens", "alembic_version")
+# The tables a log filled at 0004 already has (the read model comes with 0006).
+OLD_LOG_TABLES = tuple(t for t in LOG_TABLES if t not in READ_MODEL_TABLES)
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 LINKED = [("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-MIG-5"), ("urn:oid:2.16.840.1.113883.3.9999.0", "E-MIG-5")]
 
@@ -82,12 +94,12 @@ def table_owners(url: str) -> dict[str, str]:
     return {r["relname"]: r["owner"] for r in rows}
 
 
-def runtime_privileges(url: str, role: str) -> dict[str, set[str]]:
+def runtime_privileges(url: str, role: str, tables: tuple[str, ...] = ALL_TABLES) -> dict[str, set[str]]:
     return {
         table: {
             p for p in PRIVILEGES if query(url, "SELECT has_table_privilege($1, $2, $3) AS ok", role, table, p)[0]["ok"]
         }
-        for table in ALL_TABLES
+        for table in tables
     }
 
 
@@ -138,25 +150,53 @@ def assert_administration_works(settings: Settings, officer: str) -> None:
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-def test_a_log_filled_at_0004_is_handed_to_the_owner_role_and_keeps_working(empty_db: str, tmp_path: Path) -> None:
+async def copy_rows(source: str, target: str, tables: tuple[str, ...]) -> None:
+    """Every row of ``tables`` from one database into the other (triggers off in the target)."""
+    src, dst = await asyncpg.connect(asyncpg_dsn(source)), await asyncpg.connect(asyncpg_dsn(target))
+    try:
+        async with dst.transaction():
+            await dst.execute("SET LOCAL session_replication_role = replica")
+            for table in tables:
+                rows = await src.fetch(f"SELECT * FROM {table}")
+                if rows:
+                    await dst.copy_records_to_table(
+                        table, records=[tuple(r) for r in rows], columns=list(rows[0].keys())
+                    )
+    finally:
+        await src.close()
+        await dst.close()
+
+
+def test_a_log_filled_at_0004_is_handed_to_the_owner_role_and_keeps_working(
+    empty_db: str, db_url: str, tmp_path: Path
+) -> None:
     settings = Settings(
         database_url=empty_db, secret_key=TEST_SECRET_KEY, data_dir=tmp_path / "data", log_name="m.auditsvc.local/log"
     )
     command.upgrade(alembic_config(settings, empty_db), "0004")
-    officer = fill_through_the_api(settings)
-    counts = {t: query(empty_db, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in LOG_TABLES}
+    # Filled by this code at head, then the rows copied into the log at 0004
+    # (this code writes the read model of 0006, which a log at 0004 lacks).
+    officer = fill_through_the_api(settings.model_copy(update={"database_url": db_url}))
+    asyncio.run(copy_rows(db_url, empty_db, (*OLD_LOG_TABLES, "api_tokens")))
+    counts = {t: query(empty_db, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in OLD_LOG_TABLES}
     records = query(empty_db, "SELECT seq, record, chain_hash FROM events ORDER BY seq")
-    grants = runtime_privileges(empty_db, settings.runtime_role)
+    old_tables = (*OLD_LOG_TABLES, "api_tokens", "alembic_version")
+    grants = runtime_privileges(empty_db, settings.runtime_role, old_tables)
     assert set(table_owners(empty_db).values()) != {settings.owner_role}
 
     upgrade_head(settings, empty_db)
 
     assert set(table_owners(empty_db).values()) == {settings.owner_role}
-    assert {t: query(empty_db, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in LOG_TABLES} == counts
+    assert {t: query(empty_db, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in OLD_LOG_TABLES} == counts
     assert query(empty_db, "SELECT seq, record, chain_hash FROM events ORDER BY seq") == records
-    assert runtime_privileges(empty_db, settings.runtime_role) == grants
-    assert grants == {
+    assert runtime_privileges(empty_db, settings.runtime_role, old_tables) == grants
+    assert runtime_privileges(empty_db, settings.runtime_role) == {
         **{t: {"SELECT", "INSERT"} for t in LOG_TABLES},
+        "api_tokens": {"SELECT"},
+        "alembic_version": {"SELECT"},
+    }
+    assert grants == {
+        **{t: {"SELECT", "INSERT"} for t in OLD_LOG_TABLES},
         "api_tokens": {"SELECT"},
         "alembic_version": {"SELECT"},
     }
@@ -170,6 +210,11 @@ def test_a_log_filled_at_0004_is_handed_to_the_owner_role_and_keeps_working(empt
     for statement in ("DELETE FROM events", "UPDATE logs SET name = name", "TRUNCATE checkpoints CASCADE"):
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             _admin(empty_db, f"SET ROLE {settings.owner_role}; {statement}")
+    # Reports wait for the read model of the rows stored before 0006; `auditsvc migrate` builds it.
+    assert query(empty_db, "SELECT count(*) AS n FROM event_facts")[0]["n"] == 0
+    migrated = run_cli(settings, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert query(empty_db, "SELECT count(*) AS n FROM event_facts")[0]["n"] == len(records)
     assert_administration_works(settings, officer)
 
 
@@ -178,7 +223,7 @@ def test_migrations_after_the_hand_over_run_as_the_owner_role(empty_db: str, tmp
     migrations = tmp_path / "migrations"
     shutil.copytree(Settings().migrations_dir, migrations, ignore=shutil.ignore_patterns("__pycache__"))
     (migrations / "versions" / "9999_later.py").write_text(
-        'revision = "9999"\ndown_revision = "0005"\n'
+        'revision = "9999"\ndown_revision = "0006"\n'
         "from alembic import op\n"
         "def upgrade(**kw):\n"
         '    op.execute("CREATE TABLE later (a int)")\n'

@@ -16,7 +16,7 @@ from ..store.engine import runtime_url
 from ..store.migrate import upgrade_head
 from ..telemetry import export_plan
 from . import keys, report, tokens
-from ._common import configure_logging, console, database, fail, settings
+from ._common import build_read_model, configure_logging, console, database, fail, settings
 from .checkpoints import checkpoint
 from .demo import demo
 from .export import export
@@ -60,6 +60,7 @@ def serve(
     owner = database(s)  # embedded: started and migrated here, once, before workers fork
     if not s.embedded and s.migrate_on_start:
         upgrade_head(s, owner)
+        build_read_model(s, owner)
     load_keys(s)
     signing_key = ensure_signing_key(s)
     # Workers connect as the runtime role; they inherit the DSN, not the owner's.
@@ -119,6 +120,8 @@ def migrate() -> None:
         upgrade_head(s, url)
     except Exception as exc:
         fail(f"migration failed: {type(exc).__name__}: {exc}")
+    if not s.embedded:  # database() has built it
+        build_read_model(s, url)
     console.print("database is at the latest migration")
 
 

@@ -7,13 +7,16 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
+import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..domain.backfill import backfill_all
+from ..keys import load_keys
 from ..settings import Settings, get_settings
 from ..store.embedded import EmbeddedServerError
-from ..store.engine import owner_url
+from ..store.engine import asyncpg_dsn, owner_url
 from ..store.migrate import upgrade_head
 from ..telemetry import logs as telemetry_logs
 from ..telemetry.logs import LogFormat
@@ -47,12 +50,41 @@ def database(s: Settings) -> str:
         url = owner_url(s)
         if s.embedded:
             upgrade_head(s, url)
-        return url
     except EmbeddedServerError as exc:
         sys.stderr.write("".join(f"{line}\n" for line in exc.lines))  # as logged: no wrapping, no markup
         fail(f"cannot start the database: {exc.args[0]}")
     except Exception as exc:
         fail(f"cannot reach the database: {type(exc).__name__}: {exc}")
+    if s.embedded:
+        build_read_model(s, url)
+    return url
+
+
+def build_read_model(s: Settings, url: str) -> None:
+    """After the migrations: the reports' read model for events stored before
+    migration 0006, in resumable batches (domain/backfill.py); at once when
+    there are none."""
+    try:
+        keys = load_keys(s, sealing=False)  # format-1 records' lookup keys
+    except Exception:
+        keys = None
+
+    def progress(log_id: int, done: int, head: int) -> None:
+        err_console.print(f"building the report index of log {log_id}: {done:,} of {head:,} events", highlight=False)
+
+    async def _run() -> bool:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await backfill_all(conn, keys, progress)
+        finally:
+            await conn.close()
+
+    try:
+        complete = asyncio.run(_run())
+    except Exception as exc:
+        fail(f"building the report index failed (run again to resume): {type(exc).__name__}")
+    if not complete:
+        err_console.print("another process is building the report index; reports answer 503 until it is done")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

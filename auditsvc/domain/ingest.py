@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..keys import ServerKeys
 from ..store.append import PreparedEvent
+from ..store.readmodel import event_facts
 from .errors import Forbidden, InvalidInput, MalformedBody
 
 
@@ -120,6 +121,7 @@ def prepare(events: Sequence[WireEvent], keys: ServerKeys, emitter: str) -> list
                 template=RecordTemplate(record, emitter=emitter, version=SEALED_RECORD_VERSION),
                 occurred_at=event.occurred_at,
                 identifiers=tuple(identifiers),
+                facts=event_facts(body, emitter),
             )
         )
     return prepared

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from ..runtime import AuditLog
 from ..store import reports as queries
 from ..store.session import driver_connection
+from .backfill import require_read_model
 from .errors import InvalidInput, MalformedBody
 from .ingest import decode_json_body, validation_errors
 from .read_audit import record_read
@@ -136,6 +137,7 @@ async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, read
         raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
     id_hmac = audit.keys.identifier_hmac(query.identifier.system, query.identifier.value)
     async with driver_connection(audit.engine) as conn:
+        await require_read_model(conn, audit.log_id)
         if query.cursor:
             after, as_of = decode_cursor(query.cursor)
         else:

@@ -14,6 +14,9 @@ Steps, per row in ``seq`` order (docs/chain-format.md, "Verifying"):
    who deletes index rows would hide accesses from reports without touching
    the chain; this catches it. The comparison streams a multiset fingerprint
    and only on a mismatch walks both sides to name the first bad ``seq``.
+   Then the reports' read model (``event_facts``, ``patient_events``)
+   against the records (domain/verify_readmodel.py); ``check_index=False``
+   skips it too.
 
 7. Checkpoints: the Merkle root of the first N leaves equals the root of
    every stored checkpoint of size N, and each stored checkpoint's signature
@@ -69,6 +72,7 @@ from .verify_range import (
     start_worker,
     text_as_bytes,
 )
+from .verify_readmodel import check_read_model
 
 __all__ = [
     "CHAIN_HASH_MISMATCH",
@@ -465,6 +469,8 @@ async def verify_chain(
             if fingerprint[0] != (index_count, index_fp):
                 seq, detail = await _first_index_mismatch(conn, log_id, expected, keys)
                 damage = Damage(seq, IDENTIFIER_INDEX_MISMATCH, detail)
+            if damage is None:  # the reports' read model, against the records it is derived from
+                damage = await check_read_model(conn, log_id, expected)
     if damage is None:
         damage = check_signatures(claims, log_name, vkeys)
     if progress is not None:

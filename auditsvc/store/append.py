@@ -25,6 +25,8 @@ import asyncpg
 from auditsvc_sdk import RecordTemplate, chain_hash, leaf_hash
 from auditsvc_sdk.chain import format_timestamp
 
+from .readmodel import FACT_COLUMNS, PATIENT_COLUMNS
+
 # pg_advisory_xact_lock(key1, key2): key1 names auditsvc's append lock, key2 the log.
 APPEND_LOCK_CLASS = 0x41554454  # "AUDT"
 
@@ -37,6 +39,7 @@ class PreparedEvent:
     template: RecordTemplate  # the event's leaf bytes, seq and received_at still open
     occurred_at: datetime
     identifiers: tuple[tuple[bytes, str, str], ...]  # (hmac, system, sealed value)
+    facts: tuple[Any, ...] = ()  # the read model's event_facts columns after occurred_at (store/readmodel.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,8 @@ async def _append_group_once(
         seq = head.tree_size
         previous = head.chain_hash
         event_rows: list[tuple[Any, ...]] = []
+        fact_rows: list[tuple[Any, ...]] = []  # the read model (migration 0006)
+        patient_rows: list[tuple[Any, ...]] = []
         results: list[list[EventResult]] = []
         for batch in batches:
             batch_results: list[EventResult] = []
@@ -224,6 +229,8 @@ async def _append_group_once(
                 event_rows.append(
                     (log_id, seq, event.event_id, event.occurred_at, leaf_bytes.decode("utf-8"), leaf, previous)
                 )
+                fact_rows.append((log_id, seq, event.occurred_at, *event.facts))
+                patient_rows.extend((log_id, h, event.occurred_at, seq) for h, _, _ in event.identifiers)
                 stored[event.event_id] = seq
                 batch_results.append(EventResult(event.event_id, "accepted", seq))
                 seq += 1
@@ -234,6 +241,8 @@ async def _append_group_once(
                 records=event_rows,
                 columns=("log_id", "seq", "event_id", "occurred_at", "record", "leaf_hash", "chain_hash"),
             )
+            await conn.copy_records_to_table("event_facts", records=fact_rows, columns=FACT_COLUMNS)
+            await conn.copy_records_to_table("patient_events", records=patient_rows, columns=PATIENT_COLUMNS)
     if seen is not None:  # only now: the rows are committed
         seen.add_all(known)
         seen.add_all(links)

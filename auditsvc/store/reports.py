@@ -2,7 +2,12 @@
 
 A patient is found by the keyed hash of one identifier; the identifiers
 linked to it (seen together in some event, transitively) are walked through
-``identifier_links``; events are found through ``event_identifiers``.
+``identifier_links``; events are found through the read model
+(``patient_events``, ``event_facts``: store/readmodel.py), and the JSON
+record is read only for the page of events returned. Every statement here
+reads a number of rows bounded by what it returns (or, for the per-system
+summary, by the patient's events), whatever plan PostgreSQL caches:
+tests/test_report_plans.py.
 """
 
 from __future__ import annotations
@@ -27,58 +32,89 @@ WITH RECURSIVE component(h) AS (
 SELECT h FROM component LIMIT $3
 """
 
-_MATCHED = """
-ev AS MATERIALIZED (
-    SELECT e.seq, e.occurred_at, e.record
-    FROM events e
-    WHERE e.log_id = $1
-      AND e.event_id IN (SELECT event_id FROM event_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[]))
-      AND e.occurred_at >= $3 AND e.occurred_at <= $4 AND e.seq < $5
+# One patient's events: per linked identifier, one range scan of
+# patient_events (log_id, id_hmac, occurred_at, seq), merged and deduplicated
+# (an event naming two of the patient's identifiers is found twice). Each
+# lookup by seq is a LATERAL subquery with LIMIT, which PostgreSQL cannot
+# flatten into a join: whatever plan it caches for the prepared statement,
+# the rows read are bounded by the patient's rows, never by the log's.
+_HITS = """
+hits AS (
+    SELECT DISTINCT p.seq
+    FROM unnest($2::bytea[]) AS h(id_hmac)
+    CROSS JOIN LATERAL (
+        SELECT pe.seq FROM patient_events pe
+        WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
+          AND pe.occurred_at >= $3 AND pe.occurred_at <= $4 AND pe.seq < $5
+    ) p
+),
+facts AS MATERIALIZED (
+    SELECT f.*
+    FROM hits
+    CROSS JOIN LATERAL (
+        SELECT f.occurred_at, f.action, f.data_elements, f.source_system, f.destination_system,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'id', f.actor_id, 'type', f.actor_type, 'role', f.actor_role, 'name', f.actor_name)) AS actor
+        FROM event_facts f WHERE f.log_id = $1 AND f.seq = hits.seq LIMIT 1
+    ) f
 )
 """
 
 _SYSTEMS = (
     "WITH "
-    + _MATCHED
+    + _HITS
     + """,
-parsed AS (SELECT seq, occurred_at, record::jsonb AS r FROM ev),
-sys AS (
-    SELECT r->'source'->>'system_id' AS system_id, occurred_at, r,
-           true AS as_source,
-           (r->'source'->>'system_id') = (r->'destination'->>'system_id') AS as_destination
-    FROM parsed
+sys AS MATERIALIZED (
+    SELECT source_system AS system_id, occurred_at, action, data_elements, actor,
+           true AS as_source, source_system = destination_system AS as_destination
+    FROM facts
     UNION ALL
-    SELECT r->'destination'->>'system_id', occurred_at, r, false, true
-    FROM parsed WHERE (r->'source'->>'system_id') <> (r->'destination'->>'system_id')
+    SELECT destination_system, occurred_at, action, data_elements, actor, false, true
+    FROM facts WHERE source_system <> destination_system
+),
+counts AS (
+    SELECT system_id,
+           count(*) AS count,
+           count(*) FILTER (WHERE as_source) AS as_source,
+           count(*) FILTER (WHERE as_destination) AS as_destination,
+           min(occurred_at) AS first_access,
+           max(occurred_at) AS last_access,
+           array_agg(DISTINCT action ORDER BY action) AS actions,
+           jsonb_agg(DISTINCT actor) AS actors
+    FROM sys GROUP BY system_id
+),
+elements AS (
+    SELECT system_id, array_agg(DISTINCT d ORDER BY d) AS data_elements
+    FROM sys CROSS JOIN LATERAL unnest(sys.data_elements) AS d GROUP BY system_id
 )
-SELECT s.system_id,
-       count(*) AS count,
-       count(*) FILTER (WHERE s.as_source) AS as_source,
-       count(*) FILTER (WHERE s.as_destination) AS as_destination,
-       min(s.occurred_at) AS first_access,
-       max(s.occurred_at) AS last_access,
-       array_agg(DISTINCT s.r->>'action' ORDER BY s.r->>'action') AS actions,
-       (SELECT array_agg(DISTINCT d ORDER BY d)
-          FROM sys s2, jsonb_array_elements_text(s2.r->'data_elements') d
-         WHERE s2.system_id = s.system_id) AS data_elements,
-       (SELECT jsonb_agg(DISTINCT s3.r->'actor')
-          FROM sys s3 WHERE s3.system_id = s.system_id) AS actors
-FROM sys s
-GROUP BY s.system_id
-ORDER BY count DESC, s.system_id
+SELECT c.*, e.data_elements
+FROM counts c LEFT JOIN elements e ON e.system_id = c.system_id
+ORDER BY c.count DESC, c.system_id
 """
 )
 
-_EVENTS = (
-    "WITH "
-    + _MATCHED
-    + """
-SELECT seq, occurred_at, record FROM ev
-WHERE (occurred_at, seq) > ($6, $7)
-ORDER BY occurred_at, seq
-LIMIT $8
-"""
+# A page: per identifier, the next ``$8`` rows after the keyset position in
+# (occurred_at, seq) order, merged; then the records of that page only.
+_EVENTS = """
+WITH page AS (
+    SELECT DISTINCT p.occurred_at, p.seq
+    FROM unnest($2::bytea[]) AS h(id_hmac)
+    CROSS JOIN LATERAL (
+        SELECT pe.occurred_at, pe.seq FROM patient_events pe
+        WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
+          AND (pe.occurred_at, pe.seq) > ($6, $7) AND pe.occurred_at >= $3 AND pe.occurred_at <= $4
+          AND pe.seq < $5
+        ORDER BY pe.occurred_at, pe.seq
+        LIMIT $8
+    ) p
+    ORDER BY p.occurred_at, p.seq
+    LIMIT $8
 )
+SELECT page.seq, page.occurred_at, e.record
+FROM page
+CROSS JOIN LATERAL (SELECT e.record FROM events e WHERE e.log_id = $1 AND e.seq = page.seq LIMIT 1) e
+ORDER BY page.occurred_at, page.seq
+"""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,34 @@
+"""Verification of the read model reports use (migration 0006).
+
+``event_facts`` and ``patient_events`` are derived from the records, so a
+superuser who edits or deletes their rows could hide an access from every
+report without touching the chain. After the chain and the lookup index are
+verified, this compares them with what the records say, in the same
+snapshot: each ``event_facts`` row with the fields of its record (read again
+by the database, an independent derivation from the one ingest used), each
+``patient_events`` row with the lookup index (already checked against the
+records) joined to its event. Rows the backfill has not reached yet
+(store/readmodel.py) are not required, but every row present must match.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from ..store.readmodel import first_mismatch
+from .verify_range import Damage
+
+READ_MODEL_MISMATCH = "read_model_mismatch"
+
+
+async def check_read_model(conn: asyncpg.Connection, log_id: int, size: int) -> Damage | None:
+    """The first event (``seq < size``) whose read-model rows disagree with its record, if any."""
+    try:
+        async with conn.transaction():  # a savepoint: a record the SQL cannot read must not end the snapshot
+            mismatch = await first_mismatch(conn, log_id, size)
+    except asyncpg.DataError:
+        detail = "a record's report fields could not be read to compare with the read model"
+        return Damage(size, READ_MODEL_MISMATCH, detail)
+    if mismatch is None:
+        return None
+    return Damage(mismatch.seq, READ_MODEL_MISMATCH, mismatch.detail)
