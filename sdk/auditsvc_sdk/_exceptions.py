@@ -13,11 +13,12 @@ AuditError
 ├── ServiceError            record_batch() / patient_access_report(): the service answered an error status
 │   └── EventRejected       4xx: the batch was invalid or not allowed
 ├── TransportError          record_batch() / patient_access_report(): the service could not be reached
-├── HL7v2Error              events_from_hl7v2(): no usable message or patient identifier (names the position)
-└── FHIRError               events_from_fhir(): malformed resource or reference (names the JSON path)
+├── HL7v2Error              events_from_hl7v2(): nothing in the input names a patient or can be read
+└── FHIRError               events_from_fhir(): nothing in the input can be read (names the JSON path)
 
 ``InvalidEvent``, ``HL7v2Error`` and ``FHIRError`` are also ``ValueError``s
-(the last two live beside their helpers, in ``_hl7v2.py`` and ``_fhir.py``). ``ServiceError`` and
+(the last two live beside their helpers, in ``_hl7v2_text.py`` and ``_fhir_json.py``;
+``read_hl7v2``/``read_fhir`` never raise them: they report a ``Refusal`` instead). ``ServiceError`` and
 ``TransportError`` come only from the direct, synchronous calls, never from
 ``record()``.
 """

@@ -119,7 +119,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ._event import Action, Actor, Outcome, PhiAccess, SystemRef, new_event_id
-from ._fhir_walk import FHIR_ID, FHIRError, Walker, load, resource_type
+from ._fhir_json import FHIRError, load, resource_type
+from ._fhir_walk import FHIR_ID, Walker
 from ._identifiers import DEFAULT_POLICY, UNLINKED_SYSTEM, IdentifierPolicy
 from ._results import Assumed, Cause, HelperResult, Refusal, result, with_assumed
 

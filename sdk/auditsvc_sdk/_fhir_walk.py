@@ -19,36 +19,18 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ._event import MAX_DATA_ELEMENTS, MAX_IDENTIFIERS
-from ._exceptions import AuditError
+from ._fhir_json import TYPE, FHIRError, element_name, resource_type
 from ._identifiers import IdentifierPolicy
-from ._results import Assumed, Cause
+from ._results import Assumed
 
-__all__ = ["FHIRError", "Patient", "Walker", "load", "resource_type"]
+__all__ = ["FHIR_ID", "Patient", "Walker"]
 
 # Top-level elements that name the patient whose record a resource is part of.
 PATIENT_FIELDS = ("subject", "patient", "beneficiary", "for", "individual", "candidate")
 # Where the patient sits deeper: (resource type, list element, reference element).
 _NESTED_PATIENT_FIELDS = {"Appointment": ("participant", "actor"), "AppointmentResponse": (None, "actor")}
 _NOT_DATA = frozenset({"resourceType", "id", "meta", "implicitRules", "language", "contained"})
-# R4 choice elements that appear at the top level of clinical resources.
-_CHOICE_PREFIXES = frozenset(
-    {
-        "value", "effective", "onset", "abatement", "deceased", "multipleBirth", "medication", "occurrence",
-        "performed", "reported", "born", "age", "timing", "serviced", "product", "collected", "allowed", "used",
-    }
-)  # fmt: skip
-_DATATYPES = frozenset(
-    {
-        "Base64Binary", "Boolean", "Canonical", "Code", "Date", "DateTime", "Decimal", "Id", "Instant", "Integer",
-        "Markdown", "Oid", "PositiveInt", "String", "Time", "UnsignedInt", "Uri", "Url", "Uuid", "Address", "Age",
-        "Annotation", "Attachment", "CodeableConcept", "Coding", "ContactPoint", "Count", "Distance", "Duration",
-        "HumanName", "Identifier", "Money", "Period", "Quantity", "Range", "Ratio", "Reference", "SampledData",
-        "Signature", "Timing", "Dosage",
-    }
-)  # fmt: skip
-_UPPER = re.compile(r"[A-Z]")
 _ELEMENT = re.compile(r"^_?([a-z][A-Za-z0-9]{0,59})$")
-_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 # R4 ids are [A-Za-z0-9-.]; servers also hand out ids with "_", and a reference to one is still theirs.
 FHIR_ID = r"[A-Za-z0-9\-._]{1,64}"
 _RELATIVE = re.compile(rf"^([A-Z][A-Za-z]{{0,63}})/({FHIR_ID})(?:/_history/{FHIR_ID})?$")
@@ -57,18 +39,6 @@ _CONDITIONAL = re.compile(r"^([A-Z][A-Za-z]{0,63})\?(.*)$")
 _MAX_DEPTH = 16
 _MAX_SYSTEM = 256
 _MAX_VALUE = 128
-
-
-class FHIRError(AuditError, ValueError):
-    """The input is not usable FHIR R4 JSON. ``path`` is where (``entry[3].resource.subject``,
-    empty for the whole input); the message never contains values from the input; ``cause``
-    is the :class:`~auditsvc_sdk.helpers.Cause` code."""
-
-    def __init__(self, path: str, problem: str, cause: str = Cause.BAD_ENTRY) -> None:
-        self.path = path
-        self.problem = problem
-        self.cause = cause
-        super().__init__(f"{path or '(root)'}: {problem}")
 
 
 def join(path: str, key: str | int) -> str:
@@ -366,7 +336,7 @@ class Walker:
         contained = resource.get("contained", [])
         for inner_resource in contained if isinstance(contained, list) else []:
             inner_type = inner_resource.get("resourceType") if isinstance(inner_resource, Mapping) else None
-            if isinstance(inner_type, str) and _TYPE.match(inner_type):
+            if isinstance(inner_type, str) and TYPE.match(inner_type):
                 accessed.append((inner_type, inner_resource))
         for n in dict.fromkeys(patients):
             node = self.nodes[n]
@@ -395,7 +365,7 @@ class Walker:
             m = _ELEMENT.match(key) if isinstance(key, str) else None
             if m is None or key in _NOT_DATA:
                 continue
-            names[f"{rtype}.{_element_name(m.group(1))}"] = None
+            names[f"{rtype}.{element_name(m.group(1))}"] = None
 
     def _guarded(self, index: int, top: bool, walk: Any, *args: Any) -> None:
         """Walk one entry or part; if it cannot be read, record a refusal and go on with the next."""
@@ -557,26 +527,6 @@ class Walker:
         return out
 
 
-def _element_name(name: str) -> str:
-    """``valueQuantity`` -> ``value[x]``, ``multipleBirthInteger`` -> ``multipleBirth[x]``; others unchanged."""
-    for m in _UPPER.finditer(name):
-        prefix = name[: m.start()]
-        if prefix in _CHOICE_PREFIXES and name[m.start() :] in _DATATYPES:
-            return f"{prefix}[x]"
-    return name
-
-
-def resource_type(resource: Any, path: str) -> str:
-    if not isinstance(resource, Mapping):
-        raise FHIRError(path, "must be a JSON object (a FHIR resource)")
-    rtype = resource.get("resourceType")
-    if rtype is None:
-        raise FHIRError(path, "has no resourceType")
-    if not isinstance(rtype, str) or not _TYPE.match(rtype):
-        raise FHIRError(join(path, "resourceType"), "is not a FHIR resource type name")
-    return rtype
-
-
 def _contained(container: Mapping[str, Any] | None, local_id: str) -> tuple[Mapping[str, Any], str] | None:
     contained = container.get("contained", []) if container is not None else []
     if not isinstance(contained, list):
@@ -585,21 +535,3 @@ def _contained(container: Mapping[str, Any] | None, local_id: str) -> tuple[Mapp
         if isinstance(resource, Mapping) and resource.get("id") == local_id:
             return resource, f"contained[{i}]"
     return None
-
-
-def load(resource_or_bundle: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
-    """The input as a JSON object; a UTF-8 byte-order mark before JSON text is dropped."""
-    if isinstance(resource_or_bundle, Mapping):
-        return resource_or_bundle
-    if isinstance(resource_or_bundle, str | bytes | bytearray | memoryview):
-        raw = resource_or_bundle
-        text = raw.removeprefix("\ufeff") if isinstance(raw, str) else bytes(raw).removeprefix(b"\xef\xbb\xbf")
-        try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            # Not the decoder's message: the document is PHI, and position is all a caller needs.
-            raise FHIRError("", f"not valid JSON (line {exc.lineno}, column {exc.colno})", Cause.NOT_JSON) from None
-        if not isinstance(data, dict):
-            raise FHIRError("", "must be a JSON object (a FHIR resource or Bundle)", Cause.NOT_FHIR)
-        return data
-    raise FHIRError("", "must be a mapping, or JSON text as str or bytes", Cause.NOT_FHIR)
