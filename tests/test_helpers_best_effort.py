@@ -481,3 +481,18 @@ def test_the_sdk_readme_channel_settings_read_real_traffic_without_assumptions()
         "urn:oid:2.16.840.1.113883.3.1234.1.1",
         "900002",
     )
+
+
+def test_a_caller_with_many_attributes_still_gets_the_event_and_the_flags() -> None:
+    many = {f"k{n}": n for n in range(31)}
+    (event,) = read_hl7v2(msg(PID, msh="MSH|^~\\&|A|B|C|D|||ADT^A01|C1|P|2.5"), actor=CHANNEL, attributes=many).events
+    assert event.attributes["assumed"] == "time_of_processing"
+    assert len(event.attributes) == 32 and all(event.attributes[k] == v for k, v in many.items())
+    (event,) = read_fhir(
+        {"resourceType": "Patient", "id": "p"}, source="s", destination="d", actor=CHANNEL, attributes=many
+    ).events
+    assert event.attributes["assumed"] == "base_from_source"
+    assert len(event.attributes) == 32
+    # The caller alone over the bound is the caller's error, said without values.
+    found = read_hl7v2(msg(PID), actor=CHANNEL, attributes={f"k{n}": n for n in range(33)})
+    assert [r.cause for r in found.refusals] == [Cause.INVALID_EVENT]

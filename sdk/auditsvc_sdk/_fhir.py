@@ -122,7 +122,7 @@ from ._event import Action, Actor, Outcome, PhiAccess, SystemRef, new_event_id
 from ._fhir_json import FHIRError, load, resource_type
 from ._fhir_walk import FHIR_ID, Walker
 from ._identifiers import DEFAULT_POLICY, UNLINKED_SYSTEM, IdentifierPolicy
-from ._results import Assumed, Cause, HelperResult, Refusal, result, with_assumed
+from ._results import Assumed, Cause, HelperResult, Refusal, event_attributes, result
 
 __all__ = ["FHIRError", "events_from_fhir", "read_fhir"]
 
@@ -208,7 +208,6 @@ def read_fhir(
             attrs["identifiers_omitted"] = patient.identifiers_omitted
         if patient.elements_omitted:
             attrs["data_elements_omitted"] = patient.elements_omitted
-        attrs.update(attributes or {})
         event_id = new_event_id()
         identifiers, assumed = patient.identifiers, list(patient.assumed)
         if not identifiers:
@@ -222,7 +221,7 @@ def read_fhir(
                     patient={"identifiers": [{"system": s, "value": v} for s, v in identifiers]},
                     data_elements=patient.data_elements,
                     message_id=message_id,
-                    attributes=with_assumed(attrs, assumed),
+                    attributes=event_attributes(attrs, attributes or {}, assumed),
                 )
             )
         except ValidationError as exc:

@@ -135,7 +135,7 @@ from ._event import MAX_DATA_ELEMENTS, Action, Actor, Outcome, PhiAccess, System
 from ._hl7v2_patients import IdentifierContext, message_patients, system_from_msh
 from ._hl7v2_text import HL7v2Error, Reader, decode, parse, parse_hl7_timestamp, read_timestamp, split_units
 from ._identifiers import DEFAULT_POLICY, UNLINKED_SYSTEM, US_SSN, IdentifierPolicy
-from ._results import Assumed, Cause, HelperResult, Refusal, result, with_assumed
+from ._results import Assumed, Cause, HelperResult, Refusal, event_attributes, result
 
 __all__ = ["US_SSN", "HL7v2Error", "events_from_hl7v2", "parse_hl7_timestamp", "read_hl7v2"]
 
@@ -343,7 +343,6 @@ def _message_events(lines: list[str], channel: _Channel, number: int) -> list[Ph
         "processing_id": r.value(msh, 11),
     }
     attributes: dict[str, str | int | bool] = {k: _CONTROL.sub("", v)[:64] for k, v in derived.items() if v}
-    attributes.update(channel.attributes)
 
     ctx = IdentifierContext(
         r, channel.policy, channel.default_authority, channel.source.system_id if channel.source else None
@@ -376,7 +375,7 @@ def _message_events(lines: list[str], channel: _Channel, number: int) -> list[Ph
                     source=source,
                     destination=destination,
                     message_id=message_id,
-                    attributes=with_assumed(attributes, flags),
+                    attributes=event_attributes(attributes, channel.attributes, flags),
                     **channel.common,
                 )
             )

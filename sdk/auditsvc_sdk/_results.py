@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ._event import PhiAccess
+from ._event import MAX_ATTRIBUTES, PhiAccess
 
 __all__ = ["ASSUMED_ATTRIBUTE", "Assumed", "Cause", "HelperResult", "Refusal", "assumed_codes"]
 
@@ -142,14 +142,23 @@ class HelperResult:
         return dict(Counter(code for event in self.events for code in assumed_codes(event)))
 
 
-def with_assumed(attributes: Mapping[str, str | int | bool], assumed: Iterable[str]) -> dict[str, str | int | bool]:
-    """``attributes`` with the ``assumed`` flag set (last, so a caller's attribute cannot hide it)."""
-    out = dict(attributes)
+def event_attributes(
+    derived: Mapping[str, str | int | bool], caller: Mapping[str, str | int | bool], assumed: Iterable[str]
+) -> dict[str, str | int | bool]:
+    """The event's attributes: the helper's, then the caller's (which win), then ``assumed``.
+
+    ``assumed`` is set last, so a caller's attribute cannot hide it (and a caller's own ``assumed`` is
+    dropped when nothing was). When the three exceed the event's bound of 32 keys, the helper's own
+    attributes give way, last first: an event with fewer facts beats an access left unrecorded.
+    """
     codes = list(dict.fromkeys(assumed))
+    out = {**derived, **caller}
+    out.pop(ASSUMED_ATTRIBUTE, None)
+    spare = [k for k in reversed(list(derived)) if k not in caller]
+    while len(out) + bool(codes) > MAX_ATTRIBUTES and spare:
+        del out[spare.pop(0)]
     if codes:
         out[ASSUMED_ATTRIBUTE] = ",".join(codes)
-    else:
-        out.pop(ASSUMED_ATTRIBUTE, None)
     return out
 
 
