@@ -141,15 +141,17 @@ ORDER BY 1 LIMIT 1
 """
 
 
+BACKFILL_STATE_SQL = (
+    "SELECT count(*) AS n, coalesce(bool_or(complete), false) AS done, coalesce(max(upto), 0) AS upto "
+    "FROM read_model_backfill WHERE log_id = $1"
+)
+
+
 async def backfill_state(conn: asyncpg.Connection, log_id: int) -> tuple[bool, int]:
     """(complete, progress): ``progress`` is the ``seq`` below which a
     pending backfill has filled the read model. A log the migration found
     empty has no rows here and is complete."""
-    row = await conn.fetchrow(
-        "SELECT count(*) AS n, coalesce(bool_or(complete), false) AS done, coalesce(max(upto), 0) AS upto "
-        "FROM read_model_backfill WHERE log_id = $1",
-        log_id,
-    )
+    row = await conn.fetchrow(BACKFILL_STATE_SQL, log_id)
     assert row is not None
     return (row["n"] == 0 or bool(row["done"])), int(row["upto"])
 

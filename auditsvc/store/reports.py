@@ -23,11 +23,14 @@ import asyncpg
 # placeholder value such as "UNKNOWN" shared by many patients); stop walking.
 MAX_LINKED_IDENTIFIERS = 1000
 
-_COMPONENT = """
+# Each step looks up one identifier's links by primary key (a LATERAL
+# subquery with LIMIT: never turned into a hash join over the whole table).
+COMPONENT_SQL = """
 WITH RECURSIVE component(h) AS (
     SELECT $2::bytea
     UNION
-    SELECT l.b FROM identifier_links l JOIN component c ON l.log_id = $1 AND l.a = c.h
+    SELECT l.b FROM component c
+    CROSS JOIN LATERAL (SELECT l.b FROM identifier_links l WHERE l.log_id = $1 AND l.a = c.h LIMIT $3) l
 )
 SELECT h FROM component LIMIT $3
 """
@@ -60,7 +63,7 @@ facts AS MATERIALIZED (
 )
 """
 
-_SYSTEMS = (
+SYSTEMS_SQL = (
     "WITH "
     + _HITS
     + """,
@@ -95,7 +98,7 @@ ORDER BY c.count DESC, c.system_id
 
 # A page: per identifier, the next ``$8`` rows after the keyset position in
 # (occurred_at, seq) order, merged; then the records of that page only.
-_EVENTS = """
+EVENTS_SQL = """
 WITH page AS (
     SELECT DISTINCT p.occurred_at, p.seq
     FROM unnest($2::bytea[]) AS h(id_hmac)
@@ -115,6 +118,12 @@ FROM page
 CROSS JOIN LATERAL (SELECT e.record FROM events e WHERE e.log_id = $1 AND e.seq = page.seq LIMIT 1) e
 ORDER BY page.occurred_at, page.seq
 """
+
+
+IDENTIFIERS_SQL = (
+    "SELECT system, value, value_enc FROM patient_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[])"
+)
+TREE_SIZE_SQL = "SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1"
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,7 @@ def _json(value: Any) -> Any:
 
 
 async def linked_identifier_hmacs(conn: asyncpg.Connection, log_id: int, id_hmac: bytes) -> list[bytes]:
-    rows = await conn.fetch(_COMPONENT, log_id, id_hmac, MAX_LINKED_IDENTIFIERS)
+    rows = await conn.fetch(COMPONENT_SQL, log_id, id_hmac, MAX_LINKED_IDENTIFIERS)
     return [bytes(r["h"]) for r in rows]
 
 
@@ -146,23 +155,19 @@ async def identifiers_for(
 ) -> list[tuple[str, str | None, str | None]]:
     """(system, value in clear, sealed value): one of the two values is set
     (rows stored before identifiers were encrypted hold the clear one)."""
-    rows = await conn.fetch(
-        "SELECT system, value, value_enc FROM patient_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[])",
-        log_id,
-        hmacs,
-    )
+    rows = await conn.fetch(IDENTIFIERS_SQL, log_id, hmacs)
     return [(r["system"], r["value"], r["value_enc"]) for r in rows]
 
 
 async def tree_size(conn: asyncpg.Connection, log_id: int) -> int:
-    return int(await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id))
+    return int(await conn.fetchval(TREE_SIZE_SQL, log_id))
 
 
 async def system_accesses(
     conn: asyncpg.Connection, log_id: int, hmacs: list[bytes], start: datetime, end: datetime, as_of: int
 ) -> list[SystemAccess]:
     """Per-system rows over events with ``seq < as_of`` (the report's snapshot)."""
-    rows = await conn.fetch(_SYSTEMS, log_id, hmacs, start, end, as_of)
+    rows = await conn.fetch(SYSTEMS_SQL, log_id, hmacs, start, end, as_of)
     return [
         SystemAccess(
             system_id=r["system_id"],
@@ -190,5 +195,5 @@ async def access_events(
     limit: int,
 ) -> list[tuple[int, datetime, str]]:
     """Events in (occurred_at, seq) order after the keyset position ``after``."""
-    rows = await conn.fetch(_EVENTS, log_id, hmacs, start, end, as_of, after[0], after[1], limit)
+    rows = await conn.fetch(EVENTS_SQL, log_id, hmacs, start, end, as_of, after[0], after[1], limit)
     return [(r["seq"], r["occurred_at"], r["record"]) for r in rows]
