@@ -104,7 +104,8 @@ def test_public_names_are_pinned() -> None:
             "AuditError", "ClientClosed", "Counters", "EventRejected", "FHIRError", "HL7v2Error", "Identifier",
             "InvalidEvent", "Outcome", "events_from_fhir", "events_from_hl7v2",
             "Patient", "PhiAccess", "QueueFull", "RecordTemplate", "RetryPolicy", "ServiceError", "SpoolFull",
-            "SpoolLocked", "SystemRef", "TransportError", "UnsupportedFormatVersion", "canonical_json",
+            "SpoolLocked", "SpoolUnsupported", "SystemRef", "TransportError", "UnsupportedFormatVersion",
+            "canonical_json",
             "canonical_record", "chain_hash", "check_format_version", "genesis_hash", "leaf_hash", "make_record",
             "new_event_id",
             # chain format verification: Merkle proofs, signed notes, evidence packages

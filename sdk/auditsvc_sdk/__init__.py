@@ -27,6 +27,7 @@ from ._exceptions import (
     ServiceError,
     SpoolFull,
     SpoolLocked,
+    SpoolUnsupported,
     TransportError,
 )
 from ._fhir import FHIRError, events_from_fhir
@@ -92,6 +93,7 @@ __all__ = [
     "ServiceError",
     "SpoolFull",
     "SpoolLocked",
+    "SpoolUnsupported",
     "SystemRef",
     "TransportError",
     "UnsupportedFormatVersion",

@@ -9,6 +9,7 @@ AuditError
 ├── QueueFull               record(): the in-memory queue stayed full for the whole block timeout
 │   └── SpoolFull           record(): the durable spool stayed full for the whole block timeout
 ├── SpoolLocked             AuditClient(spool_dir=...): another live process holds that spool
+├── SpoolUnsupported        AuditClient(spool_dir=...): no fcntl on this platform (Windows), so no spool
 ├── ClientClosed            record() after close(), or a spooling client used in a forked child
 ├── ServiceError            record_batch() / patient_access_report(): the service answered an error status
 │   └── EventRejected       4xx: the batch was invalid or not allowed
@@ -37,6 +38,7 @@ __all__ = [
     "ServiceError",
     "SpoolFull",
     "SpoolLocked",
+    "SpoolUnsupported",
     "TransportError",
 ]
 
@@ -75,6 +77,12 @@ class SpoolFull(QueueFull):
 
 class SpoolLocked(AuditError):
     """Another live client (in this or another process) holds the spool directory."""
+
+
+class SpoolUnsupported(AuditError):
+    """A spool was asked for where ``fcntl`` does not exist (Windows): the
+    spool locks its directory with ``fcntl.flock``. Without ``spool_dir`` the
+    client keeps events in memory; everything else in the SDK works there."""
 
 
 class ClientClosed(AuditError):

@@ -43,16 +43,16 @@ fsync policy (``fsync=``):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from ._exceptions import SpoolLocked
+from ._exceptions import SpoolLocked, SpoolUnsupported
 
 __all__ = ["FsyncPolicy", "Spool"]
 
@@ -98,6 +98,24 @@ def _open_file(path: Path, flags: int) -> int:
     return fd
 
 
+def _flock() -> Callable[[int], None]:
+    """The lock that keeps a spool to one live client: ``flock(fd,
+    LOCK_EX | LOCK_NB)``. ``fcntl`` is imported here, not with the module,
+    so that the SDK (and ``auditsvc-verify``) imports where it does not exist."""
+    try:
+        import fcntl
+    except ImportError:
+        raise SpoolUnsupported(
+            "a durable spool locks its directory with fcntl.flock, which this platform does not have; "
+            "create the client without spool_dir (events then wait in memory)"
+        ) from None
+
+    def flock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    return flock
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -120,6 +138,7 @@ class Spool:
     ) -> None:
         if fsync not in ("always", "interval", "never"):
             raise ValueError("fsync must be 'always', 'interval' or 'never'")
+        flock = _flock()
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # not ours to change: leave it, the files are 0600 anyway
@@ -130,7 +149,7 @@ class Spool:
         self._interval = fsync_interval
         self._lock_fd = _open_file(self.directory / "lock", os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flock(self._lock_fd)
         except BlockingIOError:
             os.close(self._lock_fd)
             raise SpoolLocked(
