@@ -166,8 +166,23 @@ def test_helper_outcomes_account_for_every_message(report: dict, corpus: tuple[P
     assert y["assumptions"]["placeholder_identifier"] == sum(e.placeholders.values())
     assert y["assumptions"]["authority_unknown"] == e.no_authority_by_sender["(none)"]
     f = report["helpers"]["fhir"]
-    assert f["inputs"] == e.fhir_documents and f["by_type"]["CapabilityStatement"]["with_events"] == 0
-    assert f["by_type"]["CapabilityStatement"]["refusals"] == {"no_patient": e.fhir_top_level["CapabilityStatement"]}
+    assert f["inputs"] == e.fhir_documents
+    assert f["with_events"] == f["events"] == e.fhir_naming_a_patient
+    assert f["naming_a_patient_without_event"] == 0
+    assert f["refusals"] == {"no_patient": e.fhir_top_level["CapabilityStatement"]}
+    # A masked identifier is skipped and flagged, not a refusal; relative references without fhir_base
+    # are qualified by the source system and flagged (one Observation document each).
+    assert f["assumptions"]["identifier_without_value"] == sum(e.fhir_identifiers_without_value.values())
+    assert f["assumptions"]["base_from_source"] == e.fhir_top_level["Observation"]
+
+
+def test_fhir_base_given_resolves_relative_references(corpus: tuple[Path, Expected]) -> None:
+    directory, e = corpus
+    with_base = survey([directory / "fhir"], fhir_base="https://fhir.example.org/r4")
+    f = with_base["helpers"]["fhir"]
+    assert "base_from_source" not in f["assumptions"]
+    assert f["with_events"] == e.fhir_naming_a_patient
+    assert not [r for r in with_base["recommendations"] if r["setting"] == "fhir_base"]
 
 
 def test_settings_given_are_used_by_the_helpers(corpus: tuple[Path, Expected]) -> None:

@@ -62,6 +62,22 @@ def _name(value: str, limit: int = 64) -> str:
     return _NAME.sub("-", value.strip())[:limit] or "(empty)"
 
 
+# What an assigning authority looks like; anything else in CX-4 may be a misplaced value and is shown as a shape.
+_UNIVERSAL_ID = re.compile(
+    r"urn:oid:[0-2](\.\d+)+|urn:uuid:[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+    r"|(?!urn:oid:|urn:uuid:)[A-Za-z][A-Za-z0-9+.-]*:[^\s]*[A-Za-z][^\s]*"
+)
+_VALUE_LIKE = re.compile(r"[^A-Za-z]*\d[^A-Za-z]*\d[^A-Za-z]*\d[^A-Za-z]*\d[^A-Za-z]*")
+
+
+def _authority_name(namespace: str) -> str:
+    """A CX-4 namespace as printed: itself, unless it is made of digits (a value written in the wrong place)."""
+    namespace = namespace.strip()
+    if _VALUE_LIKE.fullmatch(namespace):
+        return f"(digits: {value_shape(namespace)})"
+    return _name(namespace) if namespace else ""
+
+
 def _filled(value: str) -> bool:
     return bool(value) and value != '""' and value.strip("^~&\\ ") != ""
 
@@ -254,14 +270,15 @@ class HL7Stats:
 
     @staticmethod
     def _authority(hd: list[str]) -> str:
-        namespace = hd[0].strip() if hd else ""
+        namespace = _authority_name(hd[0]) if hd else ""
         universal = hd[1].strip() if len(hd) > 1 else ""
         utype = hd[2].strip().upper() if len(hd) > 2 else ""
         if universal:
             prefix = {"ISO": "urn:oid:", "UUID": "urn:uuid:"}.get(utype, "")
-            uid = _name(prefix + universal if not universal.startswith(prefix) else universal)
-            return f"{_name(namespace)} ({uid})" if namespace else uid
-        return _name(namespace) if namespace else "(none)"
+            uid = universal if universal.startswith(prefix) else prefix + universal
+            uid = _name(uid) if _UNIVERSAL_ID.fullmatch(uid) else f"(universal id: {value_shape(universal)})"
+            return f"{namespace} ({uid})" if namespace else uid
+        return namespace or "(none)"
 
     # --- results -------------------------------------------------------------------
 
