@@ -13,8 +13,9 @@ decides by content, not by file name:
 * XML message exports: Mirth Connect's (XStream ``<message>`` with
   ``<connectorMessages>``: the source connector's raw content, once per
   message, not each destination's copy) and other engines' (Rhapsody and
-  the like: every element whose text is an HL7 v2 message or a FHIR JSON
-  document, base64 when the element says ``encoding="base64"``). XML is
+  the like, by a generic rule rather than one engine's schema: every
+  element whose own text is an HL7 v2 message or a FHIR JSON document,
+  base64 when the element says ``encoding="base64"``). XML is
   read with the standard library's expat, and a document type declaration
   is refused before its internal subset is read: no DTD, no entity
   expansion, no external fetch;

@@ -209,9 +209,9 @@ def _placeholders(hl7: dict[str, Any], fhir: dict[str, Any]) -> dict[str, Any]:
     if shared:
         n = sum(r["values"] for r in shared)
         parts.append(
-            f"{n} other identifier values are each carried by patients with different names or birth "
-            "dates: likely placeholders of the site's own; find them in the source system and add them "
-            "to the identifier policy's placeholders (values are not shown here)"
+            f"{n} other identifier value{'s are each' if n > 1 else ' is'} carried by patients with "
+            "different names or birth dates: likely placeholders of the site's own; find them in the source "
+            "system and add them to the identifier policy's placeholders (values are not shown here)"
         )
     return {
         "setting": "placeholders",

@@ -222,7 +222,7 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> N
             continue
         tables = []
         for sec in secs:
-            table = Table(title=sec.title, title_justify="left", caption=sec.note or None, expand=False)
+            table = Table(title=sec.title, title_justify="left", caption=sec.note or None, min_width=len(sec.title) + 2)
             for header in sec.headers:
                 table.add_column(header, overflow="fold")
             for row in sec.rows[:_TERMINAL_ROWS]:
