@@ -158,6 +158,10 @@ def test_doc_has_no_hash_that_the_vectors_do_not_have() -> None:
     tree = json.loads((Path(__file__).parent / "vectors" / "tree-v1.json").read_text(encoding="utf-8"))
     known |= set(tree["roots"].values()) | set(tree["inclusion"]["hashes"]) | set(tree["consistency"]["hashes"])
     known.add(tree["key_seed_hex"])
+    format2 = json.loads((Path(__file__).parent / "vectors" / "chain-format2-v1.json").read_text(encoding="utf-8"))
+    for record in format2["records"]:  # the format-2 record: its hashes and its identifiers' lookup hashes
+        known |= {record["leaf_hash"], record["chain_hash"]}
+        known |= {i["value_hmac"] for i in record["record"]["patient"]["identifiers"]}
     shown = set(HEX64.findall(DOC))
     assert shown, "the doc shows no hashes"
     assert shown <= known, f"stale hashes in the doc: {sorted(shown - known)}"
@@ -217,7 +221,7 @@ def _rehash(rows: list[dict[str, Any]], index: int) -> None:
         (lambda rows: rows.insert(2, copy.deepcopy(rows[1])), 1, "duplicate_seq"),
         (lambda rows: rows[1].update(record=b"[1,2]"), 1, "malformed_record"),
         (lambda rows: rows[1].update(record=b"\xff{}"), 1, "malformed_record"),
-        (lambda rows: _tamper_record(rows, 1, v=2), 1, "unsupported_version"),
+        (lambda rows: _tamper_record(rows, 1, v=3), 1, "unsupported_version"),
         (lambda rows: _tamper_record(rows, 1, v=True), 1, "unsupported_version"),
         (lambda rows: _tamper_record(rows, 2, seq=1), 2, "record_mismatch"),
         (lambda rows: rows[1].update(occurred_at="2024-05-14T09:30:00.000002Z"), 1, "record_mismatch"),
@@ -230,7 +234,7 @@ def _rehash(rows: list[dict[str, Any]], index: int) -> None:
         "inserted-copy",
         "record-not-an-object",
         "record-not-utf8",
-        "version-2",
+        "version-3",
         "version-true",
         "record-seq-differs",
         "column-occurred-at-differs",

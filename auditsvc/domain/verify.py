@@ -4,7 +4,7 @@ Steps, per row in ``seq`` order (docs/chain-format.md, "Verifying"):
 
 1. ``seq`` is the next expected value (a gap is a deleted row; a repeat a
    forged one).
-2. The stored record is JSON and declares format version 1.
+2. The stored record is JSON and declares record format 1 or 2 (``v``).
 3. The record's ``seq``, ``event_id`` and ``occurred_at`` equal the row's
    indexed columns (the columns reports search by are what was hashed).
 4. SHA-256(0x00 || stored record bytes) equals the stored ``leaf_hash``.

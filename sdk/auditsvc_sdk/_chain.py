@@ -1,4 +1,4 @@
-"""The chain format, version 1 (docs/chain-format.md is the normative text).
+"""The chain format, version 1, over records of format 1 and 2 (docs/chain-format.md is the normative text).
 
 Every function here is pure: bytes in, bytes out, no storage and no clock,
 so an auditor can verify rows read from anywhere with this module alone.

@@ -33,7 +33,7 @@ Steps, numbered as in the code below:
 2. The manifest: a known format and chain format; every other member listed
    with its SHA-256, none unlisted, none missing.
 3. The records, seq a..b in order: each line well formed, each record a
-   JSON object of chain format 1 whose ``seq`` is its own, whose bytes hash
+   JSON object of record format 1 or 2 (``v``) whose ``seq`` is its own, whose bytes hash
    to ``leaf_hash``, and whose ``chain_hash`` follows from the previous one
    (from ``start.previous_chain_hash``, which must be the genesis value when
    a == 0). The Merkle tree is resumed from the frontier of size a and
