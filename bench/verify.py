@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from auditsvc_sdk import chain_hash, genesis_hash, leaf_hash
+from auditsvc_sdk import chain_hash, leaf_hash
 
-from auditsvc.domain.verify import verify_chain
-from auditsvc.domain.verify_range import ROWS_SQL as VERIFY_ROWS_SQL  # the very query verification reads with
-from auditsvc.domain.verify_range import text_as_bytes
+from auditsvc.domain.verify import LogRef, VerifyOptions, verify_chain
 from auditsvc.keys import ServerKeys, load_keys
 from auditsvc.store.engine import asyncpg_dsn
+from auditsvc.store.verify import ROWS_SQL as VERIFY_ROWS_SQL  # the very query verification reads with
+from auditsvc.store.verify import index_sum, text_as_bytes
 
 from ._common import (
     BENCH_LOG_NAME,
@@ -105,16 +105,8 @@ async def timed_verify(
     ``workers`` processes; with the patient lookup index checked against each
     record (the default) or not (``--no-index-check``)."""
     started = time.perf_counter()
-    report = await verify_chain(
-        conn,
-        log_id,
-        BENCH_LOG_NAME,
-        genesis_hash(BENCH_LOG_NAME),
-        keys=keys,
-        dsn=dsn,
-        workers=workers,
-        check_index=check_index,
-    )
+    options = VerifyOptions(keys=keys, check_index=check_index, dsn=dsn, workers=workers)
+    report = await verify_chain(conn, LogRef.named(log_id, BENCH_LOG_NAME), options)
     seconds = time.perf_counter() - started
     if not report.ok:
         raise RuntimeError(f"verification failed on freshly appended data: {report.damage}")
@@ -171,7 +163,7 @@ async def breakdown(conn: asyncpg.Connection, log_id: int, limit: int) -> dict[s
             "index_fingerprint_py_us": _per_row_us(list(zip(fields, event_ids, strict=True)), fingerprint),
         }
         started = time.perf_counter()
-        await vr.index_sum(conn, log_id, key)
+        await index_sum(conn, log_id, key)
         steps["index_fingerprint_sql_s_all_rows"] = round(time.perf_counter() - started, 3)
         return steps
     except Exception as exc:

@@ -19,17 +19,20 @@ from auditsvc_sdk._note import Checkpoint, NoteSigner, sign_note
 from auditsvc.domain.ingest import parse_batch, prepare
 from auditsvc.domain.verify import (
     CheckpointClaim,
+    LogRef,
     ResumeState,
+    VerifyOptions,
     VerifyReport,
     plan_ranges,
     range_size,
     verify_chain,
 )
-from auditsvc.domain.verify_range import identifier_lookup_keys, index_fingerprint, index_sum
+from auditsvc.domain.verify_range import identifier_lookup_keys, index_fingerprint
 from auditsvc.keys import ServerKeys
 from auditsvc.sealing import IdentifierSealer, StaticKeyProvider
 from auditsvc.store.append import PendingBatch, append_group, ensure_log
 from auditsvc.store.engine import asyncpg_dsn
+from auditsvc.store.verify import index_sum
 
 from .conftest import as_superuser, event, query
 
@@ -95,19 +98,16 @@ def _verify(
     async def _run() -> VerifyReport:
         conn = await asyncpg.connect(dsn)
         try:
-            return await verify_chain(
-                conn,
-                log_id,
-                LOG,
-                genesis_hash(LOG),
+            options = VerifyOptions(
                 keys=keys,
-                trusted_vkeys=[SIGNER.vkey],
+                trusted_vkeys=(SIGNER.vkey,),
                 dsn=dsn if parallel else None,
                 workers=2 if parallel else 1,
                 parallel_min_rows=0,
                 range_rows=range_rows,
                 **kwargs,
             )
+            return await verify_chain(conn, LogRef.named(log_id, LOG), options)
         finally:
             await conn.close()
 

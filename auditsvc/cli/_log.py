@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain.checkpointer import Checkpointer
 from ..domain.checkpoints import SignedCheckpoint
-from ..domain.verify import log_id_for
 from ..settings import Settings
 from ..store.engine import create_engine
+from ..store.logs import log_id_for
 from ..store.session import driver_connection
 
 

@@ -9,13 +9,13 @@ from typing import Annotated
 
 import asyncpg
 import typer
-from auditsvc_sdk import genesis_hash
 from auditsvc_sdk.note import Checkpoint, NoteError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..domain.verify import CheckpointClaim, ResumeState, VerifyReport, log_id_for, verify_chain
+from ..domain.verify import CheckpointClaim, LogRef, ResumeState, VerifyOptions, VerifyReport, verify_chain
 from ..keys import load_keys
 from ..store.engine import asyncpg_dsn
+from ..store.logs import log_id_for
 from ..telemetry.metrics import record_verification
 from ._common import EXIT_ERROR, EXIT_OK, EXIT_TAMPERED, console, database, err_console, fail, run, settings
 
@@ -78,20 +78,16 @@ def verify(
                 if progress is not None and task is not None:
                     progress.update(task, completed=done, total=total)
 
-            return await verify_chain(
-                conn,
-                log_id,
-                s.log_name,
-                genesis_hash(s.log_name),
-                _advance,
+            options = VerifyOptions(
                 keys=load_keys(s, sealing=False),  # verification never opens identifiers
-                trusted_vkeys=key or None,
-                external=external,
+                check_index=not no_index_check,
+                trusted_vkeys=tuple(key) if key else None,
+                external=tuple(external),
                 resume=resume,
                 dsn=asyncpg_dsn(url),
                 workers=workers or len(os.sched_getaffinity(0)),
-                check_index=not no_index_check,
             )
+            return await verify_chain(conn, LogRef.named(log_id, s.log_name), options, _advance)
         finally:
             await conn.close()
 

@@ -21,14 +21,12 @@ summed over the range and compared by ``verify_chain`` with the index table.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import hashlib
 import hmac
-import multiprocessing.util
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +41,9 @@ from auditsvc_sdk.chain import (
 )
 from auditsvc_sdk.merkle import CompactRange
 
+from ..store import events as store_events
+from ..store import verify as store
+
 MISSING_ROW = "missing_row"
 DUPLICATE_SEQ = "duplicate_seq"
 MALFORMED_RECORD = "malformed_record"
@@ -50,32 +51,6 @@ UNSUPPORTED_VERSION = "unsupported_version"
 RECORD_MISMATCH = "record_mismatch"
 LEAF_HASH_MISMATCH = "leaf_hash_mismatch"
 CHAIN_HASH_MISMATCH = "chain_hash_mismatch"
-
-# occurred_at as the chain writes it (UTC, six fractional digits, "Z"), so
-# the comparison with the record is one string equality; varchar, so that it
-# stays a str where ``text_as_bytes`` has the record arrive as bytes.
-ROWS_SQL = (
-    "SELECT seq, event_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')::varchar, "
-    "record, leaf_hash, chain_hash FROM events WHERE log_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq"
-)
-# Over the whole table in the verifying snapshot: lookup rows are written in
-# the same transaction as their event, so the snapshot holds exactly the rows
-# of the events it holds, and rows naming no stored event count too. Per row:
-# 60 bits of SHA-256(K || lookup key || event id), summed
-# (verify_range.index_fingerprint is the same on the records' side). K ($2)
-# is a random key drawn by each verification: a sum of unkeyed hashes could
-# be matched by a forger who deletes index rows and inserts made-up ones
-# chosen with a generalized-birthday search (a few thousand hashes for 60
-# bits), but rows written before K was drawn sum to the records' total only
-# by chance (about 2^-60).
-INDEX_FINGERPRINT = """
-SELECT count(*) AS n,
-       coalesce(sum(
-           ((('x' || encode(substring(sha256($2 || id_hmac || uuid_send(event_id)) FROM 1 FOR 8), 'hex'))::bit(64))
-            >> 4)::bigint
-       ), 0) AS fp
-FROM event_identifiers WHERE log_id = $1
-"""
 
 FETCH_ROWS = 5000  # rows per round trip of the server-side cursor
 
@@ -105,22 +80,6 @@ class _Fields(msgspec.Struct, gc=False):
 
 
 _decode_fields = msgspec.json.Decoder(_Fields).decode
-
-
-async def _decode_text_as_bytes(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("text", schema="pg_catalog", encoder=bytes, decoder=bytes, format="binary")
-
-
-@contextlib.asynccontextmanager
-async def text_as_bytes(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """Within the block, ``text`` values arrive on ``conn`` as their UTF-8
-    bytes, not decoded: a record is hashed and parsed as bytes, so decoding
-    it to a str only to encode it again would be wasted."""
-    await _decode_text_as_bytes(conn)
-    try:
-        yield
-    finally:
-        await conn.reset_type_codec("text", schema="pg_catalog")
 
 
 @contextlib.contextmanager
@@ -209,16 +168,8 @@ _TOP_64 = struct.Struct(">Q").unpack_from  # (first 64 bits of a digest,)
 def index_fingerprint(fingerprint_key: bytes, event_id: bytes, lookup_keys: Sequence[bytes]) -> int:
     """Sum over the event's lookup keys of 60 bits of SHA-256(fingerprint key
     || lookup key || event id), as the SQL side sums them over the index
-    (``INDEX_FINGERPRINT``)."""
+    (``store.verify.INDEX_FINGERPRINT``)."""
     return sum(_TOP_64(_sha256(fingerprint_key + key + event_id).digest())[0] >> 4 for key in lookup_keys)
-
-
-async def index_sum(conn: asyncpg.Connection, log_id: int, fingerprint_key: bytes) -> tuple[int, int]:
-    """The lookup index's row count and fingerprint sum (``INDEX_FINGERPRINT``)
-    in ``conn``'s snapshot: what the records' ``index_fingerprint`` sums must equal."""
-    row = await conn.fetchrow(INDEX_FINGERPRINT, log_id, fingerprint_key)
-    assert row is not None  # an aggregate always returns a row
-    return int(row["n"]), int(row["fp"])
 
 
 def check_record(row: Any, seq: int) -> tuple[Damage | None, dict[str, Any]]:
@@ -265,194 +216,198 @@ def _prefix_frontier(levels: list[list[bytes]], size: int) -> tuple[bytes, ...]:
     return tuple(frontier)
 
 
+class _RangeCheck:
+    """One range's check, in three steps:
+
+    * ``plan``: the chain hash the first row must follow from;
+    * ``run``: every row, in ``seq`` order, until the first damage (the
+      leaves and the lookup-index fingerprint are kept as it goes);
+    * ``judge``: the result: how far the rows held, the tree's frontier
+      there and at each checkpoint size the range reached.
+    """
+
+    def __init__(self, conn: asyncpg.Connection, task: RangeTask) -> None:
+        self.conn, self.task = conn, task
+        self.planned = False
+        self.first_previous = b""
+        self.previous = b""  # the chain hash after the last row that passed
+        self.expected = task.start  # the next seq
+        self.leaves: list[bytes] = []
+        self.check_index = task.check_index
+        self.index_known = True
+        self.index_count = self.index_fp = 0
+        self.damage: Damage | None = None
+
+    async def plan(self) -> bool:
+        """The chain hash to start from (the task's, else the stored one of
+        the row before the range); False when that row is missing."""
+        task = self.task
+        previous = task.previous
+        if previous is None:
+            previous = await store_events.chain_hash_at(self.conn, task.log_id, task.start - 1)
+            if previous is None:
+                self.damage = Damage(task.start - 1, MISSING_ROW, f"row {task.start - 1} is missing")
+                return False
+        self.first_previous = self.previous = previous
+        self.planned = True
+        return True
+
+    async def run(self, progress: Callable[[int], None] | None) -> None:
+        """Check the rows batch by batch; ``progress(rows done)`` after each."""
+        task = self.task
+        cursor = await store.range_rows(self.conn, task.log_id, task.start, task.stop)
+        with _collector_paused():
+            while self.damage is None and (rows := await cursor.fetch(FETCH_ROWS)):
+                self.damage = self._check_rows(rows)
+                if progress is not None:
+                    progress(self.expected)
+        if self.damage is None and self.expected < task.stop:
+            self.damage = Damage(self.expected, MISSING_ROW, f"rows {self.expected}..{task.stop - 1} are missing")
+
+    def _check_rows(self, rows: Sequence[Any]) -> Damage | None:
+        """Steps 1 to 6 for each row of a batch (the hot path: state in
+        locals, written back at the end); the first damage, if any."""
+        decode, sha256, tag, fromhex, top64 = _decode_fields, _sha256, CHAIN_TAG, bytes.fromhex, _TOP_64
+        leaf_prefix, add_leaf, fp_key = _LEAF_PREFIX, self.leaves.append, self.task.fingerprint_key
+        previous, expected, check_index = self.previous, self.expected, self.check_index
+        index_count, index_fp = self.index_count, self.index_fp
+        damage: Damage | None = None
+        for row in rows:
+            seq, event_id, occurred_at, text, stored_leaf, stored_chain = row
+            # 1. The next seq.
+            if seq != expected:
+                damage = _out_of_order(seq, expected)
+                break
+            data = text if type(text) is bytes else text.encode()  # bytes under ``text_as_bytes``
+            # 2-3. The record matches its row. The common case, a format-2
+            # record that matches, is one test on the few fields decoded.
+            # Anything else (format 1, a record of another shape, a
+            # mismatch) goes the general way, which names what is wrong.
+            try:
+                fields: _Fields | None = decode(data)
+            except msgspec.MsgspecError:
+                fields = None
+            record: dict[str, Any] | None = None
+            if (
+                fields is None
+                or fields.v != SEALED_RECORD_VERSION
+                or fields.seq != seq
+                or fields.event_id != str(event_id)
+                or fields.occurred_at != occurred_at
+            ):
+                damage, record = check_record(row, seq)
+                if damage is not None:
+                    break
+            # 4. The leaf hash.
+            hasher = leaf_prefix.copy()
+            hasher.update(data)
+            leaf = hasher.digest()
+            if leaf != stored_leaf:
+                damage = Damage(seq, LEAF_HASH_MISMATCH, "the record's bytes do not hash to the stored leaf hash")
+                break
+            # 5. The chain hash.
+            current = sha256(tag + previous + leaf).digest()
+            if current != stored_chain:
+                damage = Damage(seq, CHAIN_HASH_MISMATCH, "the chain hash does not follow from the previous row")
+                break
+            # 6. The lookup keys, into the fingerprint (index_fingerprint
+            # inline for format 2: this is the per-row hot path).
+            if check_index and record is None:
+                assert fields is not None
+                eid = event_id.bytes
+                try:
+                    for identifier in fields.patient.identifiers:
+                        index_fp += top64(sha256(fp_key + fromhex(identifier.value_hmac) + eid).digest())[0] >> 4
+                        index_count += 1
+                except (AttributeError, KeyError, TypeError, ValueError):  # not hex, ...
+                    damage = _malformed_identifiers(seq)
+                    break
+            elif check_index:
+                assert record is not None
+                try:
+                    lookup = identifier_lookup_keys(record, self.task.identifier_key)
+                except (AttributeError, KeyError, TypeError, ValueError):  # not hex, not a list, ...
+                    damage = _malformed_identifiers(seq)
+                    break
+                if lookup is None:
+                    self.index_known = check_index = False
+                else:
+                    index_count += len(lookup)
+                    index_fp += index_fingerprint(fp_key, event_id.bytes, lookup)
+            add_leaf(leaf)
+            previous = current
+            expected += 1
+        self.previous, self.expected, self.check_index = previous, expected, check_index
+        self.index_count, self.index_fp = index_count, index_fp
+        return damage
+
+    async def judge(self) -> RangeResult:
+        """What the range proved: the rows that held (up to the first
+        damage), the tree's frontier after them and at each checkpoint size
+        they reached, with the chain hash there."""
+        task = self.task
+        if not self.planned:  # no row to start from
+            return RangeResult(task.start, 0, b"", b"", (), damage=self.damage)
+        checked = self.expected - task.start
+        result = RangeResult(
+            task.start,
+            checked,
+            self.first_previous,
+            self.previous,
+            task.base_frontier,
+            index_count=self.index_count,
+            index_fp=self.index_fp,
+            index_known=self.index_known,
+            damage=self.damage,
+        )
+        points = [size for size in task.points if size <= self.expected]
+        chains = await self._chain_hashes_at(points)
+        leaves = self.leaves
+        if task.base_size == 0:
+            levels = _levels(leaves)
+            for size in points:
+                result.points.append((size, _prefix_frontier(levels, size - task.start), chains[size]))
+            result.frontier = _prefix_frontier(levels, checked)
+        else:
+            tree = CompactRange.from_frontier(task.base_size, task.base_frontier)
+            done = task.start
+            for size in points:
+                tree.extend(leaves[done - task.start : size - task.start])
+                done = size
+                result.points.append((size, tree.frontier, chains[size]))
+            tree.extend(leaves[done - task.start :])
+            result.frontier = tree.frontier
+        return result
+
+    async def _chain_hashes_at(self, sizes: list[int]) -> dict[int, bytes]:
+        """The chain hash after the first ``size`` rows, for sizes the range
+        verified: the stored hash of row ``size - 1``, which verification
+        just proved equal to the computed one (``previous`` after the last
+        row that passed)."""
+        out = {self.expected: self.previous} if self.expected in sizes else {}
+        wanted = [size - 1 for size in sizes if size != self.expected]
+        if wanted:
+            stored = await store.chain_hashes_at(self.conn, self.task.log_id, wanted)
+            out.update((seq + 1, chain) for seq, chain in stored.items())
+        return out
+
+
+def _out_of_order(seq: int, expected: int) -> Damage:
+    if seq > expected:
+        return Damage(expected, MISSING_ROW, f"rows {expected}..{seq - 1} are missing")
+    return Damage(seq, DUPLICATE_SEQ, "a second row claims this seq")
+
+
+def _malformed_identifiers(seq: int) -> Damage:
+    return Damage(seq, MALFORMED_RECORD, "the record's patient identifiers are malformed")
+
+
 async def check_range(
     conn: asyncpg.Connection, task: RangeTask, progress: Callable[[int], None] | None = None
 ) -> RangeResult:
     """Verify rows ``[task.start, task.stop)`` on ``conn`` (inside the
     caller's snapshot transaction); ``progress(rows done)`` after each fetch."""
-    previous = task.previous
-    if previous is None:
-        stored = await conn.fetchval(
-            "SELECT chain_hash FROM events WHERE log_id = $1 AND seq = $2", task.log_id, task.start - 1
-        )
-        if stored is None:
-            missing = Damage(task.start - 1, MISSING_ROW, f"row {task.start - 1} is missing")
-            return RangeResult(task.start, 0, b"", b"", (), damage=missing)
-        previous = bytes(stored)
-    result = RangeResult(task.start, 0, previous, previous, task.base_frontier)
-    identifier_key = task.identifier_key
-    check_index = task.check_index
-    fp_key = task.fingerprint_key
-    leaves: list[bytes] = []
-    add_leaf = leaves.append
-    decode, sha256, tag, fromhex, top64 = _decode_fields, _sha256, CHAIN_TAG, bytes.fromhex, _TOP_64
-    leaf_prefix = _LEAF_PREFIX
-    expected = task.start
-    index_count = index_fp = 0
-    damage: Damage | None = None
-    cursor = await conn.cursor(ROWS_SQL, task.log_id, task.start, task.stop)
-    with _collector_paused():
-        while damage is None:
-            rows = await cursor.fetch(FETCH_ROWS)
-            if not rows:
-                break
-            for row in rows:
-                seq, event_id, occurred_at, text, stored_leaf, stored_chain = row
-                if seq != expected:
-                    if seq > expected:
-                        damage = Damage(expected, MISSING_ROW, f"rows {expected}..{seq - 1} are missing")
-                    else:
-                        damage = Damage(seq, DUPLICATE_SEQ, "a second row claims this seq")
-                    break
-                data = text if type(text) is bytes else text.encode()  # bytes under ``text_as_bytes``
-                try:
-                    fields: _Fields | None = decode(data)
-                except msgspec.MsgspecError:
-                    fields = None
-                # The common case, a format-2 record that matches its row, is
-                # one test on the few fields read. Anything else (format 1, a
-                # record of another shape, a mismatch) goes the general way,
-                # which names what is wrong.
-                record: dict[str, Any] | None = None
-                if (
-                    fields is None
-                    or fields.v != SEALED_RECORD_VERSION
-                    or fields.seq != seq
-                    or fields.event_id != str(event_id)
-                    or fields.occurred_at != occurred_at
-                ):
-                    damage, record = check_record(row, seq)
-                    if damage is not None:
-                        break
-                hasher = leaf_prefix.copy()
-                hasher.update(data)
-                leaf = hasher.digest()
-                if leaf != stored_leaf:
-                    damage = Damage(seq, LEAF_HASH_MISMATCH, "the record's bytes do not hash to the stored leaf hash")
-                    break
-                current = sha256(tag + previous + leaf).digest()
-                if current != stored_chain:
-                    damage = Damage(seq, CHAIN_HASH_MISMATCH, "the chain hash does not follow from the previous row")
-                    break
-                if check_index:
-                    eid = event_id.bytes
-                    try:
-                        if record is None:
-                            assert fields is not None
-                            # index_fingerprint inline: this is the per-row hot path
-                            for identifier in fields.patient.identifiers:
-                                pair = fp_key + fromhex(identifier.value_hmac) + eid
-                                index_fp += top64(sha256(pair).digest())[0] >> 4
-                                index_count += 1
-                        else:
-                            lookup = identifier_lookup_keys(record, identifier_key)
-                            if lookup is None:
-                                result.index_known = check_index = False
-                            else:
-                                index_count += len(lookup)
-                                index_fp += index_fingerprint(fp_key, eid, lookup)
-                    except (AttributeError, KeyError, TypeError, ValueError):  # not hex, not a list, ...
-                        damage = Damage(seq, MALFORMED_RECORD, "the record's patient identifiers are malformed")
-                        break
-                add_leaf(leaf)
-                previous = current
-                expected += 1
-            if progress is not None:
-                progress(expected)
-    if damage is None and expected < task.stop:
-        damage = Damage(expected, MISSING_ROW, f"rows {expected}..{task.stop - 1} are missing")
-    checked = expected - task.start
-    points = [size for size in task.points if size <= expected]
-    chains = await _chain_hashes_at(conn, task.log_id, points, task.start + checked, previous)
-    if task.base_size == 0:
-        levels = _levels(leaves)
-        for size in points:
-            result.points.append((size, _prefix_frontier(levels, size - task.start), chains[size]))
-        result.frontier = _prefix_frontier(levels, checked)
-    else:
-        tree = CompactRange.from_frontier(task.base_size, task.base_frontier)
-        done = task.start
-        for size in points:
-            tree.extend(leaves[done - task.start : size - task.start])
-            done = size
-            result.points.append((size, tree.frontier, chains[size]))
-        tree.extend(leaves[done - task.start :])
-        result.frontier = tree.frontier
-    result.checked = checked
-    result.last_chain = previous
-    result.index_count, result.index_fp = index_count, index_fp
-    result.damage = damage
-    return result
-
-
-async def _chain_hashes_at(
-    conn: asyncpg.Connection, log_id: int, sizes: list[int], end: int, last: bytes
-) -> dict[int, bytes]:
-    """The chain hash after the first ``size`` rows, for sizes the range
-    verified: the stored hash of row ``size - 1``, which verification just
-    proved equal to the computed one (``last`` after row ``end - 1``)."""
-    out = {end: last} if end in sizes else {}
-    wanted = [size - 1 for size in sizes if size != end]
-    if wanted:
-        rows = await conn.fetch(
-            "SELECT seq, chain_hash FROM events WHERE log_id = $1 AND seq = ANY($2::bigint[])", log_id, wanted
-        )
-        out.update((int(r["seq"]) + 1, bytes(r["chain_hash"])) for r in rows)
-    return out
-
-
-class _Worker:
-    """A worker process's one connection, in a read-only transaction on the
-    exported snapshot, and the event loop it runs on: opened once by
-    ``start_worker`` (the pool's initializer) and used by every task the
-    process runs, closed when the process exits."""
-
-    def __init__(self, dsn: str, snapshot: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.conn: asyncpg.Connection = self.loop.run_until_complete(self._open(dsn, checked_snapshot_id(snapshot)))
-
-    @staticmethod
-    async def _open(dsn: str, snapshot: str) -> asyncpg.Connection:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            await _decode_text_as_bytes(conn)  # for good: the connection only reads ranges
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.loop.run_until_complete(self.conn.close(timeout=5))
-        self.loop.close()
-
-
-_worker: _Worker | None = None
-
-
-def start_worker(dsn: str, snapshot: str) -> None:
-    """Process-pool initializer: this process's connection on ``snapshot``."""
-    global _worker
-    _worker = _Worker(dsn, snapshot)
-    multiprocessing.util.Finalize(_worker, _worker.close, exitpriority=10)
-
-
-def _this_worker() -> _Worker:
-    if _worker is None:
-        raise RuntimeError("not a verification worker process (start_worker was not run)")
-    return _worker
-
-
-def check_range_in_worker(task: RangeTask) -> RangeResult:
-    """Process-pool entry: check one range on this worker's snapshot."""
-    worker = _this_worker()
-    return worker.loop.run_until_complete(check_range(worker.conn, task))
-
-
-def checked_snapshot_id(value: str) -> str:
-    """A snapshot id as ``pg_export_snapshot()`` returns it (hex digits and dashes)."""
-    if not value or any(c not in "0123456789ABCDEFabcdef-" for c in value):
-        raise ValueError("unexpected snapshot id from pg_export_snapshot()")
-    return value
+    check = _RangeCheck(conn, task)
+    if await check.plan():
+        await check.run(progress)
+    return await check.judge()
