@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from auditsvc_sdk import genesis_hash
 
 from ..domain.checkpoints import CheckpointRefused
-from ..domain.evidence import ExportRangeError, ExportSummary, write_package
+from ..domain.evidence import ExportRangeError, ExportSpan, ExportSummary, write_package
+from ..domain.log_ref import LogRef
 from ..domain.read_audit import record_export
 from ..keys import ensure_signing_key, load_keys
 from ..store.session import driver_connection
@@ -42,13 +42,9 @@ def export(
             async with driver_connection(engine) as conn:
                 return await write_package(
                     conn,
-                    log_id,
-                    s.log_name,
-                    genesis_hash(s.log_name),
+                    LogRef.named(log_id, s.log_name),
                     out,
-                    covered_size=signed.tree_size,
-                    from_seq=from_seq,
-                    to_seq=to_seq,
+                    ExportSpan(signed.tree_size, from_seq, to_seq),
                     witness_vkeys=[w.vkey for w in s.witnesses],
                 )
 

@@ -16,6 +16,10 @@ A gzip'd tar, every member under ``auditsvc-evidence/`` (docs/chain-format.md
 * ``proofs/consistency-<b+1>-<M>.json``: from the range's end to each later
   checkpoint;
 * ``keys/log.vkeys``, ``keys/witnesses.vkeys``: verifier keys.
+
+``write_package`` goes in three steps: 1. the span (which events, under
+which signed checkpoint), 2. the members, all read in one snapshot, 3. the
+manifest and the archive, written beside ``out`` and renamed into place.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +42,11 @@ import asyncpg
 import orjson
 from auditsvc_sdk.merkle import frontier_nodes
 
+from ..store import events as store_events
+from ..store import evidence as store_evidence
 from ..store import tree as store
 from .checkpoints import published_note
+from .log_ref import LogRef
 from .tree import consistency_proof, node_hashes
 
 PACKAGE_FORMAT = "auditsvc-evidence/v1"
@@ -47,6 +55,32 @@ PREFIX = "auditsvc-evidence"
 
 class ExportRangeError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class ExportSpan:
+    """The events ``from_seq..to_seq`` (inclusive; ``None``: up to the
+    newest), which a signed checkpoint of size ``covered_size`` (the stored
+    tree extended over it) must cover."""
+
+    covered_size: int
+    from_seq: int = 0
+    to_seq: int | None = None
+
+    @property
+    def last(self) -> int:
+        return self.covered_size - 1 if self.to_seq is None else self.to_seq
+
+    def check(self) -> None:
+        """A clear error for a span that is empty, inverted or not covered."""
+        if self.covered_size == 0:
+            raise ExportRangeError("the log is empty: nothing to export")
+        if not 0 <= self.from_seq <= self.last:
+            raise ExportRangeError(f"--from-seq {self.from_seq} and --to-seq {self.last} do not make a range")
+        if self.last >= self.covered_size:
+            raise ExportRangeError(
+                f"--to-seq {self.last} is past the latest signed checkpoint (size {self.covered_size})"
+            )
 
 
 @dataclass(frozen=True)
@@ -59,93 +93,100 @@ class ExportSummary:
     bytes: int
 
 
+Members = dict[str, bytes | Path]  # package path -> contents, or a file holding them
+
+
 async def write_package(
     conn: asyncpg.Connection,
-    log_id: int,
-    origin: str,
-    genesis: bytes,
+    log: LogRef,
     out: Path,
+    span: ExportSpan,
     *,
-    covered_size: int,
-    from_seq: int = 0,
-    to_seq: int | None = None,
-    witness_vkeys: list[str] | None = None,
+    witness_vkeys: Iterable[str] = (),
     chain_format: int = 1,
 ) -> ExportSummary:
-    """Write the package of ``[from_seq, to_seq]``; ``covered_size`` is the
-    size of a signed checkpoint (stored tree extended over it) that must
-    cover the range."""
-    last = covered_size - 1 if to_seq is None else to_seq
-    if covered_size == 0:
-        raise ExportRangeError("the log is empty: nothing to export")
-    if not 0 <= from_seq <= last:
-        raise ExportRangeError(f"--from-seq {from_seq} and --to-seq {last} do not make a range")
-    if last >= covered_size:
-        raise ExportRangeError(f"--to-seq {last} is past the latest signed checkpoint (size {covered_size})")
-    files: dict[str, bytes | Path] = {}
+    """Write the package of ``span`` of ``log`` to ``out``."""
+    # 1. The span.
+    span.check()
     with tempfile.TemporaryDirectory(prefix="auditsvc-export-") as tmp:
+        # 2. The members, in one snapshot.
+        files: Members = {}
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            if from_seq == 0:
-                previous = genesis
-            else:
-                previous = bytes(
-                    await conn.fetchval(
-                        "SELECT chain_hash FROM events WHERE log_id = $1 AND seq = $2", log_id, from_seq - 1
-                    )
-                )
-            frontier = await node_hashes(conn, log_id, frontier_nodes(from_seq))
-            files["start.json"] = _json(
-                {"previous_chain_hash": previous.hex(), "left_frontier": [h.hex() for h in frontier]}
-            )
-            records = Path(tmp) / "records.jsonl"
-            count = 0
-            with records.open("wb") as fh:
-                async for row in conn.cursor(
-                    "SELECT seq, record, leaf_hash, chain_hash FROM events "
-                    "WHERE log_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
-                    log_id,
-                    from_seq,
-                    last,
-                    prefetch=5000,
-                ):
-                    fh.write(
-                        orjson.dumps(
-                            {
-                                "seq": row["seq"],
-                                "record": row["record"],
-                                "leaf_hash": bytes(row["leaf_hash"]).hex(),
-                                "chain_hash": bytes(row["chain_hash"]).hex(),
-                            }
-                        )
-                        + b"\n"
-                    )
-                    count += 1
-            if count != last - from_seq + 1:
-                raise ExportRangeError(f"the log holds {count} of the events {from_seq}..{last}")
-            files["records.jsonl"] = records
-            stored = [cp for cp in await store.checkpoints(conn, log_id, from_seq + 1) if cp.tree_size <= covered_size]
-            for cp in stored:
-                note = await published_note(conn, log_id, cp.tree_size)
-                assert note is not None
-                files[f"checkpoints/{cp.tree_size}.note"] = note.encode()
-                if cp.tree_size > last + 1:
-                    proof = await consistency_proof(conn, log_id, last + 1, cp.tree_size)
-                    files[f"proofs/consistency-{last + 1}-{cp.tree_size}.json"] = _json(
-                        {"first": last + 1, "second": cp.tree_size, "hashes": [h.hex() for h in proof]}
-                    )
-            files["keys/log.vkeys"] = "".join(k + "\n" for k in await store.verifier_keys(conn, log_id)).encode()
-            files["keys/witnesses.vkeys"] = "".join(k + "\n" for k in (witness_vkeys or [])).encode()
-        manifest: dict[str, Any] = {
-            "format": PACKAGE_FORMAT,
-            "chain_format": chain_format,
-            "origin": origin,
-            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "from_seq": from_seq,
-            "to_seq": last,
-            "files": {name: _sha256(data) for name, data in sorted(files.items())},
-        }
+            files["start.json"] = await _start(conn, log, span)
+            files["records.jsonl"], count = await _records(conn, log, span, Path(tmp) / "records.jsonl")
+            checkpoints = await _checkpoints(conn, log, span, files)
+            files["keys/log.vkeys"] = _lines(await store.verifier_keys(conn, log.log_id))
+            files["keys/witnesses.vkeys"] = _lines(witness_vkeys)
+        # 3. The manifest and the archive.
+        manifest = _manifest(log, span, chain_format, files)
         size = await asyncio.to_thread(_pack, out, manifest, files)
-    return ExportSummary(out, from_seq, last, count, len(stored), size)
+    return ExportSummary(out, span.from_seq, span.last, count, checkpoints, size)
+
+
+async def _start(conn: asyncpg.Connection, log: LogRef, span: ExportSpan) -> bytes:
+    """``start.json``: the chain hash before the span and the tree's frontier there."""
+    previous = log.genesis
+    if span.from_seq > 0:
+        stored = await store_events.chain_hash_at(conn, log.log_id, span.from_seq - 1)
+        if stored is None:
+            raise ExportRangeError(f"the log holds no event {span.from_seq - 1}, which the range follows")
+        previous = stored
+    frontier = await node_hashes(conn, log.log_id, frontier_nodes(span.from_seq))
+    return _json({"previous_chain_hash": previous.hex(), "left_frontier": [h.hex() for h in frontier]})
+
+
+async def _records(conn: asyncpg.Connection, log: LogRef, span: ExportSpan, path: Path) -> tuple[Path, int]:
+    """``records.jsonl``, streamed to ``path``; every event of the span must be there."""
+    count = 0
+    with path.open("wb") as fh:
+        async for row in store_evidence.events_between(conn, log.log_id, span.from_seq, span.last):
+            line = {
+                "seq": row.seq,
+                "record": row.record,
+                "leaf_hash": row.leaf_hash.hex(),
+                "chain_hash": row.chain_hash.hex(),
+            }
+            fh.write(orjson.dumps(line) + b"\n")
+            count += 1
+    if count != span.last - span.from_seq + 1:
+        raise ExportRangeError(f"the log holds {count} of the events {span.from_seq}..{span.last}")
+    return path, count
+
+
+async def _checkpoints(conn: asyncpg.Connection, log: LogRef, span: ExportSpan, files: Members) -> int:
+    """Every signed checkpoint past the span's start (up to the covering one)
+    with its cosignatures, and a consistency proof from the span's end to
+    each later one; how many checkpoints."""
+    end = span.last + 1
+    stored = [
+        cp for cp in await store.checkpoints(conn, log.log_id, span.from_seq + 1) if cp.tree_size <= span.covered_size
+    ]
+    for cp in stored:
+        note = await published_note(conn, log.log_id, cp.tree_size)
+        assert note is not None
+        files[f"checkpoints/{cp.tree_size}.note"] = note.encode()
+        if cp.tree_size > end:
+            proof = await consistency_proof(conn, log.log_id, end, cp.tree_size)
+            files[f"proofs/consistency-{end}-{cp.tree_size}.json"] = _json(
+                {"first": end, "second": cp.tree_size, "hashes": [h.hex() for h in proof]}
+            )
+    return len(stored)
+
+
+def _lines(keys: Iterable[str]) -> bytes:
+    return "".join(k + "\n" for k in keys).encode()
+
+
+def _manifest(log: LogRef, span: ExportSpan, chain_format: int, files: Members) -> dict[str, Any]:
+    return {
+        "format": PACKAGE_FORMAT,
+        "chain_format": chain_format,
+        "origin": log.name,
+        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "from_seq": span.from_seq,
+        "to_seq": span.last,
+        "files": {name: _sha256(data) for name, data in sorted(files.items())},
+    }
 
 
 def _pack(out: Path, manifest: dict[str, Any], files: dict[str, bytes | Path]) -> int:
