@@ -233,3 +233,35 @@ def test_the_service_backfills_in_the_background(filled: Service, settings: Sett
             time.sleep(0.1)
         assert answer.status_code == 200, answer.text
     assert facts(url)[: len(before)] == before
+
+
+@pytest.mark.parametrize("tampered_seq", [1, 8])
+def test_ranges_compared_on_several_connections_find_the_same_row(
+    filled: Service, monkeypatch: pytest.MonkeyPatch, tampered_seq: int
+) -> None:
+    url = str(filled.settings.database_url)
+    monkeypatch.setattr(readmodel, "PARALLEL_MIN_ROWS", 0)
+
+    async def check() -> readmodel.ReadModelMismatch | None:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return await readmodel.first_mismatch(conn, 1, 10, asyncpg_dsn(url), workers=3)
+        finally:
+            await conn.close()
+
+    assert asyncio.run(check()) is None
+    [original] = query(url, f"SELECT action FROM event_facts WHERE seq = {tampered_seq}")
+    as_superuser(url, f"UPDATE event_facts SET action = 'D' WHERE seq = {tampered_seq}")
+    assert asyncio.run(check()) == readmodel.ReadModelMismatch(tampered_seq, "the report facts differ from the record")
+    # Put back; a row past the log's end is found by the last range.
+    as_superuser(
+        url,
+        f"UPDATE event_facts SET action = '{original['action']}' WHERE seq = {tampered_seq}",
+        "INSERT INTO event_facts SELECT log_id, outcome, break_glass, 50, occurred_at, event_type, action, "
+        "purpose_of_use, source_system, destination_system, actor_id, actor_type, actor_role, actor_name, "
+        "emitter, data_elements FROM event_facts WHERE seq = 0",
+    )
+    assert asyncio.run(check()) == readmodel.ReadModelMismatch(
+        50, "the report facts have a row naming an event that is not in the log"
+    )

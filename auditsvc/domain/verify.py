@@ -365,7 +365,9 @@ async def _judge_rows(
         seq, detail = await _first_index_mismatch(conn, log.log_id, walk.expected, options.keys)
         return Damage(seq, IDENTIFIER_INDEX_MISMATCH, detail)
     # The reports' read model, against the records it is derived from.
-    return await check_read_model(conn, log.log_id, walk.expected)
+    return await check_read_model(
+        conn, log.log_id, walk.expected, options.dsn if plan.parallel else None, options.workers
+    )
 
 
 _INDEX_DIFFERS = "the patient lookup index differs from the record's identifiers"

@@ -21,11 +21,14 @@ from .verify_range import Damage
 READ_MODEL_MISMATCH = "read_model_mismatch"
 
 
-async def check_read_model(conn: asyncpg.Connection, log_id: int, size: int) -> Damage | None:
-    """The first event (``seq < size``) whose read-model rows disagree with its record, if any."""
+async def check_read_model(
+    conn: asyncpg.Connection, log_id: int, size: int, dsn: str | None = None, workers: int = 1
+) -> Damage | None:
+    """The first event (``seq < size``) whose read-model rows disagree with its
+    record, if any; with ``dsn`` and ``workers``, compared in that many
+    ranges at once on ``conn``'s snapshot."""
     try:
-        async with conn.transaction():  # a savepoint: a record the SQL cannot read must not end the snapshot
-            mismatch = await first_mismatch(conn, log_id, size)
+        mismatch = await first_mismatch(conn, log_id, size, dsn, workers)
     except asyncpg.DataError:
         detail = "a record's report fields could not be read to compare with the read model"
         return Damage(size, READ_MODEL_MISMATCH, detail)

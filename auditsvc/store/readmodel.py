@@ -15,6 +15,7 @@ only the last batch, the tail up to the head, under the append lock.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,23 +111,33 @@ class ReadModelMismatch:
     detail: str
 
 
-# Rows of both sides, matched by seq; the first that differs. Only events
-# below $2 (the verified size) and, while a backfill is pending, below its
-# progress ($3) must have a row; any row that exists must match its record.
+# Rows of both sides for seq in [$2, $3) (stored rows: up to $5, so that
+# the last range also catches rows past the log's end), matched by seq; the
+# first that differs. Only events below the backfill's progress ($4, the
+# size when complete) must have a row; any row that exists must match.
 _FACTS_DIFF = f"""
 WITH expected AS (
     SELECT seq, occurred_at, ROW({RECORD_FACTS}) AS x
-    FROM (SELECT seq, occurred_at, record::jsonb AS r FROM events WHERE log_id = $1 AND seq < $2) rec
+    -- OFFSET 0: not pulled up, so each record is parsed once, not once per field
+    FROM (
+        SELECT seq, occurred_at, record::jsonb AS r FROM events
+        WHERE log_id = $1 AND seq >= $2 AND seq < $3 OFFSET 0
+    ) rec
 ), stored AS (
-    SELECT seq, occurred_at, ROW({_FACTS}) AS x FROM event_facts WHERE log_id = $1
+    SELECT seq, occurred_at, ROW({_FACTS}) AS x FROM event_facts WHERE log_id = $1 AND seq >= $2 AND seq < $5
 )
 SELECT coalesce(e.seq, s.seq) AS seq, e.seq IS NULL AS orphan, s.seq IS NULL AS missing
 FROM expected e FULL JOIN stored s ON e.seq = s.seq
 WHERE (e.seq IS NULL)
-   OR (s.seq IS NULL AND (e.seq < $3))
+   OR (s.seq IS NULL AND (e.seq < $4))
    OR (s.seq IS NOT NULL AND (e.occurred_at, e.x) IS DISTINCT FROM (s.occurred_at, s.x))
 ORDER BY 1 LIMIT 1
 """
+_BEYOND = 2**62  # past any seq
+
+# The records are parsed by the server; past this many, in ranges on as many
+# connections (on the verifying snapshot) as verification has workers.
+PARALLEL_MIN_ROWS = 100_000
 
 # The patient index against the lookup index (event_identifiers, which
 # verification has already checked against the records) joined to events.
@@ -160,12 +171,53 @@ async def backfill_state(conn: asyncpg.Connection, log_id: int) -> tuple[bool, i
     return (row["n"] == 0 or bool(row["done"])), int(row["upto"])
 
 
-async def first_mismatch(conn: asyncpg.Connection, log_id: int, size: int) -> ReadModelMismatch | None:
+async def _snapshot_connection(dsn: str, snapshot: str) -> asyncpg.Connection:
+    if not snapshot or any(c not in "0123456789ABCDEFabcdef-" for c in snapshot):
+        raise ValueError("unexpected snapshot id from pg_export_snapshot()")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def first_mismatch(
+    conn: asyncpg.Connection, log_id: int, size: int, dsn: str | None = None, workers: int = 1
+) -> ReadModelMismatch | None:
     """The first ``seq`` where the read model disagrees with the records
-    (and, for ``patient_events``, with the lookup index), in ``conn``'s snapshot."""
+    (and, for ``patient_events``, with the lookup index), in ``conn``'s
+    snapshot (a repeatable-read transaction). With ``dsn`` and ``workers > 1``,
+    a large log's records are compared in ``workers`` ranges on as many
+    connections at once, on the same snapshot."""
     complete, progress = await backfill_state(conn, log_id)
     covered = size if complete else progress
-    row = await conn.fetchrow(_FACTS_DIFF, log_id, size, covered)
+    ranges = 1 if dsn is None or size < PARALLEL_MIN_ROWS else max(1, workers)
+    bounds = [(size * i // ranges, size * (i + 1) // ranges) for i in range(ranges)]
+    extra: list[asyncpg.Connection] = []
+    try:
+        if ranges > 1:
+            assert dsn is not None
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            extra = list(await asyncio.gather(*(_snapshot_connection(dsn, snapshot) for _ in bounds)))
+        on = extra or [conn]
+        facts_rows = [
+            on[i].fetchrow(_FACTS_DIFF, log_id, a, b, covered, b if b < size else _BEYOND)
+            for i, (a, b) in enumerate(bounds)
+        ]
+        if extra:  # the patient index on the main connection meanwhile
+            *found, patients = await asyncio.gather(*facts_rows, conn.fetchrow(_PATIENT_DIFF, log_id, size, covered))
+        else:
+            async with conn.transaction():  # a savepoint: a record the SQL cannot read must not end the snapshot
+                found = [await facts_rows[0]]
+            patients = await conn.fetchrow(_PATIENT_DIFF, log_id, size, covered)
+    finally:
+        for c in extra:
+            await c.close()
+    mismatches: list[ReadModelMismatch] = []
+    row = min((r for r in found if r is not None), key=lambda r: int(r["seq"]), default=None)
     if row is not None:
         if row["orphan"]:
             detail = "the report facts have a row naming an event that is not in the log"
@@ -173,16 +225,15 @@ async def first_mismatch(conn: asyncpg.Connection, log_id: int, size: int) -> Re
             detail = "the report facts have no row for this event"
         else:
             detail = "the report facts differ from the record"
-        return ReadModelMismatch(int(row["seq"]), detail)
-    row = await conn.fetchrow(_PATIENT_DIFF, log_id, size, covered)
-    if row is not None:
+        mismatches.append(ReadModelMismatch(int(row["seq"]), detail))
+    if patients is not None:
         detail = (
             "the patient report index has a row the records do not name"
-            if row["orphan"]
+            if patients["orphan"]
             else "the patient report index lacks an identifier of this event"
         )
-        return ReadModelMismatch(int(row["seq"]), detail)
-    return None
+        mismatches.append(ReadModelMismatch(int(patients["seq"]), detail))
+    return min(mismatches, key=lambda m: m.seq, default=None)
 
 
 def _rows_for(
