@@ -14,8 +14,8 @@ from .domain.backfill import Backfiller
 from .domain.checkpointer import Checkpointer
 from .keys import ServerKeys, ensure_signing_key, load_keys
 from .settings import Settings
-from .store.append import ensure_log
 from .store.engine import create_engine, runtime_url
+from .store.logs import ensure_log
 from .store.session import driver_connection
 
 

@@ -33,11 +33,13 @@ import asyncpg
 from auditsvc_sdk import FORMAT_VERSION, genesis_hash
 from sqlalchemy.engine import make_url
 
+from auditsvc.domain.append_types import PendingBatch
 from auditsvc.domain.ingest import parse_batch, prepare
 from auditsvc.keys import load_keys
 from auditsvc.settings import Settings
-from auditsvc.store.append import PendingBatch, append_group, ensure_log
+from auditsvc.store.append import append_group
 from auditsvc.store.engine import asyncpg_dsn, redact
+from auditsvc.store.logs import ensure_log
 from auditsvc.store.migrate import upgrade_head
 
 REPO = Path(__file__).resolve().parent.parent

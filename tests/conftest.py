@@ -39,6 +39,7 @@ from auditsvc.keys import load_keys
 from auditsvc.settings import Settings
 from auditsvc.store.engine import asyncpg_dsn, create_engine, runtime_url
 from auditsvc.store.migrate import upgrade_head
+from auditsvc.store.session import driver_connection
 from auditsvc.store.tokens import insert_token
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,7 +155,7 @@ def make_token(settings: Settings, role: Role, systems: list[str] | None = None,
     async def _insert() -> None:
         engine = create_engine(str(settings.database_url), settings)
         try:
-            async with engine.begin() as conn:
+            async with driver_connection(engine) as conn:
                 await insert_token(conn, token.token_id, token.secret_hmac, role.value, systems or [], name, None)
         finally:
             await engine.dispose()

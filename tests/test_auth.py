@@ -13,6 +13,7 @@ from auditsvc.domain.tokens import Role, new_token
 from auditsvc.keys import load_keys
 from auditsvc.settings import Settings
 from auditsvc.store.engine import create_engine
+from auditsvc.store.session import driver_connection
 from auditsvc.store.tokens import insert_token
 
 from .conftest import Service, event, query, run_cli
@@ -35,7 +36,7 @@ def insert(settings: Settings, role: Role, systems: list[str], expires_at: datet
     async def _insert() -> None:
         engine = create_engine(str(settings.database_url), settings)
         try:
-            async with engine.begin() as conn:
+            async with driver_connection(engine) as conn:
                 await insert_token(conn, token.token_id, token.secret_hmac, role.value, systems, None, expires_at)
         finally:
             await engine.dispose()

@@ -132,10 +132,13 @@ def test_a_resend_racing_its_original_is_stored_once_and_answered_duplicate(sett
     from auditsvc_sdk import FORMAT_VERSION, PhiAccess, genesis_hash
     from auditsvc_sdk._wire import wire_event
 
+    from auditsvc.domain.append_types import PendingBatch
     from auditsvc.domain.ingest import prepare
     from auditsvc.keys import load_keys
-    from auditsvc.store.append import APPEND_LOCK_CLASS, PendingBatch, append_group, ensure_log
+    from auditsvc.store.append import append_group
     from auditsvc.store.engine import asyncpg_dsn
+    from auditsvc.store.locks import APPEND_LOCK_CLASS
+    from auditsvc.store.logs import ensure_log
 
     events = [event([("urn:oid:2.16.840.1.113883.3.1234.1.1", f"MRN-R{i:04d}")]) for i in range(20)]
 

@@ -25,6 +25,7 @@ from auditsvc.api.app import create_app
 from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 from auditsvc.store.engine import create_engine
+from auditsvc.store.session import driver_connection
 from auditsvc.store.tokens import revoke_token
 
 from .conftest import REPO, TEST_SECRET_KEY, Service, _admin, _with_database, event, query, running_service
@@ -127,7 +128,7 @@ def revoke(settings: Settings, token: str) -> None:
     async def _revoke() -> None:
         engine = create_engine(str(settings.database_url), settings)
         try:
-            async with engine.begin() as conn:
+            async with driver_connection(engine) as conn:
                 assert await revoke_token(conn, token_id)
         finally:
             await engine.dispose()

@@ -16,6 +16,7 @@ from auditsvc_sdk import FORMAT_VERSION, canonical_json, chain_hash, genesis_has
 from auditsvc_sdk._merkle import root_from_leaf_hashes
 from auditsvc_sdk._note import Checkpoint, NoteSigner, sign_note
 
+from auditsvc.domain.append_types import PendingBatch
 from auditsvc.domain.ingest import parse_batch, prepare
 from auditsvc.domain.verify import (
     CheckpointClaim,
@@ -30,8 +31,9 @@ from auditsvc.domain.verify import (
 from auditsvc.domain.verify_range import identifier_lookup_keys, index_fingerprint
 from auditsvc.keys import ServerKeys
 from auditsvc.sealing import IdentifierSealer, StaticKeyProvider
-from auditsvc.store.append import PendingBatch, append_group, ensure_log
+from auditsvc.store.append import append_group
 from auditsvc.store.engine import asyncpg_dsn
+from auditsvc.store.logs import ensure_log
 from auditsvc.store.verify import index_sum
 
 from .conftest import as_superuser, event, query

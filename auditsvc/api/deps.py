@@ -18,6 +18,7 @@ from ..domain.oidc import OidcVerifier
 from ..domain.tokens import Caller, Role, authenticate, bearer_value, looks_like_jwt, parse_api_token
 from ..runtime import AuditLog
 from ..settings import Settings
+from ..store.session import driver_connection
 from ..store.tokens import get_token
 from .ratelimit import RateLimits, install_rate_limit_handler
 
@@ -57,7 +58,7 @@ async def get_caller(request: Request, audit: AuditDep) -> Caller:
         caller = await access.oidc.authenticate(value)
     else:
         token_id, secret = parse_api_token(value)
-        async with audit.engine.connect() as conn:
+        async with driver_connection(audit.engine) as conn:
             stored = await get_token(conn, token_id)
         caller = authenticate(stored, secret, audit.keys, access.now())
     access.limits.admit(caller)

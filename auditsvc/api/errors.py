@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,6 +26,7 @@ from ..domain.errors import (
     Unauthenticated,
     Unavailable,
 )
+from ..store.session import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _response(exc.status_code, str(exc.detail))
 
-    @app.exception_handler(OSError)
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    @app.exception_handler(asyncpg.CannotConnectNowError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("request failed, database unavailable: %s", type(exc).__name__)
         return _response(503, "the database is unavailable; retry later")
+
+    for error in CONNECTION_ERRORS:
+        app.add_exception_handler(error, _database_down)

@@ -23,6 +23,7 @@ from ..domain.tokens import Role, new_token
 from ..keys import load_keys
 from ..settings import Settings
 from ..store.engine import create_engine, runtime_url
+from ..store.session import driver_connection
 from ..store.tokens import insert_token
 from ._common import console, database, fail, settings
 from .report import render_table
@@ -36,7 +37,7 @@ def _create_tokens(s: Settings, url: str) -> tuple[str, str]:
     async def _insert() -> None:
         engine = create_engine(url, s)
         try:
-            async with engine.begin() as conn:
+            async with driver_connection(engine) as conn, conn.transaction():
                 await insert_token(
                     conn,
                     emitter.token_id,

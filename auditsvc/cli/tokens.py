@@ -13,6 +13,7 @@ from ..domain.errors import InvalidInput
 from ..domain.tokens import Role, new_token
 from ..keys import load_keys
 from ..store.engine import create_engine
+from ..store.session import driver_connection
 from ..store.tokens import insert_token, list_tokens, revoke_token
 from ._common import console, database, fail, run, settings
 
@@ -54,7 +55,7 @@ def create(
     async def _create() -> None:
         engine = create_engine(url, s)
         try:
-            async with engine.begin() as conn:
+            async with driver_connection(engine) as conn:
                 await insert_token(conn, token.token_id, token.secret_hmac, role.value, list(system), name, expires)
         finally:
             await engine.dispose()
@@ -88,7 +89,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     async def _list() -> list[dict[str, object]]:
         engine = create_engine(url, s)
         try:
-            async with engine.connect() as conn:
+            async with driver_connection(engine) as conn:
                 rows = await list_tokens(conn)
         finally:
             await engine.dispose()
@@ -135,7 +136,7 @@ def revoke(token_id: Annotated[str, typer.Argument(help="the token id shown by c
     async def _revoke() -> bool:
         engine = create_engine(url, s)
         try:
-            async with engine.begin() as conn:
+            async with driver_connection(engine) as conn:
                 return await revoke_token(conn, token_id)
         finally:
             await engine.dispose()

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import asyncpg
 import typer
 from auditsvc_sdk.note import Checkpoint, NoteError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -16,6 +15,7 @@ from ..domain.verify import CheckpointClaim, LogRef, ResumeState, VerifyOptions,
 from ..keys import load_keys
 from ..store.engine import asyncpg_dsn
 from ..store.logs import log_id_for
+from ..store.session import DatabaseError, connect
 from ..telemetry.metrics import record_verification
 from ._common import EXIT_ERROR, EXIT_OK, EXIT_TAMPERED, console, database, err_console, fail, run, settings
 
@@ -67,7 +67,7 @@ def verify(
         fail(f"verification could not run: {exc}")
 
     async def _verify(progress: Progress | None) -> VerifyReport | None:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
+        conn = await connect(url)
         try:
             log_id = await log_id_for(conn, s.log_name)
             if log_id is None:
@@ -104,7 +104,7 @@ def verify(
                 transient=True,
             ) as progress:
                 report = run(_verify(progress))
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, DatabaseError) as exc:
         fail(f"verification could not run: {type(exc).__name__}: {exc}")
     if report is None:
         fail(f"no log named {s.log_name!r} in this database (has the service ever started?)")

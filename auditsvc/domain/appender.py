@@ -16,20 +16,20 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import asyncpg
 from opentelemetry.trace import SpanContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..store.append import EventResult, Head, PendingBatch, PreparedEvent, SeenCache, append_group
-from ..store.session import driver_connection
+from ..store.append import SeenCache, append_group
+from ..store.session import CONNECTION_ERRORS, driver_connection
 from ..telemetry import append as telemetry
+from .append_types import EventResult, Head, PendingBatch, PreparedEvent
 from .errors import AppendFailed, Unavailable
 
 log = logging.getLogger(__name__)
 
 # Failures that mean "the database is not there right now": the request
 # gets 503 and the client retries; nothing was committed.
-DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncio.TimeoutError)
+DATABASE_DOWN = CONNECTION_ERRORS
 
 
 @dataclass

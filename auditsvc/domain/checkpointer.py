@@ -14,14 +14,15 @@ import logging
 import time
 from collections.abc import Callable
 
-import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..keys import CheckpointSigner
 from ..settings import Settings
 from ..store import tree as store
-from ..store.session import driver_connection
+from ..store.events import committed_size
+from ..store.locks import PUBLISH_LOCK_CLASS, try_xact_lock
+from ..store.session import Connection, driver_connection
 from ..telemetry import active_telemetry
 from ..telemetry import metrics as telemetry_metrics
 from ..telemetry.tracing import background_work
@@ -29,8 +30,6 @@ from .checkpoints import CheckpointRefused, SignedCheckpoint, checkpoint_due, ma
 from .sinks import CheckpointSink, DirectorySink, WebhookSink, WitnessSink, publish_all
 
 log = logging.getLogger("auditsvc.checkpoints")
-
-PUBLISH_LOCK_CLASS = store.CHECKPOINT_LOCK_CLASS + 1
 
 
 class Checkpointer:
@@ -95,12 +94,12 @@ class Checkpointer:
                 await self._observe(conn)
         await self.publish_latest()
 
-    async def _observe(self, conn: asyncpg.Connection) -> None:
+    async def _observe(self, conn: Connection) -> None:
         """Feed the tree-size and checkpoint gauges, when metrics are on."""
         if not active_telemetry().metrics:
             return
         self._observed = time.monotonic()
-        size = await store.committed_size(conn, self.log_id)
+        size = await committed_size(conn, self.log_id)
         latest = await store.latest_checkpoint(conn, self.log_id)
         telemetry_metrics.observe_checkpoint(
             size,
@@ -113,7 +112,7 @@ class Checkpointer:
         if not self.sinks:
             return
         async with driver_connection(self.engine) as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", PUBLISH_LOCK_CLASS, self.log_id):
+            if not await try_xact_lock(conn, PUBLISH_LOCK_CLASS, self.log_id):
                 return
             latest = await store.latest_checkpoint(conn, self.log_id)
             if latest is None:

@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import asyncpg
 from auditsvc_sdk.merkle import ProofError, verify_consistency
 from auditsvc_sdk.note import Checkpoint, sign_note
 
 from ..keys import CheckpointSigner
 from ..store import tree as store
+from ..store.events import committed_size
+from ..store.locks import CHECKPOINT_LOCK_CLASS, try_xact_lock, xact_lock
+from ..store.session import Connection
 from .tree import consistency_proof, extend_stored_tree, root_at
 
 log = logging.getLogger("auditsvc.checkpoints")
@@ -42,17 +44,17 @@ class SignedCheckpoint:
 
 
 async def make_checkpoint(
-    conn: asyncpg.Connection, log_id: int, origin: str, signer: CheckpointSigner, *, wait: bool = True
+    conn: Connection, log_id: int, origin: str, signer: CheckpointSigner, *, wait: bool = True
 ) -> SignedCheckpoint | None:
     """Sign a checkpoint of the committed log (or return the latest when the
     log has not grown). ``wait=False``: None when another process is signing."""
     await extend_stored_tree(conn, log_id, wait=wait)
     async with conn.transaction():
-        lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-        got = await conn.fetchval(f"SELECT {lock}($1, $2)::text", store.CHECKPOINT_LOCK_CLASS, log_id)
-        if not wait and got != "true":
+        if wait:
+            await xact_lock(conn, CHECKPOINT_LOCK_CLASS, log_id)
+        elif not await try_xact_lock(conn, CHECKPOINT_LOCK_CLASS, log_id):
             return None
-        size = await store.committed_size(conn, log_id)
+        size = await committed_size(conn, log_id)
         latest = await store.latest_checkpoint(conn, log_id)
         if latest is not None and latest.tree_size == size:
             return SignedCheckpoint(latest.tree_size, latest.root_hash, latest.note, created=False)
@@ -79,12 +81,10 @@ async def make_checkpoint(
     return SignedCheckpoint(size, root, note, created=True)
 
 
-async def checkpoint_due(
-    conn: asyncpg.Connection, log_id: int, every_events: int, interval_seconds: float, now: float
-) -> bool:
+async def checkpoint_due(conn: Connection, log_id: int, every_events: int, interval_seconds: float, now: float) -> bool:
     """Whether the log grew by ``every_events`` since the latest checkpoint,
     or grew at all and ``interval_seconds`` passed by ``now`` (Unix seconds)."""
-    size = await store.committed_size(conn, log_id)
+    size = await committed_size(conn, log_id)
     latest = await store.latest_checkpoint(conn, log_id)
     if latest is None:
         return True  # even the empty tree: it dates the start of the log
@@ -94,7 +94,7 @@ async def checkpoint_due(
     return size - latest.tree_size >= every_events or age >= interval_seconds
 
 
-async def published_note(conn: asyncpg.Connection, log_id: int, tree_size: int | None = None) -> str | None:
+async def published_note(conn: Connection, log_id: int, tree_size: int | None = None) -> str | None:
     """The signed note of the latest checkpoint (or of ``tree_size``) with
     the witnesses' cosignature lines appended."""
     cp = (

@@ -9,6 +9,7 @@ from uuid import UUID
 from auditsvc_sdk import Identifier
 
 from ..runtime import AuditLog
+from ..store.events import event_by_id
 from ..store.session import driver_connection
 from .errors import NotFound
 from .ingest import check_source_systems, parse_batch, prepare
@@ -34,14 +35,10 @@ async def ingest_batch(audit: AuditLog, body: bytes, emitter: Caller) -> dict[st
 
 async def read_event(audit: AuditLog, event_id: UUID, reader: Caller) -> dict[str, Any]:
     async with driver_connection(audit.engine) as conn:
-        row = await conn.fetchrow(
-            "SELECT seq, record, leaf_hash, chain_hash FROM events WHERE log_id = $1 AND event_id = $2",
-            audit.log_id,
-            event_id,
-        )
+        row = await event_by_id(conn, audit.log_id, event_id)
     if row is None:
         raise NotFound("no event with that event_id")
-    record = json.loads(row["record"])
+    record = json.loads(row.record)
     sealer = audit.keys.sealer
     assert sealer is not None  # the service's keys always seal
     opened = [sealer.reveal(i) for i in record.get("patient", {}).get("identifiers", [])]
@@ -50,9 +47,9 @@ async def read_event(audit: AuditLog, event_id: UUID, reader: Caller) -> dict[st
         await record_read(audit, reader, identifiers, data_elements=["AuditEvent"], detail="event-read")
     answer: dict[str, Any] = {
         "record": record,
-        "seq": row["seq"],
-        "leaf_hash": bytes(row["leaf_hash"]).hex(),
-        "chain_hash": bytes(row["chain_hash"]).hex(),
+        "seq": row.seq,
+        "leaf_hash": row.leaf_hash.hex(),
+        "chain_hash": row.chain_hash.hex(),
     }
     if reader.role is Role.PRIVACY_OFFICER:
         # The record as stored (what the hashes cover) holds identifiers

@@ -15,8 +15,8 @@ from auditsvc_sdk.wire import NO_NUL_PATTERN, WireEvent, parse_event_batch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..keys import ServerKeys
-from ..store.append import PreparedEvent
 from ..store.readmodel import event_facts
+from .append_types import PreparedEvent
 from .errors import Forbidden, InvalidInput, MalformedBody
 
 

@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from auditsvc_sdk import Identifier, PhiAccess, genesis_hash
 from auditsvc_sdk.wire import wire_event
 
 from ..keys import ServerKeys
 from ..runtime import AuditLog
-from ..store.append import PendingBatch, append_group
+from ..store.append import append_group
+from ..store.session import Connection
+from .append_types import PendingBatch
 from .ingest import prepare
 from .tokens import Caller
 
@@ -79,7 +80,7 @@ patients together, and its range in ``attributes``."""
 
 
 async def record_export(
-    conn: asyncpg.Connection,
+    conn: Connection,
     log_id: int,
     log_name: str,
     keys: ServerKeys,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from ..runtime import AuditLog
 from ..store import reports as queries
+from ..store.events import committed_size
 from ..store.session import driver_connection
 from .backfill import require_read_model
 from .errors import InvalidInput, MalformedBody
@@ -141,7 +142,7 @@ async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, read
         if query.cursor:
             after, as_of = decode_cursor(query.cursor)
         else:
-            after, as_of = (MIN_TIME - timedelta(days=1), -1), await queries.tree_size(conn, audit.log_id)
+            after, as_of = (MIN_TIME - timedelta(days=1), -1), await committed_size(conn, audit.log_id)
         hmacs = await queries.linked_identifier_hmacs(conn, audit.log_id, id_hmac)
         identifiers = await queries.identifiers_for(conn, audit.log_id, hmacs)
         systems = await queries.system_accesses(conn, audit.log_id, hmacs, start, end, as_of)

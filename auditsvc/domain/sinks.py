@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
-import asyncpg
 import httpx
 from auditsvc_sdk.note import CosignatureVerifier, NoteError, NoteSignature, verify_cosignature
 
 from ..store import tree as store
+from ..store.session import Connection
 from .tree import consistency_proof
 
 log = logging.getLogger("auditsvc.checkpoints")
@@ -40,7 +40,7 @@ class SinkError(RuntimeError):
 class CheckpointSink(Protocol):
     name: str
 
-    async def publish(self, conn: asyncpg.Connection, log_id: int, tree_size: int, note: str) -> None:
+    async def publish(self, conn: Connection, log_id: int, tree_size: int, note: str) -> None:
         """Publish the checkpoint of ``tree_size``; raise ``SinkError`` to be retried."""
 
 
@@ -56,7 +56,7 @@ class DirectorySink:
     def has(self, tree_size: int) -> bool:
         return (self.directory / f"{tree_size}.note").exists()
 
-    async def publish(self, conn: asyncpg.Connection, log_id: int, tree_size: int, note: str) -> None:
+    async def publish(self, conn: Connection, log_id: int, tree_size: int, note: str) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{tree_size}.note"
@@ -83,7 +83,7 @@ class WebhookSink:
         self.name = f"webhook:{httpx.URL(url).host}"
         self._client = client
 
-    async def publish(self, conn: asyncpg.Connection, log_id: int, tree_size: int, note: str) -> None:
+    async def publish(self, conn: Connection, log_id: int, tree_size: int, note: str) -> None:
         try:
             response = await self._client.post(
                 self.url,
@@ -105,7 +105,7 @@ class WitnessSink:
         self.name = f"witness:{self.verifier.name}"
         self._client = client
 
-    async def publish(self, conn: asyncpg.Connection, log_id: int, tree_size: int, note: str) -> None:
+    async def publish(self, conn: Connection, log_id: int, tree_size: int, note: str) -> None:
         if await store.has_cosignature(conn, log_id, tree_size, self.verifier.name):
             return
         old = await store.last_cosigned_size(conn, log_id, self.verifier.name) or 0
@@ -130,7 +130,7 @@ class WitnessSink:
             return
         raise SinkError(f"{self.name} keeps disagreeing about the last size it saw")
 
-    async def _store(self, conn: asyncpg.Connection, log_id: int, tree_size: int, note: str, answer: str) -> None:
+    async def _store(self, conn: Connection, log_id: int, tree_size: int, note: str, answer: str) -> None:
         body = _body_of(note)
         for line in answer.splitlines():
             if not line.strip():
@@ -149,7 +149,7 @@ class WitnessSink:
 
 async def publish_all(
     sinks: list[CheckpointSink],
-    conn: asyncpg.Connection,
+    conn: Connection,
     log_id: int,
     tree_size: int,
     note: str,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
 from auditsvc_sdk.merkle import (
     CompactRange,
     NodeID,
@@ -26,6 +25,9 @@ from auditsvc_sdk.merkle import (
 )
 
 from ..store import tree as store
+from ..store.events import committed_size
+from ..store.locks import TREE_LOCK_CLASS, try_xact_lock, xact_lock
+from ..store.session import Connection
 
 STORED_LEVEL = 8
 BLOCK = 1 << STORED_LEVEL
@@ -36,18 +38,18 @@ class TreeRangeError(ValueError):
     """A proof asked about a tree size or index the log does not have."""
 
 
-async def extend_stored_tree(conn: asyncpg.Connection, log_id: int, *, wait: bool = True) -> int:
+async def extend_stored_tree(conn: Connection, log_id: int, *, wait: bool = True) -> int:
     """Store every perfect node of level >= ``STORED_LEVEL`` that the committed
     leaves complete; returns the number of whole blocks stored. Runs in its
     own transaction under the tree lock (``wait=False``: skip if another
     process holds it)."""
     async with conn.transaction():
         if wait:
-            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", store.TREE_LOCK_CLASS, log_id)
-        elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", store.TREE_LOCK_CLASS, log_id):
+            await xact_lock(conn, TREE_LOCK_CLASS, log_id)
+        elif not await try_xact_lock(conn, TREE_LOCK_CLASS, log_id):
             return await store.stored_blocks(conn, log_id, STORED_LEVEL)
         done = await store.stored_blocks(conn, log_id, STORED_LEVEL)
-        full = await store.committed_size(conn, log_id) >> STORED_LEVEL
+        full = await committed_size(conn, log_id) >> STORED_LEVEL
         if full <= done:
             return done
         # The tree of block roots: its "leaves" are level-8 nodes.
@@ -72,7 +74,7 @@ async def extend_stored_tree(conn: asyncpg.Connection, log_id: int, *, wait: boo
         return full
 
 
-async def node_hashes(conn: asyncpg.Connection, log_id: int, ids: Sequence[NodeID]) -> list[bytes]:
+async def node_hashes(conn: Connection, log_id: int, ids: Sequence[NodeID]) -> list[bytes]:
     """The hashes of perfect nodes ``ids`` (stored ones read, low ones hashed
     from their leaves). The tree must have been extended over them."""
     high = [(n.level, n.index) for n in ids if n.level >= STORED_LEVEL]
@@ -101,24 +103,22 @@ async def node_hashes(conn: asyncpg.Connection, log_id: int, ids: Sequence[NodeI
     return out
 
 
-async def _ready(conn: asyncpg.Connection, log_id: int, tree_size: int) -> None:
-    size = await store.committed_size(conn, log_id)
+async def _ready(conn: Connection, log_id: int, tree_size: int) -> None:
+    size = await committed_size(conn, log_id)
     if tree_size > size:
         raise TreeRangeError(f"tree_size {tree_size} is larger than the log ({size} events)")
     if await store.stored_blocks(conn, log_id, STORED_LEVEL) < tree_size >> STORED_LEVEL:
         await extend_stored_tree(conn, log_id)
 
 
-async def root_at(conn: asyncpg.Connection, log_id: int, tree_size: int) -> bytes:
+async def root_at(conn: Connection, log_id: int, tree_size: int) -> bytes:
     """The Merkle tree hash of the first ``tree_size`` leaves."""
     await _ready(conn, log_id, tree_size)
     frontier = await node_hashes(conn, log_id, frontier_nodes(tree_size))
     return CompactRange.from_frontier(tree_size, frontier).root()
 
 
-async def inclusion_proof(
-    conn: asyncpg.Connection, log_id: int, index: int, tree_size: int
-) -> tuple[bytes, list[bytes]]:
+async def inclusion_proof(conn: Connection, log_id: int, index: int, tree_size: int) -> tuple[bytes, list[bytes]]:
     """(leaf hash, audit path) of leaf ``index`` in the tree of ``tree_size``."""
     if not 0 <= index < tree_size:
         raise TreeRangeError(f"seq {index} is not in a tree of size {tree_size}")
@@ -129,7 +129,7 @@ async def inclusion_proof(
     return leaf, proof
 
 
-async def consistency_proof(conn: asyncpg.Connection, log_id: int, first: int, second: int) -> list[bytes]:
+async def consistency_proof(conn: Connection, log_id: int, first: int, second: int) -> list[bytes]:
     """The proof that the tree of ``first`` leaves is a prefix of the tree of ``second``."""
     if not 0 <= first <= second:
         raise TreeRangeError(f"first ({first}) must be between 0 and second ({second})")

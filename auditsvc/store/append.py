@@ -16,42 +16,18 @@ held for about half as long as the whole append.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from auditsvc_sdk import RecordTemplate, chain_hash, leaf_hash
+from auditsvc_sdk import chain_hash, leaf_hash
 from auditsvc_sdk.chain import format_timestamp
 
+from ..domain.append_types import EventResult, Head, PendingBatch, PreparedEvent
+from .locks import APPEND_LOCK_CLASS, xact_lock
 from .readmodel import FACT_COLUMNS, PATIENT_COLUMNS
-
-# pg_advisory_xact_lock(key1, key2): key1 names auditsvc's append lock, key2 the log.
-APPEND_LOCK_CLASS = 0x41554454  # "AUDT"
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedEvent:
-    """A validated event, with everything computable outside the lock."""
-
-    event_id: UUID
-    template: RecordTemplate  # the event's leaf bytes, seq and received_at still open
-    occurred_at: datetime
-    identifiers: tuple[tuple[bytes, str, str], ...]  # (hmac, system, sealed value)
-    facts: tuple[Any, ...] = ()  # the read model's event_facts columns after occurred_at (store/readmodel.py)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingBatch:
-    events: Sequence[PreparedEvent]
-
-
-@dataclass(frozen=True, slots=True)
-class EventResult:
-    event_id: UUID
-    status: str  # "accepted" | "duplicate"
-    seq: int
+from .session import Connection
 
 
 class SeenCache:
@@ -77,13 +53,7 @@ class SeenCache:
             self._seen.clear()
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
-    tree_size: int
-    chain_hash: bytes
-
-
-async def read_head(conn: asyncpg.Connection, log_id: int, genesis: bytes) -> Head:
+async def read_head(conn: Connection, log_id: int, genesis: bytes) -> Head:
     row = await conn.fetchrow(
         "SELECT seq, chain_hash FROM events WHERE log_id = $1 ORDER BY seq DESC LIMIT 1",
         log_id,
@@ -112,7 +82,7 @@ def _identifier_rows(
 
 
 async def _insert_identifiers(
-    conn: asyncpg.Connection,
+    conn: Connection,
     log_id: int,
     known: dict[bytes, tuple[str, str]],
     links: dict[tuple[bytes, bytes], None],
@@ -147,7 +117,7 @@ UNIQUE_RACE_RETRIES = 3
 
 
 async def append_group(
-    conn: asyncpg.Connection,
+    conn: Connection,
     log_id: int,
     genesis: bytes,
     batches: Sequence[PendingBatch],
@@ -168,7 +138,7 @@ async def append_group(
 
 
 async def _append_group_once(
-    conn: asyncpg.Connection,
+    conn: Connection,
     log_id: int,
     genesis: bytes,
     batches: Sequence[PendingBatch],
@@ -205,7 +175,7 @@ async def _append_group_once(
                 records=sorted({(log_id, h, e.event_id) for e in fresh.values() for h, _, _ in e.identifiers}),
                 columns=("log_id", "id_hmac", "event_id"),
             )
-        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", APPEND_LOCK_CLASS, log_id)
+        await xact_lock(conn, APPEND_LOCK_CLASS, log_id)
         # Read committed: each statement after the lock sees every append
         # committed before we obtained it.
         head = await read_head(conn, log_id, genesis)
@@ -247,18 +217,3 @@ async def _append_group_once(
         seen.add_all(known)
         seen.add_all(links)
     return results, Head(seq, previous)
-
-
-async def ensure_log(conn: asyncpg.Connection, name: str, format_version: int) -> int:
-    """The log id for ``name``, registering the log on first use."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", APPEND_LOCK_CLASS)
-        log_id = await conn.fetchval("SELECT log_id FROM logs WHERE name = $1", name)
-        if log_id is None:
-            log_id = await conn.fetchval(
-                "INSERT INTO logs (log_id, name, format_version) "
-                "SELECT coalesce(max(log_id), 0) + 1, $1, $2 FROM logs RETURNING log_id",
-                name,
-                format_version,
-            )
-    return int(log_id)

@@ -23,6 +23,9 @@ from typing import Any
 import asyncpg
 import orjson
 
+from .events import committed_size
+from .locks import APPEND_LOCK_CLASS, xact_lock
+
 # The backfill takes the append lock only for the last rows, at most this
 # many (about 0.1 s of work), chasing the head without it until then.
 TAIL_ROWS = 2_000
@@ -297,23 +300,19 @@ async def backfill(
     complete, done = await backfill_state(conn, log_id)
     if complete:
         return True
-    from .append import APPEND_LOCK_CLASS  # append.py imports this module
-
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", BACKFILL_LOCK_CLASS, log_id):
         return False
     try:
         complete, done = await backfill_state(conn, log_id)  # another runner may have finished meanwhile
         batches = 0
         while not complete:
-            head = int(await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id))
+            head = await committed_size(conn, log_id)
             if head - done <= min(batch_rows, TAIL_ROWS):
                 # The tail, under the append lock: nothing is appended meanwhile,
                 # so ``complete`` is true of every event stored when it commits.
                 async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", APPEND_LOCK_CLASS, log_id)
-                    head = int(
-                        await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id)
-                    )
+                    await xact_lock(conn, APPEND_LOCK_CLASS, log_id)
+                    head = await committed_size(conn, log_id)
                     await _fill(conn, log_id, done, head, lookup_keys)
                     await conn.execute(
                         "INSERT INTO read_model_backfill (log_id, upto, complete) VALUES ($1, $2, true)", log_id, head

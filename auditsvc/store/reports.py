@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
+from .events import COMMITTED_SIZE_SQL
+from .session import Connection
 
 # A component this large means identifiers are being linked wrongly (a
 # placeholder value such as "UNKNOWN" shared by many patients); stop walking.
@@ -123,7 +124,7 @@ ORDER BY page.occurred_at, page.seq
 IDENTIFIERS_SQL = (
     "SELECT system, value, value_enc FROM patient_identifiers WHERE log_id = $1 AND id_hmac = ANY($2::bytea[])"
 )
-TREE_SIZE_SQL = "SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1"
+TREE_SIZE_SQL = COMMITTED_SIZE_SQL  # the snapshot a report reads (store/events.py committed_size)
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,13 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-async def linked_identifier_hmacs(conn: asyncpg.Connection, log_id: int, id_hmac: bytes) -> list[bytes]:
+async def linked_identifier_hmacs(conn: Connection, log_id: int, id_hmac: bytes) -> list[bytes]:
     rows = await conn.fetch(COMPONENT_SQL, log_id, id_hmac, MAX_LINKED_IDENTIFIERS)
     return [bytes(r["h"]) for r in rows]
 
 
 async def identifiers_for(
-    conn: asyncpg.Connection, log_id: int, hmacs: list[bytes]
+    conn: Connection, log_id: int, hmacs: list[bytes]
 ) -> list[tuple[str, str | None, str | None]]:
     """(system, value in clear, sealed value): one of the two values is set
     (rows stored before identifiers were encrypted hold the clear one)."""
@@ -159,12 +160,8 @@ async def identifiers_for(
     return [(r["system"], r["value"], r["value_enc"]) for r in rows]
 
 
-async def tree_size(conn: asyncpg.Connection, log_id: int) -> int:
-    return int(await conn.fetchval(TREE_SIZE_SQL, log_id))
-
-
 async def system_accesses(
-    conn: asyncpg.Connection, log_id: int, hmacs: list[bytes], start: datetime, end: datetime, as_of: int
+    conn: Connection, log_id: int, hmacs: list[bytes], start: datetime, end: datetime, as_of: int
 ) -> list[SystemAccess]:
     """Per-system rows over events with ``seq < as_of`` (the report's snapshot)."""
     rows = await conn.fetch(SYSTEMS_SQL, log_id, hmacs, start, end, as_of)
@@ -185,7 +182,7 @@ async def system_accesses(
 
 
 async def access_events(
-    conn: asyncpg.Connection,
+    conn: Connection,
     log_id: int,
     hmacs: list[bytes],
     start: datetime,

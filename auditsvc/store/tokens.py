@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
 from ..domain.tokens import StoredToken
+from .session import Connection
 
 _COLUMNS = "token_id, secret_hmac, role, systems, name, created_at, expires_at, revoked_at"
 
 
-def _row(row: object) -> StoredToken:
-    m = row._mapping  # type: ignore[attr-defined]
+def _row(m: asyncpg.Record) -> StoredToken:
     return StoredToken(
         token_id=m["token_id"],
         secret_hmac=bytes(m["secret_hmac"]),
@@ -26,14 +25,13 @@ def _row(row: object) -> StoredToken:
     )
 
 
-async def get_token(conn: AsyncConnection, token_id: str) -> StoredToken | None:
-    result = await conn.execute(text(f"SELECT {_COLUMNS} FROM api_tokens WHERE token_id = :id"), {"id": token_id})
-    row = result.first()
+async def get_token(conn: Connection, token_id: str) -> StoredToken | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM api_tokens WHERE token_id = $1", token_id)
     return _row(row) if row is not None else None
 
 
 async def insert_token(
-    conn: AsyncConnection,
+    conn: Connection,
     token_id: str,
     secret_hmac: bytes,
     role: str,
@@ -42,22 +40,25 @@ async def insert_token(
     expires_at: datetime | None,
 ) -> None:
     await conn.execute(
-        text(
-            "INSERT INTO api_tokens (token_id, secret_hmac, role, systems, name, expires_at) "
-            "VALUES (:id, :h, :role, :systems, :name, :exp)"
-        ),
-        {"id": token_id, "h": secret_hmac, "role": role, "systems": systems, "name": name, "exp": expires_at},
+        "INSERT INTO api_tokens (token_id, secret_hmac, role, systems, name, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        token_id,
+        secret_hmac,
+        role,
+        systems,
+        name,
+        expires_at,
     )
 
 
-async def list_tokens(conn: AsyncConnection) -> list[StoredToken]:
-    result = await conn.execute(text(f"SELECT {_COLUMNS} FROM api_tokens ORDER BY created_at, token_id"))
-    return [_row(r) for r in result]
+async def list_tokens(conn: Connection) -> list[StoredToken]:
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM api_tokens ORDER BY created_at, token_id")
+    return [_row(r) for r in rows]
 
 
-async def revoke_token(conn: AsyncConnection, token_id: str) -> bool:
-    result = await conn.execute(
-        text("UPDATE api_tokens SET revoked_at = now() WHERE token_id = :id AND revoked_at IS NULL"),
-        {"id": token_id},
+async def revoke_token(conn: Connection, token_id: str) -> bool:
+    """Revoke an active token; False when there is no active token of that id."""
+    status = await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL", token_id
     )
-    return bool(result.rowcount)
+    return status != "UPDATE 0"

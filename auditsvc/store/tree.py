@@ -12,19 +12,10 @@ from datetime import datetime
 
 import asyncpg
 
-# pg_advisory_xact_lock(key1, key2): key1 names the lock, key2 the log.
-TREE_LOCK_CLASS = 0x41545245  # "ATRE": extending the stored tree
-CHECKPOINT_LOCK_CLASS = 0x41434B50  # "ACKP": signing a checkpoint
+from .session import Connection
 
 
-async def committed_size(conn: asyncpg.Connection, log_id: int) -> int:
-    """Events committed: appends commit in ``seq`` order (the append lock is
-    held to commit), so what a snapshot sees is always a gapless prefix."""
-    value = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id)
-    return int(value)
-
-
-async def leaf_hashes(conn: asyncpg.Connection, log_id: int, begin: int, end: int) -> list[bytes]:
+async def leaf_hashes(conn: Connection, log_id: int, begin: int, end: int) -> list[bytes]:
     """Leaf hashes of ``seq`` in ``[begin, end)``, in order."""
     if end <= begin:
         return []
@@ -36,9 +27,7 @@ async def leaf_hashes(conn: asyncpg.Connection, log_id: int, begin: int, end: in
     return [bytes(r[0]) for r in rows]
 
 
-async def stored_nodes(
-    conn: asyncpg.Connection, log_id: int, ids: Sequence[tuple[int, int]]
-) -> dict[tuple[int, int], bytes]:
+async def stored_nodes(conn: Connection, log_id: int, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
     if not ids:
         return {}
     rows = await conn.fetch(
@@ -54,7 +43,7 @@ async def stored_nodes(
     return {(int(r["level"]), int(r["idx"])): bytes(r["hash"]) for r in rows}
 
 
-async def stored_blocks(conn: asyncpg.Connection, log_id: int, level: int) -> int:
+async def stored_blocks(conn: Connection, log_id: int, level: int) -> int:
     """How many nodes of ``level`` (the lowest stored one) are stored: they are written in order."""
     value = await conn.fetchval(
         "SELECT coalesce(max(idx) + 1, 0) FROM merkle_nodes WHERE log_id = $1 AND level = $2", log_id, level
@@ -62,7 +51,7 @@ async def stored_blocks(conn: asyncpg.Connection, log_id: int, level: int) -> in
     return int(value)
 
 
-async def insert_nodes(conn: asyncpg.Connection, log_id: int, nodes: Iterable[tuple[int, int, bytes]]) -> None:
+async def insert_nodes(conn: Connection, log_id: int, nodes: Iterable[tuple[int, int, bytes]]) -> None:
     rows = [(log_id, level, idx, h) for level, idx, h in nodes]
     if rows:
         # Another process may have stored the same nodes (same hashes): keep theirs.
@@ -89,21 +78,21 @@ def _checkpoint(row: asyncpg.Record | None) -> StoredCheckpoint | None:
     return StoredCheckpoint(int(row["tree_size"]), bytes(row["root_hash"]), row["note"], row["vkey"], row["created_at"])
 
 
-async def latest_checkpoint(conn: asyncpg.Connection, log_id: int) -> StoredCheckpoint | None:
+async def latest_checkpoint(conn: Connection, log_id: int) -> StoredCheckpoint | None:
     row = await conn.fetchrow(
         f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE log_id = $1 ORDER BY tree_size DESC LIMIT 1", log_id
     )
     return _checkpoint(row)
 
 
-async def checkpoint_at(conn: asyncpg.Connection, log_id: int, tree_size: int) -> StoredCheckpoint | None:
+async def checkpoint_at(conn: Connection, log_id: int, tree_size: int) -> StoredCheckpoint | None:
     row = await conn.fetchrow(
         f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE log_id = $1 AND tree_size = $2", log_id, tree_size
     )
     return _checkpoint(row)
 
 
-async def checkpoints(conn: asyncpg.Connection, log_id: int, min_size: int = 0) -> list[StoredCheckpoint]:
+async def checkpoints(conn: Connection, log_id: int, min_size: int = 0) -> list[StoredCheckpoint]:
     rows = await conn.fetch(
         f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE log_id = $1 AND tree_size >= $2 ORDER BY tree_size",
         log_id,
@@ -113,7 +102,7 @@ async def checkpoints(conn: asyncpg.Connection, log_id: int, min_size: int = 0) 
 
 
 async def insert_checkpoint(
-    conn: asyncpg.Connection, log_id: int, tree_size: int, root_hash: bytes, note: str, vkey: str
+    conn: Connection, log_id: int, tree_size: int, root_hash: bytes, note: str, vkey: str
 ) -> None:
     await conn.execute(
         "INSERT INTO checkpoints (log_id, tree_size, root_hash, note, vkey) VALUES ($1, $2, $3, $4, $5)",
@@ -125,7 +114,7 @@ async def insert_checkpoint(
     )
 
 
-async def register_verifier_key(conn: asyncpg.Connection, log_id: int, name: str, key_id: int, vkey: str) -> None:
+async def register_verifier_key(conn: Connection, log_id: int, name: str, key_id: int, vkey: str) -> None:
     await conn.execute(
         "INSERT INTO verifier_keys (log_id, key_name, key_id, vkey) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         log_id,
@@ -135,12 +124,12 @@ async def register_verifier_key(conn: asyncpg.Connection, log_id: int, name: str
     )
 
 
-async def verifier_keys(conn: asyncpg.Connection, log_id: int) -> list[str]:
+async def verifier_keys(conn: Connection, log_id: int) -> list[str]:
     rows = await conn.fetch("SELECT vkey FROM verifier_keys WHERE log_id = $1 ORDER BY first_used, vkey", log_id)
     return [r["vkey"] for r in rows]
 
 
-async def insert_cosignature(conn: asyncpg.Connection, log_id: int, tree_size: int, witness: str, line: str) -> None:
+async def insert_cosignature(conn: Connection, log_id: int, tree_size: int, witness: str, line: str) -> None:
     await conn.execute(
         "INSERT INTO checkpoint_cosignatures (log_id, tree_size, witness, signature) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT DO NOTHING",
@@ -151,7 +140,7 @@ async def insert_cosignature(conn: asyncpg.Connection, log_id: int, tree_size: i
     )
 
 
-async def cosignatures(conn: asyncpg.Connection, log_id: int, tree_size: int) -> list[tuple[str, str]]:
+async def cosignatures(conn: Connection, log_id: int, tree_size: int) -> list[tuple[str, str]]:
     rows = await conn.fetch(
         "SELECT witness, signature FROM checkpoint_cosignatures WHERE log_id = $1 AND tree_size = $2 ORDER BY witness",
         log_id,
@@ -160,14 +149,14 @@ async def cosignatures(conn: asyncpg.Connection, log_id: int, tree_size: int) ->
     return [(r["witness"], r["signature"]) for r in rows]
 
 
-async def last_cosigned_size(conn: asyncpg.Connection, log_id: int, witness: str) -> int | None:
+async def last_cosigned_size(conn: Connection, log_id: int, witness: str) -> int | None:
     value = await conn.fetchval(
         "SELECT max(tree_size) FROM checkpoint_cosignatures WHERE log_id = $1 AND witness = $2", log_id, witness
     )
     return None if value is None else int(value)
 
 
-async def has_cosignature(conn: asyncpg.Connection, log_id: int, tree_size: int, witness: str) -> bool:
+async def has_cosignature(conn: Connection, log_id: int, tree_size: int, witness: str) -> bool:
     value = await conn.fetchval(
         "SELECT 1 FROM checkpoint_cosignatures WHERE log_id = $1 AND tree_size = $2 AND witness = $3",
         log_id,

@@ -33,7 +33,7 @@ from . import metrics
 from .tracing import tracer
 
 if TYPE_CHECKING:
-    from ..store.append import EventResult, Head
+    from ..domain.append_types import EventResult, Head
 
     GroupOutcome = tuple[list[list[EventResult]], Head] | str
 
