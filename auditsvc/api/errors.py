@@ -1,7 +1,9 @@
 """Domain errors to HTTP statuses: the one place that mapping lives.
 
 Error bodies name the problem and the field, never the offending value
-(which may be a patient identifier): ``{"detail": str, "errors": [...]}``.
+(which may be a patient identifier): ``{"detail": str, "errors": [...]}``,
+and ``"refused": [{"index", "reason"}]`` when the error refuses some events
+of a batch (``schemas.RefusedEventOut``).
 """
 
 from __future__ import annotations
@@ -43,10 +45,17 @@ STATUS: dict[type[DomainError], int] = {
 }
 
 
-def _response(status: int, detail: str, errors: list[dict[str, object]] | None = None) -> JSONResponse:
+def _response(
+    status: int,
+    detail: str,
+    errors: list[dict[str, object]] | None = None,
+    refused: list[dict[str, object]] | None = None,
+) -> JSONResponse:
     body: dict[str, object] = {"detail": detail}
     if errors:
         body["errors"] = errors
+    if refused:
+        body["refused"] = refused
     headers = {"Retry-After": "5"} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
@@ -90,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
         errors = exc.errors if isinstance(exc, InvalidInput) else None
-        return _response(status, exc.message, errors)
+        return _response(status, exc.message, errors, exc.refused)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

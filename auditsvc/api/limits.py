@@ -41,7 +41,7 @@ from typing import Any
 
 from fastapi import Request
 
-from ..domain.errors import InvalidInput
+from ..domain.errors import InvalidInput, invalid_events
 from ..settings import Settings
 from .deps import read_body
 
@@ -267,5 +267,6 @@ async def read_event_batch_body(request: Request, settings: Settings) -> bytes:
                 f"a batch holds at most {n} events, this one has more; nothing was stored",
                 [{"loc": ["events"], "msg": f"at most {n} events per batch", "type": "too_long"}],
             ) from None
+        exc.refused = invalid_events(exc.errors)  # a limit inside one event refuses that event
         raise
     return body

@@ -4,8 +4,8 @@ response the service really gives and only requests it really accepts
 
 Error answers. FastAPI documents the success and, for routes with
 parameters, its own 422 shape (``{"detail": [...]}``); this service answers
-every error as ``{"detail": str, "errors"?: [{"loc", "msg", "type"}]}``
-(api/errors.py), with more statuses. Each operation gets those it can answer:
+every error as ``{"detail": str, "errors"?: [{"loc", "msg", "type"}],
+"refused"?: [RefusedEventOut]}`` (api/errors.py), with more statuses. Each operation gets those it can answer:
 
 * every operation that needs a token: 401, 403, 429 (rate limit);
 * every operation that reads the database: 503 (retry later);
@@ -31,7 +31,7 @@ from typing import Any
 from auditsvc_sdk.wire import NO_NUL_PATTERN
 
 from ..settings import Settings
-from .schemas import ErrorOut
+from .schemas import ErrorOut, component_schemas
 
 ERROR_REF: dict[str, Any] = {"$ref": "#/components/schemas/ErrorOut"}
 PUBLIC_TAGS = frozenset({"health"})
@@ -67,7 +67,7 @@ def complete_openapi(schema: dict[str, Any], settings: Settings) -> None:
     """Add the error answers and tighten the request bodies of ``schema``, in place."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _tighten_bodies(components, settings)
-    components["ErrorOut"] = ErrorOut.model_json_schema()
+    components.update(component_schemas(ErrorOut))  # and RefusedEventOut, which it refers to
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             needs_token = PUBLIC_TAGS.isdisjoint(operation.get("tags", ()))

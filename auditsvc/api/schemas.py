@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ..domain.errors import RefusedReason
+
 
 class EventResultOut(BaseModel):
     event_id: str
@@ -78,9 +80,21 @@ class PatientAccessReport(BaseModel):
     next_cursor: str | None
 
 
+class RefusedEventOut(BaseModel):
+    """One event of a batch that a 403 or 422 refuses: its place in ``events``
+    and why (``invalid``: it fails validation, see ``errors``;
+    ``source_not_allowed``: its ``source.system_id`` is not one the token may emit for)."""
+
+    index: int = Field(ge=0)
+    reason: RefusedReason
+
+
 class ErrorOut(BaseModel):
     detail: str
     errors: list[dict[str, Any]] | None = None
+    refused: list[RefusedEventOut] | None = Field(
+        default=None, description="Every event of the batch this answer refuses (403, 422 naming events)"
+    )
 
 
 def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:

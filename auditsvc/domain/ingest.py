@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..keys import ServerKeys
 from ..store.readmodel import event_facts
 from .append_types import PreparedEvent
-from .errors import Forbidden, InvalidInput, MalformedBody
+from .errors import Forbidden, InvalidInput, MalformedBody, invalid_events, refused_events
 
 
 class EventBatch(BaseModel):
@@ -75,7 +75,9 @@ def parse_batch(body: bytes, max_events: int) -> list[WireEvent]:
         errors = validation_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
             raise MalformedBody("request body is not valid JSON") from None
-        raise InvalidInput(f"{exc.error_count()} invalid field(s) in the batch; nothing was stored", errors) from None
+        raise InvalidInput(
+            f"{exc.error_count()} invalid field(s) in the batch; nothing was stored", errors, invalid_events(errors)
+        ) from None
     if len(events) > max_events:
         raise InvalidInput(
             f"a batch holds at most {max_events} events, this one has {len(events)}; nothing was stored",
@@ -85,13 +87,16 @@ def parse_batch(body: bytes, max_events: int) -> list[WireEvent]:
 
 
 def check_source_systems(events: Iterable[WireEvent], allowed: Iterable[str]) -> None:
-    """An emitter may only claim the source systems its token is bound to."""
+    """An emitter may only claim the source systems its token is bound to;
+    the refusal lists every event that claims another (``refused``)."""
     allowed_set = set(allowed)
-    for index, event in enumerate(events):
-        if event.json["source"]["system_id"] not in allowed_set:
-            raise Forbidden(
-                f"events[{index}].source.system_id is not a system this token may emit for; nothing was stored"
-            )
+    bad = [i for i, event in enumerate(events) if event.json["source"]["system_id"] not in allowed_set]
+    if bad:
+        raise Forbidden(
+            f"events[{bad[0]}].source.system_id is not a system this token may emit for "
+            f"({len(bad)} event{'s' if len(bad) > 1 else ''} refused, listed in 'refused'); nothing was stored",
+            refused_events(bad, "source_not_allowed"),
+        )
 
 
 def prepare(events: Sequence[WireEvent], keys: ServerKeys, emitter: str) -> list[PreparedEvent]:

@@ -99,12 +99,18 @@ def encode_event(event: EventLike) -> bytes:
 def raise_for_status(response: httpx.Response) -> dict[str, Any]:
     """The JSON answer of a direct call, or the SDK's error for its status."""
     if response.status_code >= 400:
+        detail: Any = response.text
+        refused: list[dict[str, Any]] = []
         try:
-            detail = response.json().get("detail", response.text)
+            body = response.json()
         except ValueError:
-            detail = response.text
+            body = None
+        if isinstance(body, dict):
+            detail = body.get("detail", detail)
+            if isinstance(body.get("refused"), list):
+                refused = [r for r in body["refused"] if isinstance(r, dict)]
         error = EventRejected if 400 <= response.status_code < 500 else ServiceError
-        raise error(response.status_code, detail)
+        raise error(response.status_code, detail, refused)
     return response.json()  # type: ignore[no-any-return]
 
 

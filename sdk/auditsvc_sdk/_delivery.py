@@ -9,12 +9,15 @@ sleep; everything about *what* to do with an answer lives here, once.
 * connection error, 408, 429, 5xx: the same body again after a backoff
   (``Retry-After`` honoured). The events keep their ``event_id``, so a batch
   that was stored but whose answer was lost is answered ``duplicate``.
-* 422 / 400 / 403 naming ``events[i]``: those events go to the dead letters
-  with the service's reason; the others are sent again at once.
+* 422 / 403 with ``refused: [{"index", "reason"}]``: those events go to the
+  dead letters with the reason code (and, for ``invalid``, the fields the
+  answer's ``errors`` name for them); the others are sent again at once.
+  The answer's text is never parsed. (A service without ``refused`` names
+  invalid events by the ``loc`` of its ``errors``, which is used likewise.)
 * 413, or a batch over the service's event limit: split in halves.
 * any other refusal of a batch that names no event: the events are sent one
   by one, so that only the bad ones end up in the dead letters.
-* 401, 404, and 403 that names no event: the credential or URL is wrong, not
+* 401, 404, and 403 that refuses no event: the credential or URL is wrong, not
   the events. They are kept and retried at the longest backoff (the bounded
   queue or spool then fills and ``record()`` raises), and the condition is
   logged once.
@@ -25,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -41,7 +43,6 @@ __all__ = ["DeadLetters", "Delivery", "LogOnce", "batch_body"]
 
 log = logging.getLogger("auditsvc_sdk")
 
-_EVENT_INDEX = re.compile(r"events\[(\d+)\]")
 _MISCONFIGURED = frozenset({401, 404})
 
 
@@ -187,8 +188,8 @@ class Delivery:
         if is_retryable(status):
             self._conditions.start(f"status-{status}", "auditsvc answered %d; events are kept and retried", status)
             return self._retry(headers.get("retry-after"))
-        detail, errors = _error_body(content)
-        bad = _bad_events(status, detail, errors, len(batch))
+        detail, errors, refused = _error_body(content)
+        bad = _bad_events(errors, refused, len(batch))
         if bad:
             self._dead.add(status, [(batch[i], reason) for i, reason in sorted(bad.items())])
             self._replace_top([item for i, item in enumerate(batch) if i not in bad])
@@ -231,30 +232,41 @@ class Delivery:
         return 0.0
 
 
-def _error_body(content: bytes) -> tuple[str, list[dict[str, Any]]]:
+def _error_body(content: bytes) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """An error answer's ``detail``, ``errors`` and ``refused`` (empty when absent or not the documented shape)."""
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError:
-        return "", []
+        return "", [], []
     if not isinstance(body, dict):
-        return "", []
-    errors = body.get("errors")
-    return str(body.get("detail") or ""), [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+        return "", [], []
+    errors, refused = body.get("errors"), body.get("refused")
+    return (
+        str(body.get("detail") or ""),
+        [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else [],
+        [r for r in refused if isinstance(r, dict)] if isinstance(refused, list) else [],
+    )
 
 
-def _bad_events(status: int, detail: str, errors: list[dict[str, Any]], size: int) -> dict[int, str]:
-    """The events a refusal names, with the service's reason for each."""
-    bad: dict[int, list[str]] = {}
+def _bad_events(errors: list[dict[str, Any]], refused: list[dict[str, Any]], size: int) -> dict[int, str]:
+    """The events a refusal names, with the reason for each: the answer's
+    ``refused`` entries (reason code, then the fields ``errors`` names for that
+    event); without ``refused``, the events that ``errors`` name by ``loc``."""
+    fields: dict[int, list[str]] = {}
     for error in errors:
         loc = error.get("loc")
-        if not (isinstance(loc, list) and len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int)):
+        if not (isinstance(loc, list) and len(loc) >= 2 and loc[0] == "events" and type(loc[1]) is int):
             continue
-        if 0 <= loc[1] < size:
-            where = ".".join(str(part) for part in loc[2:]) or "event"
-            bad.setdefault(loc[1], []).append(f"{where}: {error.get('msg', 'invalid')}")
-    if not bad and status in (400, 403, 422):
-        for match in _EVENT_INDEX.finditer(detail):
-            index = int(match.group(1))
-            if 0 <= index < size:
-                bad.setdefault(index, []).append(detail)
-    return {index: "; ".join(reasons) for index, reasons in bad.items()}
+        where = ".".join(str(part) for part in loc[2:]) or "event"
+        fields.setdefault(loc[1], []).append(f"{where}: {error.get('msg', 'invalid')}")
+    if not refused:
+        return {index: "; ".join(found) for index, found in fields.items() if 0 <= index < size}
+    bad: dict[int, str] = {}
+    for entry in refused:
+        index, code = entry.get("index"), entry.get("reason")
+        if type(index) is not int or not 0 <= index < size:
+            continue
+        reason = code if isinstance(code, str) and code else "refused"
+        named = fields.get(index)
+        bad[index] = f"{reason}: {'; '.join(named)}" if named else reason
+    return bad

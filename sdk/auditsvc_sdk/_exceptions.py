@@ -94,11 +94,14 @@ class TransportError(AuditError):
 
 
 class ServiceError(AuditError):
-    """The service answered with an error status."""
+    """The service answered with an error status. ``refused`` lists the
+    events of the batch it refused, ``{"index", "reason"}`` each (reason
+    ``invalid`` or ``source_not_allowed``); empty when it refused none in particular."""
 
-    def __init__(self, status_code: int, detail: Any) -> None:
+    def __init__(self, status_code: int, detail: Any, refused: Sequence[dict[str, Any]] = ()) -> None:
         self.status_code = status_code
         self.detail = detail
+        self.refused = list(refused)
         super().__init__(f"auditsvc answered {status_code}: {detail}")
 
 
