@@ -45,12 +45,14 @@ NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{PY_WHITESPACE}][^\x00]*$"
 _WHY = {
     "400": "The body is not UTF-8 or not JSON",
     "401": "No token, or an invalid, revoked or expired one (WWW-Authenticate: Bearer)",
-    "403": "The token's role may not call this, or an emitter claims a source system it is not bound to, "
+    "403": "The token's role may not call this, or an emitter claims a source system it is not bound to "
+    "(every such event listed in refused), "
     "or (AUDITSVC_TLS_CLIENT_AUTH=emitters) the connection has no client certificate",
     "404": "Not found",
     "409": "Refused because of the stored state",
     "413": "The body is over the size limit",
-    "422": "Invalid input: each bad field named (never its value), or a JSON structure limit exceeded",
+    "422": "Invalid input: each bad field named (never its value), or a JSON structure limit exceeded; "
+    "a batch's invalid events are listed in refused",
     "429": "This credential's rate limit is exceeded; retry after Retry-After seconds",
     "500": "The append transaction failed; nothing was stored; retry",
     "503": "The database is unavailable; retry after Retry-After seconds",
