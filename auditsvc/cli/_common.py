@@ -7,7 +7,6 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
-import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -16,8 +15,9 @@ from ..domain.backfill import backfill_all
 from ..keys import load_keys
 from ..settings import Settings, get_settings
 from ..store.embedded import EmbeddedServerError
-from ..store.engine import asyncpg_dsn, owner_url
+from ..store.engine import owner_url
 from ..store.migrate import upgrade_head
+from ..store.session import connect
 from ..telemetry import logs as telemetry_logs
 from ..telemetry.logs import LogFormat
 
@@ -73,7 +73,7 @@ def build_read_model(s: Settings, url: str) -> None:
         err_console.print(f"building the report index of log {log_id}: {done:,} of {head:,} events", highlight=False)
 
     async def _run() -> bool:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
+        conn = await connect(url)
         try:
             return await backfill_all(conn, keys, progress)
         finally:

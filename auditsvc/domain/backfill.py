@@ -14,12 +14,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..keys import ServerKeys
 from ..store import readmodel
-from ..store.session import driver_connection
+from ..store.session import Connection, driver_connection
 from .errors import Unavailable
 from .verify_range import identifier_lookup_keys
 
@@ -42,7 +41,7 @@ def lookup_keys(keys: ServerKeys | None) -> Callable[[dict[str, Any]], list[byte
 
 
 async def backfill_all(
-    conn: asyncpg.Connection,
+    conn: Connection,
     keys: ServerKeys | None,
     progress: Callable[[int, int, int], None] | None = None,
     batch_rows: int = 20_000,
@@ -56,7 +55,7 @@ async def backfill_all(
     return complete
 
 
-async def require_read_model(conn: asyncpg.Connection, log_id: int) -> None:
+async def require_read_model(conn: Connection, log_id: int) -> None:
     """Raise ``Unavailable`` (503) while the log's backfill is incomplete."""
     complete, done = await readmodel.backfill_state(conn, log_id)
     if not complete:

@@ -13,23 +13,22 @@ records) joined to its event. Rows the backfill has not reached yet
 
 from __future__ import annotations
 
-import asyncpg
-
 from ..store.readmodel import first_mismatch
+from ..store.session import Connection, DataError
 from .verify_range import Damage
 
 READ_MODEL_MISMATCH = "read_model_mismatch"
 
 
 async def check_read_model(
-    conn: asyncpg.Connection, log_id: int, size: int, dsn: str | None = None, workers: int = 1
+    conn: Connection, log_id: int, size: int, dsn: str | None = None, workers: int = 1
 ) -> Damage | None:
     """The first event (``seq < size``) whose read-model rows disagree with its
     record, if any; with ``dsn`` and ``workers``, compared in that many
     ranges at once on ``conn``'s snapshot."""
     try:
         mismatch = await first_mismatch(conn, log_id, size, dsn, workers)
-    except asyncpg.DataError:
+    except DataError:
         detail = "a record's report fields could not be read to compare with the read model"
         return Damage(size, READ_MODEL_MISMATCH, detail)
     if mismatch is None:

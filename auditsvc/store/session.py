@@ -25,13 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .engine import asyncpg_dsn
 
-__all__ = ["CONNECTION_ERRORS", "Connection", "DatabaseError", "connect", "driver_connection"]
+__all__ = ["CONNECTION_ERRORS", "Connection", "DataError", "DatabaseError", "connect", "driver_connection"]
 
 Connection = asyncpg.Connection
 """A connection to the log's database (asyncpg's)."""
 
 DatabaseError = asyncpg.PostgresError
 """Any error PostgreSQL answered with."""
+
+DataError = asyncpg.DataError
+"""PostgreSQL could not take or read a value (SQLSTATE class 22: data exception)."""
 
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     OSError,
