@@ -304,6 +304,16 @@ ORDER BY total DESC
 """
 
 
+# Whether the stored records are compressed, on a ~1% sample of the events' pages.
+_RECORDS_SQL = """
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE pg_column_compression(record) IS NOT NULL) AS compressed,
+       avg(octet_length(record)) AS text_bytes,
+       avg(pg_column_size(record)) AS stored_bytes
+FROM events TABLESAMPLE SYSTEM (1) REPEATABLE (1)
+"""
+
+
 async def storage(url: str, events: int) -> dict[str, Any]:
     """Bytes of every table (heap, TOAST, indexes; partitions summed into their
     parent) and per event, after ``VACUUM ANALYZE``."""
@@ -311,6 +321,7 @@ async def storage(url: str, events: int) -> dict[str, Any]:
     try:
         await conn.execute("VACUUM ANALYZE")
         rows = await conn.fetch(_SIZES_SQL)
+        records = await conn.fetchrow(_RECORDS_SQL)
     finally:
         await conn.close()
     tables = {
@@ -324,7 +335,17 @@ async def storage(url: str, events: int) -> dict[str, Any]:
         for r in rows
     }
     total = sum(t["total"] for t in tables.values())
-    return {"tables": tables, "total": total, "per_event": round(total / events, 1)}
+    return {
+        "tables": tables,
+        "total": total,
+        "per_event": round(total / events, 1),
+        "records_sampled": {
+            "rows": records["rows"],
+            "compressed": records["compressed"],
+            "avg_text_bytes": round(float(records["text_bytes"] or 0), 1),
+            "avg_stored_bytes": round(float(records["stored_bytes"] or 0), 1),
+        },
+    }
 
 
 # ------------------------------------------------------------ measuring
@@ -358,6 +379,7 @@ def _hmacs(keys: ServerKeys, patient: int) -> list[bytes]:
 class Measured:
     bands: dict[str, BandSamples]
     reports_unavailable_s: float  # waited for the first report to answer (0 unless just upgraded)
+    empty: list[float]  # reports on patients the log has never seen: the fixed cost of a report
 
 
 @dataclass
@@ -406,12 +428,15 @@ async def measure_patients(
     log_id: int,
     chosen: dict[str, list[int]],
     seed: int,
+    unknown: int,
     warmup: int = WARMUP_REPORTS,
 ) -> Measured:
+    """``unknown``: the first patient number the log has never seen."""
     rng = random.Random(seed)
     order = [(band, p) for band, patients in chosen.items() for p in patients]
     rng.shuffle(order)
     samples = {band: BandSamples([], [], []) for band in chosen}
+    empty: list[float] = []
     headers = {"Authorization": f"Bearer {token}"}
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
@@ -437,9 +462,16 @@ async def measure_patients(
                 s.events.append(rows)
                 if len(body["events"]) != min(REPORT_LIMIT, rows_seen):
                     s.page_mismatches += 1
+                # The same request for a patient with no events: HTTP, the
+                # caller's token, the identifier walk and the report's own
+                # audit event, without any rows to read.
+                empty_s, body = await _report(client, unknown + i)
+                empty.append(empty_s)
+                if body["events"] or body["systems"]:
+                    raise RuntimeError("a report on a patient the log has never seen found events")
     finally:
         await conn.close()
-    return Measured(samples, waited)
+    return Measured(samples, waited, empty)
 
 
 def _has_path(base_url: str, path: str) -> bool:
@@ -565,7 +597,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"reports: measuring {sum(map(len, chosen.values()))} patients", file=sys.stderr)
                 measured = asyncio.run(
                     measure_patients(
-                        service.base_url, token, store.url, keys, store.log_id, chosen, args.seed, args.warmup
+                        service.base_url,
+                        token,
+                        store.url,
+                        keys,
+                        store.log_id,
+                        chosen,
+                        args.seed,
+                        len(population.counts),
+                        args.warmup,
                     )
                 )
                 by_system: dict[str, Any]
@@ -592,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         "reports_unavailable_s": measured.reports_unavailable_s,
         "storage": sizes,
         "bands": bands,
+        "empty_report_ms": _ms(measured.empty),
         "by_system": by_system,
         "service_workers": args.workers,
         "machine": machine_facts(),
@@ -629,6 +670,13 @@ def _print(payload: dict[str, Any]) -> None:
         rows.append(("reports answered 503 after start for", f"{payload['reports_unavailable_s']} s"))
     storage_ = payload["storage"]
     rows.append(("bytes per event, all tables and indexes", f"{storage_['per_event']:,.0f}"))
+    rec = storage_["records_sampled"]
+    rows.append(
+        (
+            f"  records sampled: {rec['compressed']:,} of {rec['rows']:,} compressed",
+            f"{rec['avg_text_bytes']:,.0f} B text, {rec['avg_stored_bytes']:,.0f} B stored",
+        )
+    )
     for name, t in storage_["tables"].items():
         if t["total"] >= 1 << 20:
             detail = f"heap {t['heap'] >> 20} + toast {t['toast'] >> 20} + indexes {t['indexes'] >> 20} MiB"
@@ -643,6 +691,8 @@ def _print(payload: dict[str, Any]) -> None:
         rows.append(("  ratio report / bare p50 / p95", f"{b['ratio_p50']}x / {b['ratio_p95']}x"))
         if b["page_mismatches"]:
             rows.append((f"  MISMATCH {band}", f"{b['page_mismatches']} first pages of the wrong length"))
+    empty = payload["empty_report_ms"]
+    rows.append(("report on a patient with no events p50 / p95", f"{empty['p50']:,.1f} / {empty['p95']:,.1f} ms"))
     by_system = payload["by_system"]
     if "skipped" in by_system:
         rows.append(("by-system report", f"skipped: {by_system['skipped']}"))

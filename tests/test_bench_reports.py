@@ -75,4 +75,7 @@ def test_quick_run_measures_every_band_over_http() -> None:
         assert band["rows_read_min_median_max"][0] >= band["filled_min_median_max"][0], name
     assert results["storage"]["tables"]["events"]["per_event"] > 500
     assert results["storage"]["per_event"] > results["storage"]["tables"]["events"]["per_event"]
+    assert results["empty_report_ms"]["p50"] > 0
+    sampled = results["storage"]["records_sampled"]
+    assert sampled["rows"] > 0 and sampled["avg_text_bytes"] > 500
     assert "skipped" in results["by_system"] or results["by_system"]["one hour"]["requests"] > 0
