@@ -56,43 +56,64 @@ facts AS MATERIALIZED (
     SELECT f.*
     FROM hits
     CROSS JOIN LATERAL (
-        SELECT f.occurred_at, f.action, f.data_elements, f.source_system, f.destination_system,
-               jsonb_strip_nulls(jsonb_build_object(
-                   'id', f.actor_id, 'type', f.actor_type, 'role', f.actor_role, 'name', f.actor_name)) AS actor
+        SELECT f.occurred_at, f.action, f.data_elements, f.source_system AS src, f.destination_system AS dst,
+               f.actor_id, f.actor_type, f.actor_role, f.actor_name
         FROM event_facts f WHERE f.log_id = $1 AND f.seq = hits.seq LIMIT 1
     ) f
 )
 """
 
+# Grouped first by (source, destination) pair, with hash aggregates (a
+# frequent patient's thousands of events make a few pairs), then each pair
+# counted for its source as source and for its destination as destination
+# (once, as both, when they are the same system).
 SYSTEMS_SQL = (
     "WITH "
     + _HITS
     + """,
-sys AS MATERIALIZED (
-    SELECT source_system AS system_id, occurred_at, action, data_elements, actor,
-           true AS as_source, source_system = destination_system AS as_destination
-    FROM facts
+pairs AS MATERIALIZED (
+    SELECT src, dst, count(*) AS n, min(occurred_at) AS first_access, max(occurred_at) AS last_access
+    FROM facts GROUP BY src, dst
+),
+pair_actions AS MATERIALIZED (SELECT DISTINCT src, dst, action FROM facts),
+pair_actors AS MATERIALIZED (SELECT DISTINCT src, dst, actor_id, actor_type, actor_role, actor_name FROM facts),
+pair_elements AS MATERIALIZED (
+    SELECT DISTINCT f.src, f.dst, d FROM facts f CROSS JOIN LATERAL unnest(f.data_elements) AS d
+),
+roles AS MATERIALIZED (
+    SELECT src, dst, src AS system_id, true AS as_source, src = dst AS as_destination, n, first_access, last_access
+    FROM pairs
     UNION ALL
-    SELECT destination_system, occurred_at, action, data_elements, actor, false, true
-    FROM facts WHERE source_system <> destination_system
+    SELECT src, dst, dst, false, true, n, first_access, last_access FROM pairs WHERE src <> dst
 ),
 counts AS (
     SELECT system_id,
-           count(*) AS count,
-           count(*) FILTER (WHERE as_source) AS as_source,
-           count(*) FILTER (WHERE as_destination) AS as_destination,
-           min(occurred_at) AS first_access,
-           max(occurred_at) AS last_access,
-           array_agg(DISTINCT action ORDER BY action) AS actions,
-           jsonb_agg(DISTINCT actor) AS actors
-    FROM sys GROUP BY system_id
+           sum(n)::bigint AS count,
+           coalesce(sum(n) FILTER (WHERE as_source), 0)::bigint AS as_source,
+           coalesce(sum(n) FILTER (WHERE as_destination), 0)::bigint AS as_destination,
+           min(first_access) AS first_access,
+           max(last_access) AS last_access
+    FROM roles GROUP BY system_id
+),
+actions AS (
+    SELECT r.system_id, array_agg(DISTINCT a.action ORDER BY a.action) AS actions
+    FROM roles r JOIN pair_actions a ON a.src = r.src AND a.dst = r.dst GROUP BY r.system_id
+),
+actors AS (
+    SELECT r.system_id,
+           jsonb_agg(DISTINCT jsonb_strip_nulls(jsonb_build_object(
+               'id', a.actor_id, 'type', a.actor_type, 'role', a.actor_role, 'name', a.actor_name))) AS actors
+    FROM roles r JOIN pair_actors a ON a.src = r.src AND a.dst = r.dst GROUP BY r.system_id
 ),
 elements AS (
-    SELECT system_id, array_agg(DISTINCT d ORDER BY d) AS data_elements
-    FROM sys CROSS JOIN LATERAL unnest(sys.data_elements) AS d GROUP BY system_id
+    SELECT r.system_id, array_agg(DISTINCT e.d ORDER BY e.d) AS data_elements
+    FROM roles r JOIN pair_elements e ON e.src = r.src AND e.dst = r.dst GROUP BY r.system_id
 )
-SELECT c.*, e.data_elements
-FROM counts c LEFT JOIN elements e ON e.system_id = c.system_id
+SELECT c.*, a.actions, p.actors, e.data_elements
+FROM counts c
+JOIN actions a ON a.system_id = c.system_id
+JOIN actors p ON p.system_id = c.system_id
+LEFT JOIN elements e ON e.system_id = c.system_id
 ORDER BY c.count DESC, c.system_id
 """
 )
