@@ -125,11 +125,16 @@ class CheckpointSigner:
     when the file changes (key rotation needs no restart). The key name is
     the log's origin, as C2SP tlog-checkpoint expects."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._path = signing_key_path(settings)
-        self._name = settings.log_name
+    def __init__(self, path: Path, name: str) -> None:
+        self._path = path
+        self._name = name
         self._stamp: tuple[int, int] | None = None
         self._signer: NoteSigner | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CheckpointSigner:
+        """The configured key file (``signing_key_path``), named after the log."""
+        return cls(signing_key_path(settings), settings.log_name)
 
     def current(self) -> NoteSigner:
         st = self._path.stat()

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .domain.appender import Appender
 from .domain.backfill import Backfiller
-from .domain.checkpointer import Checkpointer
-from .keys import ServerKeys, ensure_signing_key, load_keys
+from .domain.checkpointer import CheckpointConfig, Checkpointer
+from .keys import CheckpointSigner, ServerKeys, ensure_signing_key, load_keys
 from .settings import Settings
 from .store.engine import create_engine, runtime_url
 from .store.logs import ensure_log
@@ -45,7 +45,9 @@ async def open_audit_log(
         appender = Appender(engine, log_id, genesis, settings.group_commit_max_events)
         appender.start()
         ensure_signing_key(settings)
-        checkpointer = Checkpointer(engine, log_id, settings)
+        checkpointer = Checkpointer(
+            engine, log_id, CheckpointConfig.from_settings(settings), CheckpointSigner.from_settings(settings)
+        )
         keys = load_keys(settings)
         backfiller = Backfiller(engine, log_id, keys)  # the read model for events stored before it (migration 0006)
         if background:

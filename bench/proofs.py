@@ -107,7 +107,7 @@ def over_http(base_url: str, token: str, size: int, root: bytes, seqs: list[int]
 async def build(url: str, data_dir: Path, log_id: int) -> dict[str, Any]:
     settings = bench_settings(url, data_dir)
     ensure_signing_key(settings)
-    signer = CheckpointSigner(settings)
+    signer = CheckpointSigner.from_settings(settings)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         t0 = time.perf_counter()

@@ -15,7 +15,7 @@ import pydantic
 import pytest
 
 from auditsvc.domain.errors import Forbidden, Unauthenticated, Unavailable
-from auditsvc.domain.oidc import JwksError, OidcVerifier, caller_id, parse_jwks
+from auditsvc.domain.oidc import JwksError, OidcConfig, OidcVerifier, caller_id, parse_jwks
 from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 
@@ -54,9 +54,13 @@ def oidc_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def verifier_for(settings: Settings, **options: Any) -> OidcVerifier:
+    return OidcVerifier(OidcConfig.from_settings(settings), **options)
+
+
 @pytest.fixture
 def verifier(tmp_path: Path) -> OidcVerifier:
-    return OidcVerifier(oidc_settings(tmp_path))
+    return verifier_for(oidc_settings(tmp_path))
 
 
 # --- accepted ----------------------------------------------------------------------
@@ -76,7 +80,7 @@ async def test_a_user_holding_several_roles_gets_them_all_in_a_fixed_order(verif
 
 
 async def test_roles_from_a_nested_claim_through_a_role_map(tmp_path: Path) -> None:
-    verifier = OidcVerifier(
+    verifier = verifier_for(
         oidc_settings(
             tmp_path,
             oidc_roles_claim="realm_access.roles",
@@ -94,7 +98,7 @@ async def test_roles_from_a_nested_claim_through_a_role_map(tmp_path: Path) -> N
 
 
 async def test_a_namespaced_claim_whose_name_holds_dots_and_a_space_separated_string(tmp_path: Path) -> None:
-    verifier = OidcVerifier(oidc_settings(tmp_path, oidc_roles_claim="https://hospital.example/roles"))
+    verifier = verifier_for(oidc_settings(tmp_path, oidc_roles_claim="https://hospital.example/roles"))
     token = RSA.sign(claims(None, **{"https://hospital.example/roles": "auditor admin"}))
     assert (await verifier.authenticate(token)).roles == (Role.AUDITOR, Role.ADMIN)
 
@@ -111,7 +115,7 @@ async def test_clock_skew_within_the_leeway_is_accepted(verifier: OidcVerifier) 
 
 
 async def test_a_token_without_kid_is_verified_by_the_only_key(tmp_path: Path) -> None:
-    verifier = OidcVerifier(oidc_settings(tmp_path, oidc_jwks_file=write_jwks(tmp_path / "one.json", EC)))
+    verifier = verifier_for(oidc_settings(tmp_path, oidc_jwks_file=write_jwks(tmp_path / "one.json", EC)))
     assert (await verifier.authenticate(EC.sign(claims(), kid=None))).role is Role.AUDITOR
 
 
@@ -174,7 +178,7 @@ async def test_a_tampered_claim_breaks_the_signature(verifier: OidcVerifier) -> 
 
 
 async def test_an_algorithm_left_out_of_the_settings_is_refused(tmp_path: Path) -> None:
-    verifier = OidcVerifier(oidc_settings(tmp_path, oidc_algorithms=["ES256"]))
+    verifier = verifier_for(oidc_settings(tmp_path, oidc_algorithms=["ES256"]))
     assert (await verifier.authenticate(EC.sign(claims()))).role is Role.AUDITOR
     for key in (RSA, ED):
         with pytest.raises(Unauthenticated, match="accepted: ES256"):
@@ -256,7 +260,7 @@ def idp() -> Iterator[JwksServer]:
 
 
 async def test_jwks_from_a_url_is_cached(tmp_path: Path, idp: JwksServer) -> None:
-    verifier = OidcVerifier(oidc_settings(tmp_path, oidc_jwks_url=idp.url))
+    verifier = verifier_for(oidc_settings(tmp_path, oidc_jwks_url=idp.url))
     for _ in range(5):
         assert (await verifier.authenticate(RSA.sign(claims()))).role is Role.AUDITOR
     assert idp.requests == 1
@@ -266,7 +270,7 @@ async def test_a_rotated_key_is_fetched_on_its_first_token_and_refetching_is_rat
     tmp_path: Path, idp: JwksServer
 ) -> None:
     clock = [1000.0]
-    verifier = OidcVerifier(
+    verifier = verifier_for(
         oidc_settings(tmp_path, oidc_jwks_url=idp.url, oidc_jwks_min_refresh_seconds=30), clock=lambda: clock[0]
     )
     await verifier.authenticate(RSA.sign(claims()))
@@ -289,7 +293,7 @@ async def test_a_rotated_key_is_fetched_on_its_first_token_and_refetching_is_rat
 
 async def test_an_unreachable_jwks_is_503_at_first_and_stale_keys_serve_later(tmp_path: Path, idp: JwksServer) -> None:
     clock = [1000.0]
-    verifier = OidcVerifier(
+    verifier = verifier_for(
         oidc_settings(tmp_path, oidc_jwks_url=idp.url, oidc_jwks_cache_seconds=60, oidc_jwks_min_refresh_seconds=5),
         clock=lambda: clock[0],
     )

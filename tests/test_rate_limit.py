@@ -10,7 +10,7 @@ import pytest
 from auditsvc_sdk import AuditClient
 
 from auditsvc.api import ratelimit
-from auditsvc.api.ratelimit import RateLimited, RateLimits, TokenBucket
+from auditsvc.api.ratelimit import RateLimitConfig, RateLimited, RateLimits, TokenBucket
 from auditsvc.domain.tokens import Caller, Role
 from auditsvc.settings import Settings
 
@@ -24,6 +24,10 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def limits_for(settings: Settings, **options: Any) -> RateLimits:
+    return RateLimits(RateLimitConfig.from_settings(settings), **options)
 
 
 def caller(token_id: str, role: Role = Role.AUDITOR) -> Caller:
@@ -52,7 +56,7 @@ def test_each_credential_has_its_own_bucket() -> None:
 
 def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:
     clock = Clock()
-    limits = RateLimits(
+    limits = limits_for(
         Settings(rate_limit_human_per_second=0.3, rate_limit_human_burst=1, rate_limit_emitter_per_second=50),
         clock=clock,
     )
@@ -67,7 +71,7 @@ def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:
 
 
 def test_emitters_and_humans_have_separate_limits_and_zero_turns_one_off() -> None:
-    limits = RateLimits(
+    limits = limits_for(
         Settings(
             rate_limit_emitter_per_second=0,
             rate_limit_human_per_second=1,
@@ -88,7 +92,7 @@ def test_the_defaults_let_an_emitter_batch_generously() -> None:
     s = Settings()
     # Requests, not events: at 500 events a request that is 250,000 events/s per token and process.
     assert s.rate_limit_emitter_per_second >= 500 and s.rate_limit_emitter_burst >= 1000
-    limits = RateLimits(s, clock=Clock())
+    limits = limits_for(s, clock=Clock())
     for _ in range(s.rate_limit_emitter_burst):
         limits.admit(caller("emitter-1", Role.EMITTER))
 

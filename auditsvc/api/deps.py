@@ -14,13 +14,13 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 
 from ..domain.errors import Forbidden, PayloadTooLarge, Unauthenticated
-from ..domain.oidc import OidcVerifier
+from ..domain.oidc import OidcConfig, OidcVerifier
 from ..domain.tokens import Caller, Role, authenticate, bearer_value, looks_like_jwt, parse_api_token
 from ..runtime import AuditLog
 from ..settings import Settings
 from ..store.session import driver_connection
 from ..store.tokens import get_token
-from .ratelimit import RateLimits, install_rate_limit_handler
+from .ratelimit import RateLimitConfig, RateLimits, install_rate_limit_handler
 
 
 @dataclass
@@ -35,7 +35,8 @@ class AccessControl:
 def install_access_control(app: FastAPI, settings: Settings) -> None:
     """OIDC (when configured), the per-credential rate limits and their 429 answer."""
     app.state.access_control = AccessControl(
-        OidcVerifier(settings) if settings.oidc_enabled else None, RateLimits(settings)
+        OidcVerifier(OidcConfig.from_settings(settings)) if settings.oidc_enabled else None,
+        RateLimits(RateLimitConfig.from_settings(settings)),
     )
     install_rate_limit_handler(app)
 

@@ -24,12 +24,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..domain.tokens import Caller, Role
-from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 # Idle buckets (full again) are swept once this many exist.
 SWEEP_AT = 10_000
@@ -88,12 +91,31 @@ class TokenBucket:
         return len(self._buckets)
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Requests per second and burst, for emitters and for humans (0/s: no limit)."""
+
+    emitter_per_second: float
+    emitter_burst: int
+    human_per_second: float
+    human_burst: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimitConfig:
+        return cls(
+            emitter_per_second=settings.rate_limit_emitter_per_second,
+            emitter_burst=settings.rate_limit_emitter_burst,
+            human_per_second=settings.rate_limit_human_per_second,
+            human_burst=settings.rate_limit_human_burst,
+        )
+
+
 class RateLimits:
     """The emitter and the human limits of one process."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.emitter = self._bucket(settings.rate_limit_emitter_per_second, settings.rate_limit_emitter_burst, clock)
-        self.human = self._bucket(settings.rate_limit_human_per_second, settings.rate_limit_human_burst, clock)
+    def __init__(self, config: RateLimitConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.emitter = self._bucket(config.emitter_per_second, config.emitter_burst, clock)
+        self.human = self._bucket(config.human_per_second, config.human_burst, clock)
 
     @staticmethod
     def _bucket(rate: float, burst: int, clock: Callable[[], float]) -> TokenBucket | None:

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..domain.checkpointer import Checkpointer
+from ..domain.checkpointer import CheckpointConfig, Checkpointer
 from ..domain.checkpoints import SignedCheckpoint
+from ..keys import CheckpointSigner
 from ..settings import Settings
 from ..store.engine import create_engine
 from ..store.logs import log_id_for
@@ -30,7 +31,7 @@ async def open_log(url: str, s: Settings) -> AsyncIterator[tuple[AsyncEngine, in
 
 async def sign_checkpoint_now(engine: AsyncEngine, log_id: int, s: Settings) -> SignedCheckpoint:
     """Sign (or reuse, if the log has not grown) a checkpoint and publish it to the sinks."""
-    checkpointer = Checkpointer(engine, log_id, s)
+    checkpointer = Checkpointer(engine, log_id, CheckpointConfig.from_settings(s), CheckpointSigner.from_settings(s))
     try:
         return await checkpointer.checkpoint_now()
     finally:

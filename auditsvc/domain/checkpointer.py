@@ -13,12 +13,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..keys import CheckpointSigner
-from ..settings import Settings
 from ..store import tree as store
 from ..store.events import committed_size
 from ..store.locks import PUBLISH_LOCK_CLASS, try_xact_lock
@@ -29,27 +31,59 @@ from ..telemetry.tracing import background_work
 from .checkpoints import CheckpointRefused, SignedCheckpoint, checkpoint_due, make_checkpoint, published_note
 from .sinks import CheckpointSink, DirectorySink, WebhookSink, WitnessSink, publish_all
 
+if TYPE_CHECKING:
+    from ..settings import Settings
+
 log = logging.getLogger("auditsvc.checkpoints")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """When the log is checkpointed and where the checkpoints go."""
+
+    origin: str  # the log's name, the checkpoint's first line
+    every_events: int
+    interval_seconds: float
+    directory: Path | None = None
+    webhook_url: str | None = None
+    witnesses: tuple[tuple[str, str], ...] = ()  # (url, vkey)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CheckpointConfig:
+        return cls(
+            origin=settings.log_name,
+            every_events=settings.checkpoint_every_events,
+            interval_seconds=settings.checkpoint_interval_seconds,
+            directory=settings.checkpoint_dir,
+            webhook_url=settings.checkpoint_webhook_url or None,
+            witnesses=tuple((w.url, w.vkey) for w in settings.witnesses),
+        )
 
 
 class Checkpointer:
     def __init__(
-        self, engine: AsyncEngine, log_id: int, settings: Settings, *, clock: Callable[[], float] = time.time
+        self,
+        engine: AsyncEngine,
+        log_id: int,
+        config: CheckpointConfig,
+        signer: CheckpointSigner,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.log_id = log_id
-        self.origin = settings.log_name
-        self.every = settings.checkpoint_every_events
-        self.interval = settings.checkpoint_interval_seconds
-        self.signer = CheckpointSigner(settings)
+        self.origin = config.origin
+        self.every = config.every_events
+        self.interval = config.interval_seconds
+        self.signer = signer
         self._http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
         self.sinks: list[CheckpointSink] = []
-        if settings.checkpoint_dir is not None:
-            self.sinks.append(DirectorySink(settings.checkpoint_dir))
-        if settings.checkpoint_webhook_url:
-            self.sinks.append(WebhookSink(settings.checkpoint_webhook_url, self._http))
-        for witness in settings.witnesses:
-            self.sinks.append(WitnessSink(witness.url, witness.vkey, self._http))
+        if config.directory is not None:
+            self.sinks.append(DirectorySink(config.directory))
+        if config.webhook_url:
+            self.sinks.append(WebhookSink(config.webhook_url, self._http))
+        for url, vkey in config.witnesses:
+            self.sinks.append(WitnessSink(url, vkey, self._http))
         self._published: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self.failures = 0

@@ -36,15 +36,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ..settings import Settings
 from .errors import Forbidden, Unauthenticated, Unavailable
 from .tokens import Caller, Role
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +132,46 @@ def parse_jwks(data: bytes, accepted: frozenset[str]) -> list[SigningKey]:
     return keys
 
 
-def jwks_loader(settings: Settings) -> Callable[[], Awaitable[bytes]]:
+@dataclass(frozen=True)
+class OidcConfig:
+    """The identity provider and how its tokens map to auditsvc roles
+    (the ``AUDITSVC_OIDC_*`` settings)."""
+
+    issuer: str
+    audience: str
+    algorithms: frozenset[str]
+    roles_claim: str
+    role_map: Mapping[str, Role]
+    actor_claim: str
+    leeway_seconds: int
+    jwks_file: Path | None
+    jwks_url: str | None
+    jwks_cache_seconds: float
+    jwks_min_refresh_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OidcConfig:
+        if settings.oidc_issuer is None or settings.oidc_audience is None:
+            raise ValueError("OIDC is not configured")
+        return cls(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            algorithms=frozenset(settings.oidc_algorithms),
+            roles_claim=settings.oidc_roles_claim,
+            role_map={value: Role(role) for value, role in settings.oidc_role_map.items()},
+            actor_claim=settings.oidc_actor_claim,
+            leeway_seconds=settings.oidc_leeway_seconds,
+            jwks_file=settings.oidc_jwks_file,
+            jwks_url=settings.oidc_jwks_url,
+            jwks_cache_seconds=settings.oidc_jwks_cache_seconds,
+            jwks_min_refresh_seconds=settings.oidc_jwks_min_refresh_seconds,
+        )
+
+
+def jwks_loader(config: OidcConfig) -> Callable[[], Awaitable[bytes]]:
     """Reads the configured JWKS: the file, or the URL over HTTP(S)."""
-    if settings.oidc_jwks_file is not None:
-        path: Path = settings.oidc_jwks_file
+    if config.jwks_file is not None:
+        path: Path = config.jwks_file
 
         async def _read() -> bytes:
             data = await asyncio.to_thread(path.read_bytes)
@@ -142,7 +180,7 @@ def jwks_loader(settings: Settings) -> Callable[[], Awaitable[bytes]]:
             return data
 
         return _read
-    url = settings.oidc_jwks_url
+    url = config.jwks_url
     if url is None:
         raise ValueError("OIDC is not configured")
 
@@ -261,21 +299,19 @@ def caller_id(sub: str) -> str:
 class OidcVerifier:
     """Turns a JWT bearer value into a ``Caller``, or raises 401/403/503 errors."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if settings.oidc_issuer is None or settings.oidc_audience is None:
-            raise ValueError("OIDC is not configured")
-        self._issuer = settings.oidc_issuer
-        self._audience = settings.oidc_audience
-        self._algorithms = frozenset(settings.oidc_algorithms)
-        self._roles_claim = settings.oidc_roles_claim
-        self._role_map = {value: Role(role) for value, role in settings.oidc_role_map.items()}
-        self._actor_claim = settings.oidc_actor_claim
-        self._leeway = settings.oidc_leeway_seconds
+    def __init__(self, config: OidcConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._issuer = config.issuer
+        self._audience = config.audience
+        self._algorithms = config.algorithms
+        self._roles_claim = config.roles_claim
+        self._role_map = dict(config.role_map)
+        self._actor_claim = config.actor_claim
+        self._leeway = config.leeway_seconds
         self.keys = JwksCache(
-            jwks_loader(settings),
+            jwks_loader(config),
             self._algorithms,
-            ttl=settings.oidc_jwks_cache_seconds,
-            min_refresh=settings.oidc_jwks_min_refresh_seconds,
+            ttl=config.jwks_cache_seconds,
+            min_refresh=config.jwks_min_refresh_seconds,
             clock=clock,
         )
 
