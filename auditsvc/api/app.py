@@ -18,6 +18,7 @@ from ..telemetry import setup_telemetry
 from .deps import install_access_control
 from .errors import install_error_handlers
 from .keepalive import KeepAliveLimit
+from .limits import BodyLimits
 from .openapi_doc import complete_openapi
 from .routes import checkpoints, events, health, proofs, reports
 from .schemas import component_schemas
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     )
     install_error_handlers(app)
     install_access_control(app, settings)
+    app.state.body_limits = BodyLimits.from_settings(settings)
     app.add_middleware(KeepAliveLimit, max_requests=settings.keepalive_max_requests)
     require_client_certificates(app, settings)
     # Outside the error handlers and the mTLS check: every answer carries them.

@@ -37,15 +37,17 @@ from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from ..domain.errors import InvalidInput, invalid_events
 from ..settings import Settings
 from .deps import read_body
 
 __all__ = [
+    "BodyLimits",
+    "BodyLimitsDep",
     "JsonLimits",
     "StructureLimitExceeded",
     "check_json_structure",
@@ -81,6 +83,29 @@ class JsonLimits:
             max_array_items=max(settings.max_json_array_items, settings.max_batch_events),
             max_object_keys=settings.max_json_object_keys,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """What a request body may hold: bytes, events per batch, JSON structure
+    (``AUDITSVC_MAX_BODY_BYTES``, ``_MAX_BATCH_EVENTS``, ``_MAX_JSON_*``).
+    Built once per app (``app.state.body_limits``)."""
+
+    max_body_bytes: int
+    max_batch_events: int
+    json: JsonLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BodyLimits:
+        return cls(settings.max_body_bytes, settings.max_batch_events, JsonLimits.from_settings(settings))
+
+
+def get_body_limits(request: Request) -> BodyLimits:
+    limits: BodyLimits = request.app.state.body_limits
+    return limits
+
+
+BodyLimitsDep = Annotated[BodyLimits, Depends(get_body_limits)]
 
 
 _SETTING = {
@@ -254,15 +279,15 @@ async def read_json_body(request: Request, max_bytes: int, limits: JsonLimits) -
     return body
 
 
-async def read_event_batch_body(request: Request, settings: Settings) -> bytes:
+async def read_event_batch_body(request: Request, limits: BodyLimits) -> bytes:
     """The body of ``POST /v1/events``: an over-long ``events`` array is
     refused here, before validation, with the batch limit's own message."""
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, limits.max_body_bytes)
     try:
-        check_json_structure(body, JsonLimits.from_settings(settings))
+        check_json_structure(body, limits.json)
     except StructureLimitExceeded as exc:
         if exc.kind == "json_array_too_long" and exc.loc == ["events"]:
-            n = settings.max_batch_events
+            n = limits.max_batch_events
             raise InvalidInput(
                 f"a batch holds at most {n} events, this one has more; nothing was stored",
                 [{"loc": ["events"], "msg": f"at most {n} events per batch", "type": "too_long"}],

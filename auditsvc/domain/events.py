@@ -17,13 +17,13 @@ from .read_audit import record_read
 from .tokens import Caller, Role
 
 
-async def ingest_batch(audit: AuditLog, body: bytes, emitter: Caller) -> dict[str, Any]:
+async def ingest_batch(audit: AuditLog, body: bytes, emitter: Caller, max_events: int) -> dict[str, Any]:
     """Validate, bind to the emitter's systems, append; the answer means committed.
 
     The answer holds ``UUID`` objects; the route serialises it with orjson,
     which writes them as canonical lowercase text.
     """
-    events = parse_batch(body, audit.settings.max_batch_events)
+    events = parse_batch(body, max_events)
     check_source_systems(events, emitter.systems)
     prepared = prepare(events, audit.keys, emitter.token_id)
     results, head = await audit.appender.append_batch(prepared)

@@ -12,7 +12,7 @@ from ...domain.events import ingest_batch, read_event
 from ...domain.ingest import EventBatch
 from ...telemetry.metrics import counting_rejections
 from ..deps import AuditDep, EmitterDep, EventReaderDep
-from ..limits import read_event_batch_body
+from ..limits import BodyLimitsDep, read_event_batch_body
 from ..schemas import AppendResponse, EventWithHashes, request_body_schema
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -24,10 +24,10 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
     openapi_extra=request_body_schema(EventBatch),
     summary="Append a batch of PHI access events (accepted or rejected whole)",
 )
-async def append_events(request: Request, audit: AuditDep, caller: EmitterDep) -> Response:
+async def append_events(request: Request, audit: AuditDep, caller: EmitterDep, limits: BodyLimitsDep) -> Response:
     with counting_rejections():  # by error class: auditsvc.batches.rejected
-        body = await read_event_batch_body(request, audit.settings)
-        answer = await ingest_batch(audit, body, caller)
+        body = await read_event_batch_body(request, limits)
+        answer = await ingest_batch(audit, body, caller, limits.max_batch_events)
     # Built by the domain in the documented shape; returning a Response
     # skips re-validating up to 1,000 result rows against the response model.
     return Response(orjson.dumps(answer), media_type="application/json")

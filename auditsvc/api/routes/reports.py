@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from ...domain.reports import PatientAccessQuery, parse_query, patient_access_report
 from ..deps import AuditDep, PrivacyOfficerDep
-from ..limits import JsonLimits, read_json_body
+from ..limits import BodyLimitsDep, read_json_body
 from ..schemas import PatientAccessReport, request_body_schema
 
 MAX_REPORT_BODY_BYTES = 64 * 1024
@@ -23,7 +23,9 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
     openapi_extra=request_body_schema(PatientAccessQuery),
     summary="Every system that accessed this patient's record (by any linked identifier)",
 )
-async def patient_access(request: Request, audit: AuditDep, caller: PrivacyOfficerDep) -> dict[str, Any]:
+async def patient_access(
+    request: Request, audit: AuditDep, caller: PrivacyOfficerDep, limits: BodyLimitsDep
+) -> dict[str, Any]:
     # The body is read only after the caller is authenticated, and bounded.
-    query = parse_query(await read_json_body(request, MAX_REPORT_BODY_BYTES, JsonLimits.from_settings(audit.settings)))
+    query = parse_query(await read_json_body(request, MAX_REPORT_BODY_BYTES, limits.json))
     return await patient_access_report(audit, query, caller)
