@@ -60,7 +60,8 @@ def serve(
     owner = database(s)  # embedded: started and migrated here, once, before workers fork
     if not s.embedded and s.migrate_on_start:
         upgrade_head(s, owner)
-        build_read_model(s, owner)
+    # The read model of events stored before migration 0006 is built by the
+    # service in the background (domain/backfill.py): ingest starts at once.
     load_keys(s)
     signing_key = ensure_signing_key(s)
     # Workers connect as the runtime role; they inherit the DSN, not the owner's.
@@ -120,8 +121,7 @@ def migrate() -> None:
         upgrade_head(s, url)
     except Exception as exc:
         fail(f"migration failed: {type(exc).__name__}: {exc}")
-    if not s.embedded:  # database() has built it
-        build_read_model(s, url)
+    build_read_model(s, url)
     console.print("database is at the latest migration")
 
 

@@ -55,8 +55,6 @@ def database(s: Settings) -> str:
         fail(f"cannot start the database: {exc.args[0]}")
     except Exception as exc:
         fail(f"cannot reach the database: {type(exc).__name__}: {exc}")
-    if s.embedded:
-        build_read_model(s, url)
     return url
 
 
