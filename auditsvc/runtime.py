@@ -14,7 +14,7 @@ from .domain.backfill import Backfiller
 from .domain.checkpointer import CheckpointConfig, Checkpointer
 from .keys import CheckpointSigner, ServerKeys, ensure_signing_key, load_keys
 from .settings import Settings
-from .store.engine import create_engine, runtime_url
+from .store.engine import PoolConfig, create_engine, runtime_url
 from .store.logs import ensure_log
 from .store.session import driver_connection
 
@@ -37,7 +37,7 @@ async def open_audit_log(
 ) -> AsyncIterator[AuditLog]:
     """Connect as the runtime role, register the log, start the appender and
     (``background``) the checkpointer."""
-    engine = create_engine(url or runtime_url(settings), settings)
+    engine = create_engine(url or runtime_url(settings), PoolConfig.from_settings(settings))
     try:
         async with driver_connection(engine) as conn:
             log_id = await ensure_log(conn, settings.log_name, FORMAT_VERSION)

@@ -37,7 +37,7 @@ from auditsvc.api.app import create_app
 from auditsvc.domain.tokens import Role, new_token
 from auditsvc.keys import load_keys
 from auditsvc.settings import Settings
-from auditsvc.store.engine import asyncpg_dsn, create_engine, runtime_url
+from auditsvc.store.engine import PoolConfig, asyncpg_dsn, create_engine, runtime_url
 from auditsvc.store.migrate import upgrade_head
 from auditsvc.store.session import driver_connection
 from auditsvc.store.tokens import insert_token
@@ -153,7 +153,7 @@ def make_token(settings: Settings, role: Role, systems: list[str] | None = None,
     token = new_token(load_keys(settings, sealing=False), role, systems or [])
 
     async def _insert() -> None:
-        engine = create_engine(str(settings.database_url), settings)
+        engine = create_engine(str(settings.database_url), PoolConfig.from_settings(settings))
         try:
             async with driver_connection(engine) as conn:
                 await insert_token(conn, token.token_id, token.secret_hmac, role.value, systems or [], name, None)

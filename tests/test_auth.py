@@ -12,7 +12,7 @@ import httpx
 from auditsvc.domain.tokens import Role, new_token
 from auditsvc.keys import load_keys
 from auditsvc.settings import Settings
-from auditsvc.store.engine import create_engine
+from auditsvc.store.engine import PoolConfig, create_engine
 from auditsvc.store.session import driver_connection
 from auditsvc.store.tokens import insert_token
 
@@ -34,7 +34,7 @@ def insert(settings: Settings, role: Role, systems: list[str], expires_at: datet
     token = new_token(load_keys(settings), role, systems)
 
     async def _insert() -> None:
-        engine = create_engine(str(settings.database_url), settings)
+        engine = create_engine(str(settings.database_url), PoolConfig.from_settings(settings))
         try:
             async with driver_connection(engine) as conn:
                 await insert_token(conn, token.token_id, token.secret_hmac, role.value, systems, None, expires_at)

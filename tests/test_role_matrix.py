@@ -24,7 +24,7 @@ import pytest
 from auditsvc.api.app import create_app
 from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
-from auditsvc.store.engine import create_engine
+from auditsvc.store.engine import PoolConfig, create_engine
 from auditsvc.store.session import driver_connection
 from auditsvc.store.tokens import revoke_token
 
@@ -126,7 +126,7 @@ def revoke(settings: Settings, token: str) -> None:
     token_id = token.split("_", 2)[1]
 
     async def _revoke() -> None:
-        engine = create_engine(str(settings.database_url), settings)
+        engine = create_engine(str(settings.database_url), PoolConfig.from_settings(settings))
         try:
             async with driver_connection(engine) as conn:
                 assert await revoke_token(conn, token_id)

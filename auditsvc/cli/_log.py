@@ -12,7 +12,7 @@ from ..domain.checkpointer import CheckpointConfig, Checkpointer
 from ..domain.checkpoints import SignedCheckpoint
 from ..keys import CheckpointSigner
 from ..settings import Settings
-from ..store.engine import create_engine
+from ..store.engine import PoolConfig, create_engine
 from ..store.logs import log_id_for
 from ..store.session import driver_connection
 
@@ -20,7 +20,7 @@ from ..store.session import driver_connection
 @asynccontextmanager
 async def open_log(url: str, s: Settings) -> AsyncIterator[tuple[AsyncEngine, int | None]]:
     """The engine and the log's id (None when the service never created the log)."""
-    engine = create_engine(url, s)
+    engine = create_engine(url, PoolConfig.from_settings(s))
     try:
         async with driver_connection(engine) as conn:
             log_id = await log_id_for(conn, s.log_name)

@@ -22,7 +22,7 @@ from ..demo import DEMO_SOURCE_SYSTEMS, featured_patient, generate_day, send_day
 from ..domain.tokens import Role, new_token
 from ..keys import load_keys
 from ..settings import Settings
-from ..store.engine import create_engine, runtime_url
+from ..store.engine import PoolConfig, create_engine, runtime_url
 from ..store.session import driver_connection
 from ..store.tokens import insert_token
 from ._common import console, database, fail, settings
@@ -35,7 +35,7 @@ def _create_tokens(s: Settings, url: str) -> tuple[str, str]:
     officer = new_token(keys, Role.PRIVACY_OFFICER, [])
 
     async def _insert() -> None:
-        engine = create_engine(url, s)
+        engine = create_engine(url, PoolConfig.from_settings(s))
         try:
             async with driver_connection(engine) as conn, conn.transaction():
                 await insert_token(

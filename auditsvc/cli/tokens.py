@@ -12,7 +12,7 @@ from rich.table import Table
 from ..domain.errors import InvalidInput
 from ..domain.tokens import Role, new_token
 from ..keys import load_keys
-from ..store.engine import create_engine
+from ..store.engine import PoolConfig, create_engine
 from ..store.session import driver_connection
 from ..store.tokens import insert_token, list_tokens, revoke_token
 from ._common import console, database, fail, run, settings
@@ -53,7 +53,7 @@ def create(
         fail(exc.message)
 
     async def _create() -> None:
-        engine = create_engine(url, s)
+        engine = create_engine(url, PoolConfig.from_settings(s))
         try:
             async with driver_connection(engine) as conn:
                 await insert_token(conn, token.token_id, token.secret_hmac, role.value, list(system), name, expires)
@@ -87,7 +87,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     url = database(s)
 
     async def _list() -> list[dict[str, object]]:
-        engine = create_engine(url, s)
+        engine = create_engine(url, PoolConfig.from_settings(s))
         try:
             async with driver_connection(engine) as conn:
                 rows = await list_tokens(conn)
@@ -134,7 +134,7 @@ def revoke(token_id: Annotated[str, typer.Argument(help="the token id shown by c
     url = database(s)
 
     async def _revoke() -> bool:
-        engine = create_engine(url, s)
+        engine = create_engine(url, PoolConfig.from_settings(s))
         try:
             async with driver_connection(engine) as conn:
                 return await revoke_token(conn, token_id)

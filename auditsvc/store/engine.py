@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,17 +35,30 @@ def asyncpg_dsn(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(url: str, settings: Settings, **kwargs: Any) -> AsyncEngine:
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """The connection pool: connections kept (as many again may open under
+    load) and the per-statement timeout (``AUDITSVC_DB_*``)."""
+
+    size: int
+    statement_timeout_ms: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PoolConfig:
+        return cls(settings.db_pool_size, settings.db_statement_timeout_ms)
+
+
+def create_engine(url: str, pool: PoolConfig, **kwargs: Any) -> AsyncEngine:
     sa_url = make_url(url).set(drivername="postgresql+asyncpg")
     return create_async_engine(
         sa_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=pool.size,
+        max_overflow=pool.size,
         pool_pre_ping=True,
         connect_args={
             "server_settings": {
                 "application_name": "auditsvc",
-                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "statement_timeout": str(pool.statement_timeout_ms),
             }
         },
         **kwargs,
