@@ -604,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
                         store.log_id,
                         chosen,
                         args.seed,
-                        len(population.counts),
+                        # Fresh numbers each run: a report records its patient in the log,
+                        # so a kept log has seen the previous runs' "unknown" patients.
+                        len(population.counts) + secrets.randbelow(10**6) * 10_000,
                         args.warmup,
                     )
                 )
