@@ -255,12 +255,15 @@ class _RangeCheck:
     async def run(self, progress: Callable[[int], None] | None) -> None:
         """Check the rows batch by batch; ``progress(rows done)`` after each."""
         task = self.task
-        cursor = await store.range_rows(self.conn, task.log_id, task.start, task.stop)
+        batches = store.range_batches(self.conn, task.log_id, task.start, task.stop, FETCH_ROWS)
         with _collector_paused():
-            while self.damage is None and (rows := await cursor.fetch(FETCH_ROWS)):
-                self.damage = self._check_rows(rows)
-                if progress is not None:
-                    progress(self.expected)
+            async with contextlib.aclosing(batches):
+                async for rows in batches:
+                    self.damage = self._check_rows(rows)
+                    if progress is not None:
+                        progress(self.expected)
+                    if self.damage is not None:
+                        break
         if self.damage is None and self.expected < task.stop:
             self.damage = Damage(self.expected, MISSING_ROW, f"rows {self.expected}..{task.stop - 1} are missing")
 

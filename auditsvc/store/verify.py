@@ -67,11 +67,15 @@ async def text_as_bytes(conn: asyncpg.Connection) -> AsyncIterator[None]:
         await conn.reset_type_codec("text", schema="pg_catalog")
 
 
-async def range_rows(conn: asyncpg.Connection, log_id: int, start: int, stop: int) -> asyncpg.cursor.Cursor:
-    """A server-side cursor over rows ``[start, stop)`` in ``seq`` order, as
-    ``ROWS_SQL`` reads them (``seq, event_id, occurred_at text, record,
-    leaf_hash, chain_hash``)."""
-    return await conn.cursor(ROWS_SQL, log_id, start, stop)
+async def range_batches(
+    conn: asyncpg.Connection, log_id: int, start: int, stop: int, size: int
+) -> AsyncGenerator[list[asyncpg.Record], None]:
+    """Rows ``[start, stop)`` in ``seq`` order, ``size`` per round trip of a
+    server-side cursor, as ``ROWS_SQL`` reads them (``seq, event_id,
+    occurred_at text, record, leaf_hash, chain_hash``)."""
+    cursor = await conn.cursor(ROWS_SQL, log_id, start, stop)
+    while rows := await cursor.fetch(size):
+        yield rows
 
 
 async def chain_hashes_at(conn: asyncpg.Connection, log_id: int, seqs: Sequence[int]) -> dict[int, bytes]:
