@@ -28,15 +28,9 @@ ASYNCPG_IMPORT_ALLOWED = {
     # Instruments the driver for tracing; no SQL.
     "telemetry/tracing.py": "OpenTelemetry's asyncpg instrumentation",
 }
-# TEMPORARY: the verify engineer's modules (issue 13, verify/evidence split),
-# being moved behind store/verify.py and store/evidence.py. The coordinator
-# removes these entries once that work has landed.
-PENDING_VERIFY_SPLIT = {
-    "domain/verify.py",
-    "domain/verify_range.py",
-    "domain/verify_parallel.py",
-    "domain/evidence.py",
-}
+# Modules still being moved behind the store (none now: the verify and
+# evidence paths went behind store/verify.py and store/evidence.py).
+PENDING_VERIFY_SPLIT: set[str] = set()
 
 QUERY_METHODS = {"execute", "executemany", "fetch", "fetchrow", "fetchval", "cursor", "prepare"}
 SQL = re.compile(

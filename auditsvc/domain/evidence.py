@@ -38,13 +38,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 from auditsvc_sdk.merkle import frontier_nodes
 
 from ..store import events as store_events
 from ..store import evidence as store_evidence
 from ..store import tree as store
+from ..store.session import Connection
 from .checkpoints import published_note
 from .log_ref import LogRef
 from .tree import consistency_proof, node_hashes
@@ -97,7 +97,7 @@ Members = dict[str, bytes | Path]  # package path -> contents, or a file holding
 
 
 async def write_package(
-    conn: asyncpg.Connection,
+    conn: Connection,
     log: LogRef,
     out: Path,
     span: ExportSpan,
@@ -123,7 +123,7 @@ async def write_package(
     return ExportSummary(out, span.from_seq, span.last, count, checkpoints, size)
 
 
-async def _start(conn: asyncpg.Connection, log: LogRef, span: ExportSpan) -> bytes:
+async def _start(conn: Connection, log: LogRef, span: ExportSpan) -> bytes:
     """``start.json``: the chain hash before the span and the tree's frontier there."""
     previous = log.genesis
     if span.from_seq > 0:
@@ -135,7 +135,7 @@ async def _start(conn: asyncpg.Connection, log: LogRef, span: ExportSpan) -> byt
     return _json({"previous_chain_hash": previous.hex(), "left_frontier": [h.hex() for h in frontier]})
 
 
-async def _records(conn: asyncpg.Connection, log: LogRef, span: ExportSpan, path: Path) -> tuple[Path, int]:
+async def _records(conn: Connection, log: LogRef, span: ExportSpan, path: Path) -> tuple[Path, int]:
     """``records.jsonl``, streamed to ``path``; every event of the span must be there."""
     count = 0
     with path.open("wb") as fh:
@@ -153,7 +153,7 @@ async def _records(conn: asyncpg.Connection, log: LogRef, span: ExportSpan, path
     return path, count
 
 
-async def _checkpoints(conn: asyncpg.Connection, log: LogRef, span: ExportSpan, files: Members) -> int:
+async def _checkpoints(conn: Connection, log: LogRef, span: ExportSpan, files: Members) -> int:
     """Every signed checkpoint past the span's start (up to the covering one)
     with its cosignatures, and a consistency proof from the span's end to
     each later one; how many checkpoints."""

@@ -45,7 +45,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import asyncpg
 import orjson
 from auditsvc_sdk.merkle import CompactRange
 
@@ -53,6 +52,7 @@ from ..keys import ServerKeys
 from ..store import events as store_events
 from ..store import tree as store_tree
 from ..store import verify as store
+from ..store.session import Connection
 from .log_ref import LogRef
 from .verify_checkpoints import (
     STATE_MISMATCH,
@@ -161,7 +161,7 @@ class VerifyOptions:
 
 
 async def verify_chain(
-    conn: asyncpg.Connection,
+    conn: Connection,
     log: LogRef,
     options: VerifyOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -205,7 +205,7 @@ class _Plan:
     tasks: tuple[RangeTask, ...] = ()
 
 
-async def _plan(conn: asyncpg.Connection, log: LogRef, options: VerifyOptions) -> _Plan:
+async def _plan(conn: Connection, log: LogRef, options: VerifyOptions) -> _Plan:
     resume = options.resume
     total = await store_events.committed_size(conn, log.log_id)
     stored = tuple(
@@ -234,7 +234,7 @@ async def _plan(conn: asyncpg.Connection, log: LogRef, options: VerifyOptions) -
     return replace(plan, chunk=chunk, parallel=parallel, tasks=tuple(_tasks(log, options, plan, chunk)))
 
 
-async def _resume_damage(conn: asyncpg.Connection, log: LogRef, resume: ResumeState | None) -> Damage | None:
+async def _resume_damage(conn: Connection, log: LogRef, resume: ResumeState | None) -> Damage | None:
     """9. A saved state must be this log's, and its last row unchanged."""
     if resume is None:
         return None
@@ -296,7 +296,7 @@ class _Walk:
 
     async def run(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         log: LogRef,
         options: VerifyOptions,
         progress: Callable[[int, int], None] | None,
@@ -348,9 +348,7 @@ class _Walk:
 # --- judge: what the rows as a whole say ---------------------------------------------------
 
 
-async def _judge_rows(
-    conn: asyncpg.Connection, log: LogRef, options: VerifyOptions, plan: _Plan, walk: _Walk
-) -> Damage | None:
+async def _judge_rows(conn: Connection, log: LogRef, options: VerifyOptions, plan: _Plan, walk: _Walk) -> Damage | None:
     """7-8 against the checkpoints, then 6 against the lookup index table
     and the read model.
 
@@ -373,9 +371,7 @@ async def _judge_rows(
 _INDEX_DIFFERS = "the patient lookup index differs from the record's identifiers"
 
 
-async def _first_index_mismatch(
-    conn: asyncpg.Connection, log_id: int, upto: int, keys: ServerKeys | None
-) -> tuple[int, str]:
+async def _first_index_mismatch(conn: Connection, log_id: int, upto: int, keys: ServerKeys | None) -> tuple[int, str]:
     """Walk records and index groups side by side; the first seq whose sets differ."""
     key = keys.identifier_key if keys is not None else None
     async with contextlib.aclosing(store.index_groups(conn, log_id)) as groups:

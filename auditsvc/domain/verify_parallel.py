@@ -17,10 +17,10 @@ import multiprocessing.util
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 
-import asyncpg
 from auditsvc_sdk.merkle import CompactRange
 
 from ..store import verify as store
+from ..store.session import Connection
 from .verify_range import RangeResult, RangeTask, check_range
 
 SERIAL_RANGE_ROWS = 1 << 16
@@ -101,7 +101,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 
 
 async def run_ranges(
-    conn: asyncpg.Connection,
+    conn: Connection,
     tasks: list[RangeTask],
     dsn: str | None,
     workers: int,
@@ -162,7 +162,7 @@ class _Worker:
 
     def __init__(self, dsn: str, snapshot: str) -> None:
         self.loop = asyncio.new_event_loop()
-        self.conn: asyncpg.Connection = self.loop.run_until_complete(store.connect_on_snapshot(dsn, snapshot))
+        self.conn: Connection = self.loop.run_until_complete(store.connect_on_snapshot(dsn, snapshot))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import msgspec
 import orjson
 from auditsvc_sdk.chain import (
@@ -43,6 +42,7 @@ from auditsvc_sdk.merkle import CompactRange
 
 from ..store import events as store_events
 from ..store import verify as store
+from ..store.session import Connection
 
 MISSING_ROW = "missing_row"
 DUPLICATE_SEQ = "duplicate_seq"
@@ -226,7 +226,7 @@ class _RangeCheck:
       there and at each checkpoint size the range reached.
     """
 
-    def __init__(self, conn: asyncpg.Connection, task: RangeTask) -> None:
+    def __init__(self, conn: Connection, task: RangeTask) -> None:
         self.conn, self.task = conn, task
         self.planned = False
         self.first_previous = b""
@@ -405,9 +405,7 @@ def _malformed_identifiers(seq: int) -> Damage:
     return Damage(seq, MALFORMED_RECORD, "the record's patient identifiers are malformed")
 
 
-async def check_range(
-    conn: asyncpg.Connection, task: RangeTask, progress: Callable[[int], None] | None = None
-) -> RangeResult:
+async def check_range(conn: Connection, task: RangeTask, progress: Callable[[int], None] | None = None) -> RangeResult:
     """Verify rows ``[task.start, task.stop)`` on ``conn`` (inside the
     caller's snapshot transaction); ``progress(rows done)`` after each fetch."""
     check = _RangeCheck(conn, task)
