@@ -315,7 +315,9 @@ def test_checkpoints_go_to_a_directory_a_webhook_and_a_witness_that_cosigns(sett
 
 def rewrite_whole_chain(settings: Settings, changed_seq: int, *, keep_checkpoints: bool = False) -> list[bytes]:
     """A superuser's consistent rewrite: change one record and recompute every
-    hash after it, drop the stored checkpoints and tree. Returns the new leaf hashes."""
+    hash after it, drop the stored checkpoints and tree, and bring the read
+    model (``event_facts``) into line so nothing derived gives the change away.
+    Returns the new leaf hashes."""
     rows = query(str(settings.database_url), "SELECT seq, record FROM events ORDER BY seq")
     previous = genesis_hash(settings.log_name)
     leaves = []
@@ -326,6 +328,7 @@ def rewrite_whole_chain(settings: Settings, changed_seq: int, *, keep_checkpoint
         record = json.loads(row["record"])
         if row["seq"] == changed_seq:
             record["destination"]["system_id"] = "shadow-copy"
+            statements.append(f"UPDATE event_facts SET destination_system = 'shadow-copy' WHERE seq = {row['seq']}")
         text = canonical_json(record).decode()
         leaf = leaf_hash(text.encode())
         leaves.append(leaf)
