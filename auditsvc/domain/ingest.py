@@ -18,6 +18,7 @@ from ..keys import ServerKeys
 from ..store.readmodel import event_facts
 from .append_types import PreparedEvent
 from .errors import Forbidden, InvalidInput, MalformedBody, invalid_events, refused_events
+from .reserved import is_reserved_system
 
 
 class EventBatch(BaseModel):
@@ -89,7 +90,7 @@ def parse_batch(body: bytes, max_events: int) -> list[WireEvent]:
 def check_source_systems(events: Iterable[WireEvent], allowed: Iterable[str]) -> None:
     """An emitter may only claim the source systems its token is bound to;
     the refusal lists every event that claims another (``refused``)."""
-    allowed_set = set(allowed)
+    allowed_set = {system for system in allowed if not is_reserved_system(system)}
     bad = [i for i, event in enumerate(events) if event.json["source"]["system_id"] not in allowed_set]
     if bad:
         raise Forbidden(

@@ -26,9 +26,9 @@ from ..store.append import append_group
 from ..store.session import Connection
 from .append_types import PendingBatch
 from .ingest import prepare
+from .reserved import SERVICE_SYSTEM_ID
 from .tokens import Caller
 
-SERVICE_SYSTEM_ID = "auditsvc"
 READ_EVENT_TYPE = "audit-log-query"
 
 

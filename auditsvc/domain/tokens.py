@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from ..keys import ServerKeys
 from .errors import InvalidInput, Unauthenticated
+from .reserved import is_reserved_system
 
 _TOKEN = re.compile(r"^asv_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 # A JWS compact serialisation; the signature may be empty (``alg: none``),
@@ -83,6 +84,11 @@ def new_token(keys: ServerKeys, role: Role, systems: list[str]) -> NewToken:
         raise InvalidInput("an emitter token must be bound to at least one source system (--system)")
     if role is not Role.EMITTER and systems:
         raise InvalidInput("only emitter tokens are bound to source systems")
+    reserved = [s for s in systems if is_reserved_system(s)]
+    if reserved:
+        raise InvalidInput(
+            f"'{reserved[0]}' is reserved for the service's own events; an emitter cannot be bound to it"
+        )
     token_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     return NewToken(token_id, f"asv_{token_id}_{secret}", keys.token_hmac(secret))
