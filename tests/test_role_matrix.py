@@ -67,7 +67,7 @@ def application_routes() -> list[Route]:
     iterate = getattr(fastapi.routing, "iter_route_contexts", None)
     routes = iterate(app.routes) if iterate is not None else app.routes
     found = {
-        (method, path)
+        (method, path.replace(":path}", "}"))  # as OpenAPI names it
         for route in routes
         if isinstance(path := getattr(route, "path", None), str)
         for method in getattr(route, "methods", None) or ()
@@ -179,13 +179,16 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
     bodies: dict[Route, dict[str, Any]] = {
         ("POST", "/v1/events"): {"json": {"events": [event([PATIENT])]}},
         ("POST", "/v1/reports/patient-access"): {"json": {"identifier": {"system": PATIENT[0], "value": PATIENT[1]}}},
+        ("PUT", "/v1/systems/{system_id}"): {
+            "json": {"name": "Lab", "relationship": "workforce", "baa": {"status": "not_required"}}
+        },
     }
     params: dict[str, dict[str, int]] = {
         "/v1/proofs/inclusion": {"seq": 0, "tree_size": world.tree_size},
         "/v1/proofs/consistency": {"first": 1, "second": world.tree_size},
     }
     try:
-        url = path.format(event_id=world.event_id, tree_size=world.tree_size)
+        url = path.format(event_id=world.event_id, tree_size=world.tree_size, system_id="lab-lis")
     except KeyError as exc:
         raise AssertionError(f"teach minimal_request a value for {exc} in {route_id(route)}") from None
     return {"method": method, "url": url, "params": params.get(path), **bodies.get(route, {})}

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from .. import __version__
 from ..domain.ingest import EventBatch
 from ..domain.reports import PatientAccessQuery
+from ..domain.systems import SystemEntryIn
 from ..runtime import open_audit_log
 from ..settings import Settings, get_settings
 from ..telemetry import setup_telemetry
@@ -20,7 +21,7 @@ from .errors import install_error_handlers
 from .keepalive import KeepAliveLimit
 from .limits import BodyLimits
 from .openapi_doc import complete_openapi
-from .routes import checkpoints, events, health, proofs, reports
+from .routes import checkpoints, events, health, proofs, reports, systems
 from .schemas import component_schemas
 from .security_headers import SecurityHeaders
 from .tls import require_client_certificates
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(reports.router)
     app.include_router(checkpoints.router)
     app.include_router(proofs.router)
+    app.include_router(systems.router)
     # Once per process (each uvicorn worker builds its app): exporters only
     # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.
     setup_telemetry(settings).instrument(app)
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                component_schemas(EventBatch, PatientAccessQuery)
+                component_schemas(EventBatch, PatientAccessQuery, SystemEntryIn)
             )
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}]

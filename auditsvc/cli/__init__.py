@@ -15,7 +15,7 @@ from ..keys import ensure_signing_key, load_keys
 from ..store.engine import runtime_url
 from ..store.migrate import upgrade_head
 from ..telemetry import export_plan
-from . import keys, report, tokens
+from . import keys, report, systems, tokens
 from ._common import build_read_model, configure_logging, console, database, fail, settings
 from .checkpoints import checkpoint
 from .demo import demo
@@ -31,6 +31,7 @@ app = typer.Typer(
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(report.app, name="report")
 app.add_typer(keys.app, name="keys")
+app.add_typer(systems.app, name="systems")
 app.command()(verify)
 app.command()(checkpoint)
 app.command()(export)
