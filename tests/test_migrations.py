@@ -218,12 +218,17 @@ def test_a_log_filled_at_0004_is_handed_to_the_owner_role_and_keeps_working(
     assert_administration_works(settings, officer)
 
 
+def latest_revision() -> str:
+    """The newest revision's id (the file names start with it, numbered in order)."""
+    return max(p.name.split("_")[0] for p in (Settings().migrations_dir / "versions").glob("[0-9]*_*.py"))
+
+
 def test_migrations_after_the_hand_over_run_as_the_owner_role(empty_db: str, tmp_path: Path) -> None:
     # A later revision, stand-in: what it creates must belong to the owner role.
     migrations = tmp_path / "migrations"
     shutil.copytree(Settings().migrations_dir, migrations, ignore=shutil.ignore_patterns("__pycache__"))
     (migrations / "versions" / "9999_later.py").write_text(
-        'revision = "9999"\ndown_revision = "0006"\n'
+        f'revision = "9999"\ndown_revision = "{latest_revision()}"\n'
         "from alembic import op\n"
         "def upgrade(**kw):\n"
         '    op.execute("CREATE TABLE later (a int)")\n'

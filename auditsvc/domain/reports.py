@@ -92,6 +92,8 @@ def decode_cursor(cursor: str) -> tuple[tuple[datetime, int], int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
+        if "k" in data:  # another report's cursor (domain/access_reports.py binds its own)
+            raise _BAD_CURSOR
         occurred_at = datetime.fromisoformat(data["t"])
         seq, as_of = data["s"], data["m"]
         if occurred_at.tzinfo is None or type(seq) is not int or type(as_of) is not int:

@@ -1,0 +1,305 @@
+"""What one system, or one user or service, accessed over a period (issue 15, point 2).
+
+``POST /v1/reports/system-access`` and ``/actor-access``: the subject's
+registry entry (systems) or identity (actors), how many patients, which
+counterparts and data elements, and the events, paged by keyset through the
+read model (store/access_reports.py).
+
+Listing the events lists patients, which is a disclosure of PHI: each page
+served appends one ``audit-log-query`` event (domain/page_audit.py) naming
+the subject (``urn:auditsvc:system-access|<system_id>``), the period, the
+tree size the report was answered at and the key bounds of the page. A
+report of 10,000 patients in pages of 1,000 writes 10 events, and every
+patient it revealed is found again from their own patient-access report
+(domain/revealed.py).
+
+The summary is exact up to ``SUMMARY_CAP`` events of the subject in the
+period; past that it covers the first ``SUMMARY_CAP`` (``summary.complete``
+false, ``summary.through`` the last one covered), so that its cost never
+grows with the subject's traffic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from auditsvc_sdk.chain import format_timestamp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..runtime import AuditLog
+from ..store import access_reports as queries
+from ..store.events import committed_size
+from ..store.session import driver_connection
+from .backfill import require_read_model
+from .errors import InvalidInput, MalformedBody
+from .ingest import decode_json_body, validation_errors
+from .page_audit import PageBounds, record_page
+from .patients import count_patients, page_patients
+from .reports import MAX_TIME, MIN_TIME, DayOrTimestamp, _bound
+from .tokens import Caller
+
+SUMMARY_CAP = 50_000
+"""Events a summary aggregates at most (see the module docstring)."""
+
+PAGE_ROWS = 1000  # keyset page size when a whole report is streamed (CSV)
+
+Kind = Literal["system-access", "actor-access"]
+
+_SYSTEM_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+~-]{0,127}$"  # the event's system id (SDK SystemId)
+
+
+class _AccessQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: DayOrTimestamp | None = Field(default=None, alias="from")
+    to: DayOrTimestamp | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=400)
+
+
+class SystemAccessQuery(_AccessQuery):
+    """Body of ``POST /v1/reports/system-access``: every event ``system_id``
+    was the source or the destination of. ``from``/``to`` as for the
+    patient-access report (a date is the whole UTC day; both inclusive)."""
+
+    system_id: str = Field(pattern=_SYSTEM_ID)
+
+
+class ActorAccessQuery(_AccessQuery):
+    """Body of ``POST /v1/reports/actor-access``: every event ``actor_id`` (a
+    user or a service) performed."""
+
+    actor_id: str = Field(min_length=1, max_length=256)
+
+
+AccessQuery = SystemAccessQuery | ActorAccessQuery
+Q = TypeVar("Q", SystemAccessQuery, ActorAccessQuery)
+
+
+def kind_of(query: AccessQuery) -> Kind:
+    return "system-access" if isinstance(query, SystemAccessQuery) else "actor-access"
+
+
+def subject_of(query: AccessQuery) -> str:
+    return query.system_id if isinstance(query, SystemAccessQuery) else query.actor_id
+
+
+def parse_access_query(model: type[Q], body: bytes) -> Q:
+    """The report request from raw body bytes, errors named by field."""
+    decode_json_body(body)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise MalformedBody("request body is not valid JSON") from None
+        raise InvalidInput(f"{len(errors)} invalid field(s) in the report request", errors) from None
+
+
+def report_period(from_: Any, to: Any) -> tuple[datetime, datetime]:
+    """The inclusive period of a report; ``from`` after ``to`` is refused."""
+    start, end = _bound(from_, end=False), _bound(to, end=True)
+    if start > end:
+        raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
+    return start, end
+
+
+# ---- cursors bound to their report and query ------------------------------
+
+_BAD_CURSOR = InvalidInput(
+    "cursor is not one this report issued for this query",
+    [{"loc": ["cursor"], "msg": "invalid cursor for this report", "type": "value_error"}],
+)
+_MAX_SEQ = 2**62
+
+
+def query_key(kind: str, subject: str, start: datetime, end: datetime) -> str:
+    """What a cursor is bound to: the report, its subject and period (hashed:
+    an actor id may name a person)."""
+    raw = "\x00".join((kind, subject, format_timestamp(start), format_timestamp(end)))
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def encode_cursor(key: str, occurred_at: datetime, seq: int, as_of: int) -> str:
+    raw = json.dumps({"k": key, "t": format_timestamp(occurred_at), "s": seq, "m": as_of}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, key: str) -> tuple[tuple[datetime, int], int]:
+    """The keyset position and snapshot of a cursor issued for ``key``; any
+    other (another report's, another subject's or period's) is refused."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict) or data.get("k") != key:
+            raise _BAD_CURSOR
+        occurred_at = datetime.fromisoformat(data["t"])
+        seq, as_of = data["s"], data["m"]
+        if occurred_at.tzinfo is None or type(seq) is not int or type(as_of) is not int:
+            raise _BAD_CURSOR
+        if not (0 <= seq < _MAX_SEQ and 0 <= as_of < _MAX_SEQ):
+            raise _BAD_CURSOR
+        occurred_at = occurred_at.astimezone(UTC)
+        if not MIN_TIME <= occurred_at <= MAX_TIME:
+            raise _BAD_CURSOR
+        return (occurred_at, seq), as_of
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        raise _BAD_CURSOR from None
+
+
+BEFORE_ALL = (MIN_TIME - timedelta(days=1), -1)
+
+
+# ---- the report -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kind: Kind
+    subject: str
+    start: datetime
+    end: datetime
+    key: str
+    page_sql: str
+    summary_sql: str
+
+
+def _plan(query: AccessQuery) -> _Plan:
+    start, end = report_period(query.from_, query.to)
+    kind, subject = kind_of(query), subject_of(query)
+    system = kind == "system-access"
+    return _Plan(
+        kind,
+        subject,
+        start,
+        end,
+        query_key(kind, subject, start, end),
+        queries.SYSTEM_PAGE_SQL if system else queries.ACTOR_PAGE_SQL,
+        queries.SYSTEM_SUMMARY_SQL if system else queries.ACTOR_SUMMARY_SQL,
+    )
+
+
+async def _registry(audit: AuditLog, system_ids: list[str]) -> dict[str, dict[str, Any]]:
+    try:
+        from .systems import registry_entries  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # until the registry lands on main
+        return {i: {"system_id": i, "registered": False} for i in system_ids}
+    return await registry_entries(audit, system_ids)  # type: ignore[no-any-return,unused-ignore]
+
+
+async def _subject_entry(audit: AuditLog, plan: _Plan, known: bool) -> dict[str, Any]:
+    if plan.kind == "actor-access":
+        if not known:
+            raise InvalidInput(
+                "unknown actor: no event in the log names it",
+                [{"loc": ["actor_id"], "msg": "unknown actor", "type": "value_error"}],
+            )
+        return {"actor_id": plan.subject}
+    entry = (await _registry(audit, [plan.subject]))[plan.subject]
+    if not known and not entry.get("registered"):
+        raise InvalidInput(
+            "unknown system: neither registered nor named by any event in the log",
+            [{"loc": ["system_id"], "msg": "unknown system", "type": "value_error"}],
+        )
+    return entry
+
+
+def _summary_json(summary: queries.AccessSummary, patient_count: int) -> dict[str, Any]:
+    return {
+        "events": summary.events,
+        "complete": summary.events < SUMMARY_CAP,
+        "through": format_timestamp(summary.through) if summary.through else None,
+        "patient_count": patient_count,
+    }
+
+
+async def access_report(audit: AuditLog, query: AccessQuery, reader: Caller) -> dict[str, Any]:
+    """One page of the by-system or by-actor report, recorded in the chain
+    before it is returned."""
+    plan = _plan(query)
+    async with driver_connection(audit.engine) as conn:
+        await require_read_model(conn, audit.log_id)
+        if query.cursor:
+            after, as_of = decode_cursor(query.cursor, plan.key)
+        else:
+            after, as_of = BEFORE_ALL, await committed_size(conn, audit.log_id)
+        known = await queries.subject_seen(conn, audit.log_id, plan.kind == "system-access", plan.subject)
+        summary = await queries.access_summary(
+            conn, plan.summary_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, SUMMARY_CAP
+        )
+        patient_count = await count_patients(conn, audit.log_id, summary.patient_keys)
+        rows = await queries.access_page(
+            conn, plan.page_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, after, query.limit + 1
+        )
+    entry = await _subject_entry(audit, plan, known)
+    next_cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        next_cursor = encode_cursor(plan.key, rows[-1][1], rows[-1][0], as_of)
+    sealer = audit.keys.sealer
+    assert sealer is not None  # the service's keys always seal
+    events = [sealer.reveal_record(json.loads(record)) for _, _, record in rows]
+    if rows:
+        bounds = PageBounds(first=(rows[0][1], rows[0][0]), last=(rows[-1][1], rows[-1][0]))
+        await record_page(audit, reader, plan.kind, plan.subject, plan.start, plan.end, as_of, bounds, fmt="json")
+    else:
+        await record_page(audit, reader, plan.kind, plan.subject, plan.start, plan.end, as_of, None, fmt="json")
+    counterparts = [
+        {"system_id": c.system_id, "as_source": c.as_source, "as_destination": c.as_destination, "count": c.count}
+        for c in summary.counterparts
+    ]
+    subject_field = "system" if plan.kind == "system-access" else "actor"
+    return {
+        subject_field: entry,
+        "patient_count": patient_count,
+        "counterparts": counterparts,
+        "data_elements": summary.data_elements,
+        "summary": _summary_json(summary, patient_count),
+        "patients": page_patients(events),
+        "events": events,
+        "next_cursor": next_cursor,
+    }
+
+
+async def access_report_records(
+    audit: AuditLog, query: AccessQuery, reader: Caller, fmt: str
+) -> AsyncIterator[dict[str, Any]]:
+    """Every event of the report from the query's cursor on, page by page (a
+    connection borrowed per page, so a slow reader holds none). The run is
+    recorded first, once, with bounds covering the whole period: an export
+    cut short still names every patient it could have revealed."""
+    plan = _plan(query)
+    async with driver_connection(audit.engine) as conn:
+        await require_read_model(conn, audit.log_id)
+        if query.cursor:
+            after, as_of = decode_cursor(query.cursor, plan.key)
+        else:
+            after, as_of = BEFORE_ALL, await committed_size(conn, audit.log_id)
+        known = await queries.subject_seen(conn, audit.log_id, plan.kind == "system-access", plan.subject)
+    await _subject_entry(audit, plan, known)
+    bounds = PageBounds(first=after, last=(plan.end, _MAX_SEQ))
+    await record_page(audit, reader, plan.kind, plan.subject, plan.start, plan.end, as_of, bounds, fmt=fmt)
+    return _pages(audit, plan, as_of, after)
+
+
+async def _pages(
+    audit: AuditLog, plan: _Plan, as_of: int, after: tuple[datetime, int]
+) -> AsyncIterator[dict[str, Any]]:
+    sealer = audit.keys.sealer
+    assert sealer is not None
+    while True:
+        async with driver_connection(audit.engine) as conn:
+            rows = await queries.access_page(
+                conn, plan.page_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, after, PAGE_ROWS
+            )
+        for _, _, record in rows:
+            yield sealer.reveal_record(json.loads(record))
+        if len(rows) < PAGE_ROWS:
+            return
+        after = (rows[-1][1], rows[-1][0])
