@@ -184,3 +184,18 @@ def test_only_privacy_officers(service: Service, role: Role) -> None:
         assert client.post("/v1/reports/actor-access", json={"actor_id": "x"}).status_code == 403
     with service.client() as anonymous:
         assert anonymous.post("/v1/reports/system-access", json={"system_id": "epic-adt"}).status_code == 401
+
+
+def test_a_registered_system_shows_its_entry_even_with_no_events(officer: httpx.Client, service: Service) -> None:
+    entry = {
+        "name": "County Health Dept",
+        "relationship": "external_recipient",
+        "baa": {"status": "not_required"},
+    }
+    with service.client(service.token(Role.ADMIN)) as admin:
+        admin.put("/v1/systems/lab-lis", json={**entry, "name": "Lab LIS"}).raise_for_status()
+        admin.put("/v1/systems/county-health", json=entry).raise_for_status()
+    lab = system_report(officer, "lab-lis")["system"]
+    assert (lab["registered"], lab["name"]) == (True, "Lab LIS")
+    quiet = system_report(officer, "county-health")
+    assert (quiet["system"]["registered"], quiet["patient_count"], quiet["events"]) == (True, 0, [])

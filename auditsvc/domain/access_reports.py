@@ -43,6 +43,7 @@ from .ingest import decode_json_body, validation_errors
 from .page_audit import PageBounds, record_page
 from .patients import count_patients, page_patients
 from .reports import MAX_TIME, MIN_TIME, DayOrTimestamp, _bound
+from .systems import registry_entries
 from .tokens import Caller
 
 SUMMARY_CAP = 50_000
@@ -185,14 +186,6 @@ def _plan(query: AccessQuery) -> _Plan:
     )
 
 
-async def _registry(audit: AuditLog, system_ids: list[str]) -> dict[str, dict[str, Any]]:
-    try:
-        from .systems import registry_entries  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # until the registry lands on main
-        return {i: {"system_id": i, "registered": False} for i in system_ids}
-    return await registry_entries(audit, system_ids)  # type: ignore[no-any-return,unused-ignore]
-
-
 async def _subject_entry(audit: AuditLog, plan: _Plan, known: bool) -> dict[str, Any]:
     if plan.kind == "actor-access":
         if not known:
@@ -201,7 +194,7 @@ async def _subject_entry(audit: AuditLog, plan: _Plan, known: bool) -> dict[str,
                 [{"loc": ["actor_id"], "msg": "unknown actor", "type": "value_error"}],
             )
         return {"actor_id": plan.subject}
-    entry = (await _registry(audit, [plan.subject]))[plan.subject]
+    entry = (await registry_entries(audit, [plan.subject]))[plan.subject]
     if not known and not entry.get("registered"):
         raise InvalidInput(
             "unknown system: neither registered nor named by any event in the log",
