@@ -25,7 +25,8 @@ from auditsvc_sdk.wire import wire_event
 
 from ..runtime import AuditLog
 from .ingest import prepare
-from .read_audit import SERVICE_SYSTEM_ID, read_event
+from .read_audit import read_event
+from .reserved import SERVICE_SYSTEM_ID
 from .tokens import Caller
 
 SUBJECT_PREFIX = "urn:auditsvc:"

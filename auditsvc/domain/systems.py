@@ -41,7 +41,7 @@ from ..store.session import driver_connection
 from .backfill import require_read_model
 from .errors import InvalidInput, MalformedBody
 from .ingest import decode_json_body, prepare, validation_errors
-from .read_audit import SERVICE_SYSTEM_ID
+from .reserved import SERVICE_SYSTEM_ID
 from .tokens import Caller
 
 REGISTRY_EVENT_TYPE = "system-registry-change"
