@@ -15,6 +15,7 @@ import pytest
 
 from auditsvc.domain.reports import MAX_TIME, MIN_TIME
 from auditsvc.store import access_reports as q
+from auditsvc.store import activity
 from auditsvc.store.engine import asyncpg_dsn
 
 from .conftest import _admin, _with_database
@@ -87,3 +88,10 @@ def test_seen_and_links_read_a_few_rows(big_log: str) -> None:
     run(big_log, q.SYSTEM_SEEN_SQL, (LOG, "never-seen"), rows=2, bound=1, constant=20)
     run(big_log, q.ACTOR_SEEN_SQL, (LOG, ACTOR), rows=1, bound=1, constant=20)
     run(big_log, q.LINKS_SQL, (LOG, [hmac_of(7), hmac_of(9)], 50), bound=2, constant=20)
+
+
+@pytest.mark.parametrize("window", [ALL_TIME, A_WEEK], ids=["all-time", "one-week"])
+def test_activity_pages_read_about_the_page(big_log: str, window: tuple[datetime, datetime]) -> None:
+    # The service's own events are one source system among others (sys-3 stands in for auditsvc).
+    for after in (BEFORE_ALL, (BASE + timedelta(days=30), 0)):
+        run(big_log, activity.ACTIVITY_PAGE_SQL, (LOG, SYSTEM, *window, EVENTS, *after, 101), bound=4, constant=50)

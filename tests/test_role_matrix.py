@@ -179,6 +179,9 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
     bodies: dict[Route, dict[str, Any]] = {
         ("POST", "/v1/events"): {"json": {"events": [event([PATIENT])]}},
         ("POST", "/v1/reports/patient-access"): {"json": {"identifier": {"system": PATIENT[0], "value": PATIENT[1]}}},
+        ("POST", "/v1/reports/system-access"): {"json": {"system_id": "epic-adt"}},
+        ("POST", "/v1/reports/actor-access"): {"json": {"actor_id": "mirth-engine/ADT-OUT"}},
+        ("POST", "/v1/reports/activity"): {"json": {}},
         ("PUT", "/v1/systems/{system_id}"): {
             "json": {"name": "Lab", "relationship": "workforce", "baa": {"status": "not_required"}}
         },

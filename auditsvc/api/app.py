@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
-from ..domain.access_reports import ActorAccessQuery, SystemAccessQuery
 from ..domain.ingest import EventBatch
 from ..domain.reports import PatientAccessQuery
 from ..domain.systems import SystemEntryIn
@@ -70,7 +69,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                component_schemas(EventBatch, PatientAccessQuery, SystemEntryIn, SystemAccessQuery, ActorAccessQuery)
+                component_schemas(EventBatch, PatientAccessQuery, SystemEntryIn, *access_reports.REQUEST_MODELS)
             )
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}]

@@ -81,7 +81,7 @@ class ActorAccessQuery(_AccessQuery):
 
 
 AccessQuery = SystemAccessQuery | ActorAccessQuery
-Q = TypeVar("Q", SystemAccessQuery, ActorAccessQuery)
+Q = TypeVar("Q", bound=BaseModel)
 
 
 def kind_of(query: AccessQuery) -> Kind:
@@ -107,6 +107,8 @@ def parse_access_query(model: type[Q], body: bytes) -> Q:
 def report_period(from_: Any, to: Any) -> tuple[datetime, datetime]:
     """The inclusive period of a report; ``from`` after ``to`` is refused."""
     start, end = _bound(from_, end=False), _bound(to, end=True)
+    if start > end and (from_ is None or to is None):
+        return min(start, end), max(start, end)  # an open end past the supported range: nothing to report, no error
     if start > end:
         raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
     return start, end

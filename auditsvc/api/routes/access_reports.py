@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ...domain.access_reports import (
     ActorAccessQuery,
@@ -15,14 +15,16 @@ from ...domain.access_reports import (
     access_report_records,
     parse_access_query,
 )
-from ..csv_stream import events_csv
-from ..deps import AuditDep, PrivacyOfficerDep
-from ..formats import FormatDep, ReportFormat
+from ...domain.activity import ActivityQuery, activity_records, activity_report
+from ..csv_stream import csv_response, events_csv
+from ..deps import AuditDep, EventReaderDep, PrivacyOfficerDep
+from ..formats import FormatDep, ReportFormat, report_responses
 from ..limits import BodyLimitsDep, read_json_body
 from ..schemas import PatientOut, request_body_schema
 from .reports import MAX_REPORT_BODY_BYTES
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
+REQUEST_MODELS = (SystemAccessQuery, ActorAccessQuery, ActivityQuery)  # bodies documented in components.schemas
 
 
 class CounterpartOut(BaseModel):
@@ -58,11 +60,16 @@ class AccessReport(BaseModel):
     "/system-access",
     response_model=AccessReport,
     response_model_exclude_unset=True,
+    responses=report_responses(ReportFormat.CSV),
     openapi_extra=request_body_schema(SystemAccessQuery),
     summary="What one system sent or received: patients, counterparts, data elements, events",
 )
 async def system_access(
-    request: Request, audit: AuditDep, caller: PrivacyOfficerDep, limits: BodyLimitsDep, fmt: FormatDep
+    request: Request,
+    audit: AuditDep,
+    caller: PrivacyOfficerDep,
+    limits: BodyLimitsDep,
+    fmt: FormatDep = ReportFormat.JSON,
 ) -> Any:
     query = parse_access_query(SystemAccessQuery, await read_json_body(request, MAX_REPORT_BODY_BYTES, limits.json))
     if fmt is ReportFormat.CSV:
@@ -74,13 +81,89 @@ async def system_access(
     "/actor-access",
     response_model=AccessReport,
     response_model_exclude_unset=True,
+    responses=report_responses(ReportFormat.CSV),
     openapi_extra=request_body_schema(ActorAccessQuery),
     summary="What one user or service accessed: patients, systems, data elements, events",
 )
 async def actor_access(
-    request: Request, audit: AuditDep, caller: PrivacyOfficerDep, limits: BodyLimitsDep, fmt: FormatDep
+    request: Request,
+    audit: AuditDep,
+    caller: PrivacyOfficerDep,
+    limits: BodyLimitsDep,
+    fmt: FormatDep = ReportFormat.JSON,
 ) -> Any:
     query = parse_access_query(ActorAccessQuery, await read_json_body(request, MAX_REPORT_BODY_BYTES, limits.json))
     if fmt is ReportFormat.CSV:
         return events_csv(await access_report_records(audit, query, caller, fmt.value), "actor-access.csv")
     return await access_report(audit, query, caller)
+
+
+class ActivityOut(BaseModel):
+    seq: int
+    occurred_at: str
+    event_id: str
+    event_type: str
+    activity: str
+    actor: dict[str, Any]
+    channel: str
+    details: dict[str, Any]
+
+
+class ActivityPeriod(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class ActivityReport(BaseModel):
+    period: ActivityPeriod
+    activity: list[ActivityOut]
+    next_cursor: str | None
+
+
+ACTIVITY_COLUMNS = (
+    "seq",
+    "occurred_at",
+    "event_id",
+    "event_type",
+    "activity",
+    "actor_id",
+    "actor_role",
+    "actor_name",
+    "channel",
+    "details",
+)
+
+
+def _activity_csv_row(row: dict[str, Any]) -> list[Any]:
+    actor = row["actor"]
+    details = " ".join(f"{k}={v}" for k, v in row["details"].items())
+    return [
+        row["seq"],
+        row["occurred_at"],
+        row["event_id"],
+        row["event_type"],
+        row["activity"],
+        actor.get("id"),
+        actor.get("role", ""),
+        actor.get("name", ""),
+        row["channel"],
+        details,
+    ]
+
+
+@router.post(
+    "/activity",
+    response_model=ActivityReport,
+    response_model_by_alias=True,
+    responses=report_responses(ReportFormat.CSV),
+    openapi_extra=request_body_schema(ActivityQuery),
+    summary="Who ran which report, export or review, and when: the record that the log is examined",
+)
+async def activity(
+    request: Request, audit: AuditDep, caller: EventReaderDep, limits: BodyLimitsDep, fmt: FormatDep = ReportFormat.JSON
+) -> Any:
+    query = parse_access_query(ActivityQuery, await read_json_body(request, MAX_REPORT_BODY_BYTES, limits.json))
+    if fmt is ReportFormat.CSV:
+        rows = await activity_records(audit, query, caller)
+        return csv_response(ACTIVITY_COLUMNS, rows, _activity_csv_row, "activity.csv")
+    return await activity_report(audit, query, caller)

@@ -1,0 +1,57 @@
+"""The patient-access report's events as a stream (``?format=csv``).
+
+The same events as the JSON pages of domain/reports.py, from the query's
+cursor on, in keyset pages of ``PAGE_ROWS`` on the snapshot the stream
+started at: memory is bounded by one page whatever the patient's history.
+The read is recorded in the chain, as for a JSON page, before the first
+event is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from ..runtime import AuditLog
+from ..store import reports as queries
+from ..store.events import committed_size
+from ..store.session import driver_connection
+from .access_reports import BEFORE_ALL, PAGE_ROWS, report_period
+from .backfill import require_read_model
+from .read_audit import record_read
+from .reports import PatientAccessQuery, decode_cursor
+from .tokens import Caller
+
+
+async def patient_access_records(
+    audit: AuditLog, query: PatientAccessQuery, reader: Caller
+) -> AsyncIterator[dict[str, Any]]:
+    """Every event of the patient's report from the query's cursor on."""
+    start, end = report_period(query.from_, query.to)
+    id_hmac = audit.keys.identifier_hmac(query.identifier.system, query.identifier.value)
+    async with driver_connection(audit.engine) as conn:
+        await require_read_model(conn, audit.log_id)
+        if query.cursor:
+            after, as_of = decode_cursor(query.cursor)
+        else:
+            after, as_of = BEFORE_ALL, await committed_size(conn, audit.log_id)
+        hmacs = await queries.linked_identifier_hmacs(conn, audit.log_id, id_hmac)
+    await record_read(audit, reader, [query.identifier], data_elements=["AuditEvent"], detail="patient-access-report")
+    return _pages(audit, hmacs, start, end, as_of, after)
+
+
+async def _pages(
+    audit: AuditLog, hmacs: list[bytes], start: datetime, end: datetime, as_of: int, after: tuple[datetime, int]
+) -> AsyncIterator[dict[str, Any]]:
+    sealer = audit.keys.sealer
+    assert sealer is not None
+    while True:
+        async with driver_connection(audit.engine) as conn:
+            rows = await queries.access_events(conn, audit.log_id, hmacs, start, end, as_of, after, PAGE_ROWS)
+        for _, _, record in rows:
+            yield sealer.reveal_record(json.loads(record))
+        if len(rows) < PAGE_ROWS:
+            return
+        after = (rows[-1][1], rows[-1][0])
