@@ -6,6 +6,7 @@ events and an actor with 200, the generic plan in use."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 
 from auditsvc.domain.reports import MAX_TIME, MIN_TIME
 from auditsvc.store import access_reports as q
-from auditsvc.store import activity
+from auditsvc.store import activity, revealed
 from auditsvc.store.engine import asyncpg_dsn
 
 from .conftest import _admin, _with_database
@@ -95,3 +96,11 @@ def test_activity_pages_read_about_the_page(big_log: str, window: tuple[datetime
     # The service's own events are one source system among others (sys-3 stands in for auditsvc).
     for after in (BEFORE_ALL, (BASE + timedelta(days=30), 0)):
         run(big_log, activity.ACTIVITY_PAGE_SQL, (LOG, SYSTEM, *window, EVENTS, *after, 101), bound=4, constant=50)
+
+
+@pytest.mark.parametrize("window", [ALL_TIME, A_WEEK], ids=["all-time", "one-week"])
+def test_revealed_by_reads_the_patients_events_and_the_runs(big_log: str, window: tuple[datetime, datetime]) -> None:
+    patient = [hmac_of(7), hashlib.sha256(b"patient-7-empi").digest()]
+    run(big_log, revealed.TOUCHES_SQL, (LOG, patient, *window, EVENTS), rows=50, bound=6, constant=100)
+    subjects = [hmac_of(3), hmac_of(4)]  # stand-ins for run subjects: 50 rows each, none a service event
+    run(big_log, revealed.RUNS_SQL, (LOG, subjects, EVENTS, "auditsvc", 1000), rows=100, bound=6, constant=100)

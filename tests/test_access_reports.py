@@ -199,3 +199,35 @@ def test_a_registered_system_shows_its_entry_even_with_no_events(officer: httpx.
     assert (lab["registered"], lab["name"]) == (True, "Lab LIS")
     quiet = system_report(officer, "county-health")
     assert (quiet["system"]["registered"], quiet["patient_count"], quiet["events"]) == (True, 0, [])
+
+
+def patient_report(client: httpx.Client, identifier: tuple[str, str]) -> dict[str, Any]:
+    response = client.post(
+        "/v1/reports/patient-access", json={"identifier": {"system": identifier[0], "value": identifier[1]}}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def revealed(client: httpx.Client, n: int) -> list[tuple[str, str, str]]:
+    runs = patient_report(client, patient(n)[0])["revealed_by"]
+    return [(r["report"], r["subject"], r["format"]) for r in runs]
+
+
+def test_a_patient_finds_every_report_page_that_listed_them(officer: httpx.Client) -> None:
+    assert revealed(officer, 1) == revealed(officer, 3) == []
+    # rad-ris: patient 1 on 2026-11-03 (under the EMPI id alone), then patient 3 on 2026-11-05.
+    first = system_report(officer, "rad-ris", limit=1)
+    assert revealed(officer, 1) == [("system-access", "rad-ris", "json")]
+    assert revealed(officer, 3) == []  # on the next page, not yet served
+    system_report(officer, "rad-ris", limit=1, cursor=first["next_cursor"])
+    assert revealed(officer, 3) == [("system-access", "rad-ris", "json")]
+    assert revealed(officer, 1) == [("system-access", "rad-ris", "json")]  # the second page did not list them
+    # A CSV export of a period and an actor's report.
+    officer.post("/v1/reports/system-access?format=csv", json={"system_id": "lab-lis", "from": "2026-11-05"})
+    officer.post("/v1/reports/actor-access", json={"actor_id": "u-nurse-7", "to": "2026-11-02"})
+    assert revealed(officer, 3) == [("system-access", "rad-ris", "json"), ("system-access", "lab-lis", "csv")]
+    assert revealed(officer, 1)[1:] == [("actor-access", "u-nurse-7", "json")]
+    assert revealed(officer, 2) == []
+    run = patient_report(officer, patient(3)[0])["revealed_by"][0]
+    assert run["by"]["role"] == "privacy_officer" and run["event_id"] and run["at"]

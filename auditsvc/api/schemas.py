@@ -78,6 +78,10 @@ class PatientAccessReport(BaseModel):
     systems: list[SystemAccessOut]
     events: list[dict[str, Any]]
     next_cursor: str | None
+    revealed_by: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="on the first page: the system- and actor-access report pages that listed this patient",
+    )
 
 
 class RefusedEventOut(BaseModel):

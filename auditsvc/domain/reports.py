@@ -24,6 +24,7 @@ from .backfill import require_read_model
 from .errors import InvalidInput, MalformedBody
 from .ingest import decode_json_body, validation_errors
 from .read_audit import record_read
+from .revealed import revealed_by
 
 MIN_TIME = datetime(1, 1, 2, tzinfo=UTC)
 MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
@@ -148,6 +149,8 @@ async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, read
         hmacs = await queries.linked_identifier_hmacs(conn, audit.log_id, id_hmac)
         identifiers = await queries.identifiers_for(conn, audit.log_id, hmacs)
         systems = await queries.system_accesses(conn, audit.log_id, hmacs, start, end, as_of)
+        # The by-system and by-actor report pages that listed this patient (the first page only).
+        revealed = None if query.cursor else await revealed_by(conn, audit.log_id, audit.keys, hmacs, start, end, as_of)
         rows = await queries.access_events(conn, audit.log_id, hmacs, start, end, as_of, after, query.limit + 1)
     sealer = audit.keys.sealer
     assert sealer is not None  # the service's keys always seal
@@ -164,4 +167,5 @@ async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, read
         "systems": [_system_json(s) for s in systems],
         "events": [sealer.reveal_record(json.loads(record)) for _, _, record in rows],
         "next_cursor": next_cursor,
+        "revealed_by": revealed,
     }
