@@ -20,8 +20,10 @@ from ..domain.reports import PatientAccessQuery, patient_access_report
 from ..domain.tokens import Caller, Role
 from ..runtime import open_audit_log
 from ._common import console, database, fail, run, settings
+from .report_access import register as register_access_reports
 
 app = typer.Typer(help="Reports for privacy officers.", no_args_is_help=True)
+register_access_reports(app)  # system, actor, activity (cli/report_access.py)
 
 
 class Format(StrEnum):
