@@ -185,6 +185,10 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
         ("PUT", "/v1/systems/{system_id}"): {
             "json": {"name": "Lab", "relationship": "workforce", "baa": {"status": "not_required"}}
         },
+        ("POST", "/v1/reports/disclosures"): {"json": {"identifier": {"system": PATIENT[0], "value": PATIENT[1]}}},
+        ("POST", "/v1/disclosure-suspensions"): {
+            "json": {"recipient_system_id": "state-oig", "ends": "2099-01-01", "reference": "Letter"}
+        },
     }
     params: dict[str, dict[str, int]] = {
         "/v1/proofs/inclusion": {"seq": 0, "tree_size": world.tree_size},

@@ -43,6 +43,8 @@ ROLE_BY_OPERATION: dict[tuple[str, str], Role | None] = {
     ("POST", "/v1/reports/system-access"): Role.PRIVACY_OFFICER,
     ("POST", "/v1/reports/actor-access"): Role.PRIVACY_OFFICER,
     ("POST", "/v1/reports/activity"): Role.AUDITOR,
+    ("POST", "/v1/reports/disclosures"): Role.PRIVACY_OFFICER,
+    ("POST", "/v1/disclosure-suspensions"): Role.PRIVACY_OFFICER,
     ("POST", "/v1/checkpoints"): Role.ADMIN,
     ("GET", "/v1/systems"): Role.AUDITOR,
     ("GET", "/v1/systems/{system_id}"): Role.AUDITOR,
@@ -101,6 +103,13 @@ def make_valid_for_state(path: str, body: Any) -> None:
         body.pop("cursor", None)
         if body.get("from") is not None and body.get("to") is not None:
             del body["to"]
+    # An accounting is as of a request date not in the future; a suspension
+    # ends in the future (an oral one within 30 days, naming the official),
+    # and its recipient is not the service itself.
+    if path == "/v1/reports/disclosures" and isinstance(body, dict):
+        body.pop("requested_at", None)
+    if path == "/v1/disclosure-suspensions" and isinstance(body, dict):
+        body.update(ends="2099-01-01", oral=False, recipient_system_id="state-oig")
 
 
 # Proofs are valid only for sizes the log has reached: schema-valid numbers

@@ -10,8 +10,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
+from ..domain.disclosures import DisclosureQuery
 from ..domain.ingest import EventBatch
 from ..domain.reports import PatientAccessQuery
+from ..domain.suspensions import SuspensionIn
 from ..domain.systems import SystemEntryIn
 from ..runtime import open_audit_log
 from ..settings import Settings, get_settings
@@ -21,7 +23,7 @@ from .errors import install_error_handlers
 from .keepalive import KeepAliveLimit
 from .limits import BodyLimits
 from .openapi_doc import complete_openapi
-from .routes import access_reports, checkpoints, events, health, proofs, reports, systems
+from .routes import access_reports, checkpoints, disclosures, events, health, proofs, reports, systems
 from .schemas import component_schemas
 from .security_headers import SecurityHeaders
 from .tls import require_client_certificates
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(events.router)
     app.include_router(reports.router)
     app.include_router(access_reports.router)
+    app.include_router(disclosures.router)
     app.include_router(checkpoints.router)
     app.include_router(proofs.router)
     app.include_router(systems.router)
@@ -69,7 +72,14 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                component_schemas(EventBatch, PatientAccessQuery, SystemEntryIn, *access_reports.REQUEST_MODELS)
+                component_schemas(
+                    EventBatch,
+                    PatientAccessQuery,
+                    SystemEntryIn,
+                    *access_reports.REQUEST_MODELS,
+                    DisclosureQuery,
+                    SuspensionIn,
+                )
             )
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}]

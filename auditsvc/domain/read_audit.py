@@ -13,7 +13,7 @@ from __future__ import annotations
 import getpass
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ def read_event(
     actor: dict[str, Any],
     destination: str,
     data_elements: list[str],
-    attributes: dict[str, str],
+    attributes: Mapping[str, str | int | bool],
 ) -> PhiAccess:
     """The ``audit-log-query`` event for one read."""
     return PhiAccess(
@@ -51,7 +51,7 @@ def read_event(
         destination={"system_id": destination},
         actor=actor,
         outcome=0,
-        attributes=attributes,
+        attributes=dict(attributes),
     )
 
 

@@ -1,0 +1,88 @@
+"""The patient-access report as a document: who accessed this patient's
+record, for a privacy officer to send to OCR or to the patient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reportlab.platypus import Flowable, Spacer
+
+from ..domain.plain_language import describe_elements, describe_purpose
+from ..domain.report_integrity import IntegrityStatement
+from .layout import BODY, HEADING, TITLE, day, integrity_section, minute, render, table, text
+
+ACTIONS = {"C": "created", "R": "viewed or sent", "U": "updated", "D": "deleted", "E": "ran a process on"}
+
+
+def _actor(actor: dict[str, Any]) -> str:
+    who = actor.get("name") or actor["id"]
+    role = actor.get("role")
+    return f"{who} ({role})" if role else who
+
+
+def _system(ref: dict[str, Any]) -> str:
+    return f"{ref['name']} ({ref['system_id']})" if ref.get("name") else ref["system_id"]
+
+
+def _period(report: dict[str, Any]) -> str:
+    period = report.get("period") or {}
+    first, last = period.get("from"), period.get("to")
+    if first and last:
+        return f"From {minute(first)} to {minute(last)}, both included."
+    if first:
+        return f"From {minute(first)} on."
+    if last:
+        return f"Up to {minute(last)}, included."
+    return "All recorded time."
+
+
+def patient_report_document(
+    report: dict[str, Any], statement: IntegrityStatement, *, generated_by: str, generated_at: str
+) -> bytes:
+    """The PDF of one patient-access report (all its events, not a page)."""
+    events = report["events"]
+    systems = report["systems"]
+    story: list[Flowable] = [
+        text("Report of access to a patient's health record", TITLE),
+        text("Every access to this patient's record found in the audit log, by any of the identifiers below."),
+        text("Patient", HEADING),
+        *[text(f"{i['value']} (issued by {i['system']})", BODY) for i in report["patient"]["identifiers"]],
+        text("Period", HEADING),
+        text(_period(report)),
+        text("Systems that accessed the record", HEADING),
+        text(f"{len(events)} access events involving {len(systems)} systems."),
+        Spacer(1, 4),
+        table(
+            ["System", "Events", "First access", "Last access", "Information accessed"],
+            [
+                [
+                    s["system_id"],
+                    str(s["count"]),
+                    day(s["first_access"]),
+                    day(s["last_access"]),
+                    describe_elements(s["data_elements"]),
+                ]
+                for s in systems
+            ],
+            [0.2, 0.08, 0.14, 0.14, 0.44],
+        ),
+        text("Access events", HEADING),
+        table(
+            ["When", "From, to", "Who", "What", "Information", "Purpose"],
+            [
+                [
+                    minute(e["occurred_at"]),
+                    f"{_system(e['source'])} to {_system(e['destination'])}",
+                    _actor(e["actor"]),
+                    ACTIONS.get(e["action"], e["action"]),
+                    describe_elements(e.get("data_elements") or []),
+                    describe_purpose(e.get("purpose_of_use")),
+                ]
+                for e in events
+            ],
+            [0.14, 0.2, 0.16, 0.1, 0.26, 0.14],
+        ),
+        *integrity_section(statement, "access event"),
+    ]
+    footer = f"Patient access report - generated {generated_at} by {generated_by}"
+    return render(story, title="Patient access report", footer=footer)
