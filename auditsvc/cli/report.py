@@ -21,15 +21,19 @@ from ..domain.tokens import Caller, Role
 from ..runtime import open_audit_log
 from ._common import console, database, fail, run, settings
 from .report_access import register as register_access_reports
+from .report_disclosures import patient_pdf
+from .report_disclosures import register as register_disclosures
 
 app = typer.Typer(help="Reports for privacy officers.", no_args_is_help=True)
 register_access_reports(app)  # system, actor, activity (cli/report_access.py)
+register_disclosures(app)  # disclosures, and the PDFs (cli/report_disclosures.py)
 
 
 class Format(StrEnum):
     TABLE = "table"
     JSON = "json"
     CSV = "csv"
+    PDF = "pdf"
 
 
 def _parse_identifier(raw: str) -> tuple[str, str]:
@@ -136,7 +140,7 @@ def patient(
     identifier: Annotated[str, typer.Option(help="SYSTEM|VALUE of any one of the patient's identifiers")],
     from_: Annotated[str | None, typer.Option("--from", help="first day or timestamp (inclusive)")] = None,
     to: Annotated[str | None, typer.Option("--to", help="last day or timestamp (inclusive)")] = None,
-    format_: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.TABLE,
+    format_: Annotated[Format, typer.Option("--format", help="table, json, csv or pdf (with --out)")] = Format.TABLE,
     out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
 ) -> None:
     """Every system that accessed the patient's record, by any linked identifier."""
@@ -152,6 +156,8 @@ def patient(
         )
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    if format_ is Format.PDF:
+        return patient_pdf(query, out)
     url = database(settings())
     try:
         report = run(_full_report(query, url))
