@@ -27,7 +27,9 @@
    report / bare read.
 4. The by-system report (``POST /v1/reports/system-access``) for each source
    system, over one hour and over the whole log, when the service has it
-   (skipped with a note otherwise).
+   (skipped with a note otherwise); the by-actor report for a few interface
+   channels, the activity record, and the busiest system's whole report as
+   streamed CSV (rows/s and the service's peak memory before and after).
 
 Targets (issue 14): report p95 <= 25 ms for a patient with <= 500 events,
 <= 150 ms with 5,000, flat from 1M to 10M; report / bare read <= 3x at p95.
@@ -474,6 +476,9 @@ async def measure_patients(
     return Measured(samples, waited, empty)
 
 
+BENCH_CHANNELS = ("ADT_IN", "ORU_LAB", "FHIR_SYNC")  # actors "mirth/<channel>" of bench._common's events
+
+
 def _has_path(base_url: str, path: str) -> bool:
     with httpx.Client(base_url=base_url, timeout=60) as client:
         response = client.get("/openapi.json")
@@ -512,6 +517,74 @@ async def measure_by_system(base_url: str, token: str, span: tuple[datetime, dat
                         raise RuntimeError(f"by-system report answered {response.status_code}: {response.text[:300]}")
             out[label] = {"requests": len(times), **_ms(times)}
     return out
+
+
+async def measure_by_actor_and_activity(
+    base_url: str, token: str, span: tuple[datetime, datetime], repeat: int
+) -> dict[str, Any]:
+    """The by-actor report for each interface channel (one hour, whole log)
+    and the activity review record (whole log, first page)."""
+    middle = span[0] + (span[1] - span[0]) / 2
+    hour = {"from": middle.isoformat(), "to": (middle + timedelta(hours=1)).isoformat()}
+    out: dict[str, Any] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    calls = [
+        *((f"by-actor, {label}", "/v1/reports/actor-access", {"actor_id": f"mirth/{c}", **extra})
+          for label, extra in (("one hour", hour), ("whole log", {})) for c in BENCH_CHANNELS),
+        *(("activity record", "/v1/reports/activity", {}) for _ in range(len(BENCH_CHANNELS))),
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=600) as client:
+        for label, path, body in calls * repeat:
+            t0 = time.perf_counter()
+            response = await client.post(path, json=body)
+            out.setdefault(label, []).append(time.perf_counter() - t0)
+            if response.status_code != 200:
+                raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:300]}")
+    return {label: {"requests": len(times), **_ms(times)} for label, times in out.items()}
+
+
+def _peak_rss(pid: int) -> int:
+    """The peak resident set (VmHWM) of a process and its descendants, bytes (Linux /proc)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        proc = Path(f"/proc/{current}")
+        for line in (proc / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) * 1024
+        for task in (proc / "task").iterdir():
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            pending.extend(int(c) for c in children)
+    return total
+
+
+def measure_csv_export(base_url: str, token: str, pid: int) -> dict[str, Any]:
+    """The busiest source system's whole by-system report as streamed CSV:
+    rows, bytes, seconds, and the service's peak resident memory before and
+    after (a streamed export should leave it where it was)."""
+    before = _peak_rss(pid)
+    rows = size = 0
+    t0 = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=3600) as client:
+        body = {"system_id": SOURCE_SYSTEM_IDS[0]}
+        with client.stream("POST", "/v1/reports/system-access?format=csv", json=body) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"CSV export answered {response.status_code}")
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                rows += chunk.count(b"\n")
+    seconds = time.perf_counter() - t0
+    after = _peak_rss(pid)
+    return {
+        "system_id": SOURCE_SYSTEM_IDS[0],
+        "rows": rows - 1,
+        "mb": round(size / 1e6, 1),
+        "seconds": round(seconds, 1),
+        "rows_per_s": round((rows - 1) / seconds) if seconds else None,
+        "service_peak_rss_mb_before": round(before / 1e6, 1),
+        "service_peak_rss_mb_after": round(after / 1e6, 1),
+    }
 
 
 def choose_patients(population: Population, per_band: int, seed: int) -> dict[str, list[int]]:
@@ -614,8 +687,13 @@ def main(argv: list[str] | None = None) -> int:
                 if _has_path(service.base_url, "/v1/reports/system-access"):
                     span = asyncio.run(_log_span(store.url, store.log_id))
                     by_system = asyncio.run(measure_by_system(service.base_url, token, span, 2 if args.quick else 3))
+                    by_system |= asyncio.run(
+                        measure_by_actor_and_activity(service.base_url, token, span, 2 if args.quick else 3)
+                    )
+                    csv_export: dict[str, Any] | None = measure_csv_export(service.base_url, token, service.process.pid)
                 else:
                     by_system = {"skipped": "the service has no POST /v1/reports/system-access yet"}
+                    csv_export = None
             finally:
                 service.stop()
             facts = asyncio.run(_server_facts(store.url))
@@ -636,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         "bands": bands,
         "empty_report_ms": _ms(measured.empty),
         "by_system": by_system,
+        "csv_export": csv_export,
         "service_workers": args.workers,
         "machine": machine_facts(),
         "code": code_facts(),
@@ -700,7 +779,18 @@ def _print(payload: dict[str, Any]) -> None:
         rows.append(("by-system report", f"skipped: {by_system['skipped']}"))
     else:
         for label, t in by_system.items():
-            rows.append((f"by-system report, {label} ({t['requests']} requests)", f"{t['p50']} / {t['p95']} ms"))
+            name = label if label.startswith(("by-actor", "activity")) else f"by-system report, {label}"
+            rows.append((f"{name} ({t['requests']} requests) p50 / p95", f"{t['p50']} / {t['p95']} ms"))
+    export = payload.get("csv_export")
+    if export:
+        rows.append(
+            (
+                f"CSV export of {export['system_id']}: {export['rows']:,} rows, {export['mb']} MB",
+                f"{export['seconds']} s ({export['rows_per_s']:,} rows/s)",
+            )
+        )
+        rss = f"{export['service_peak_rss_mb_before']} -> {export['service_peak_rss_mb_after']} MB"
+        rows.append(("  service peak RSS before -> after", rss))
     print_table(f"bench.reports: {payload['events']:,} events, {payload['server']['label']} PostgreSQL", rows)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from auditsvc.domain import access_reports
 from auditsvc.domain.tokens import Role
 
 from .conftest import Service, event, query
@@ -109,6 +110,7 @@ def test_period_and_pages(officer: httpx.Client) -> None:
             break
         body = system_report(officer, "epic-adt", limit=1, cursor=body["next_cursor"])
         pages += 1
+        assert body["patient_count"] is body["summary"] is body["counterparts"] is None  # first page only
     assert len(seen) == len(set(seen)) == 4
     assert pages == 4
 
@@ -231,3 +233,15 @@ def test_a_patient_finds_every_report_page_that_listed_them(officer: httpx.Clien
     assert revealed(officer, 2) == []
     run = patient_report(officer, patient(3)[0])["revealed_by"][0]
     assert run["by"]["role"] == "privacy_officer" and run["event_id"] and run["at"]
+
+
+def test_past_its_cap_the_summary_says_what_it_covered(officer: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(access_reports, "SUMMARY_CAP", 2)  # the service runs in this process
+    body = system_report(officer, "epic-adt")
+    assert body["summary"] == {
+        "events": 2,
+        "complete": False,
+        "through": "2026-11-02T08:00:00.000000Z",
+        "patient_count": 1,
+    }
+    assert len(body["events"]) == 4  # the pages are whole; only the summary stops at the cap

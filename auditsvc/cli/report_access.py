@@ -76,15 +76,17 @@ def _query(model: type[M], body: dict[str, Any]) -> M:
 async def _all_pages(
     page: Callable[[AuditLog, Any, Caller], Any], query: BaseModel, listed: str, audit: AuditLog
 ) -> dict[str, Any]:
-    report: dict[str, Any] = await page(audit, query, _reader())
-    items = list(report[listed])
+    first: dict[str, Any] = await page(audit, query, _reader())  # the summary comes with the first page
+    items, report = list(first[listed]), first
     while report["next_cursor"]:
         query = query.model_copy(update={"cursor": report["next_cursor"]})
         report = await page(audit, query, _reader())
         items.extend(report[listed])
-    report[listed] = items
-    report["next_cursor"] = None
-    return report
+        if "patients" in report:
+            first["patients"].extend(report["patients"])
+    first[listed] = items
+    first["next_cursor"] = None
+    return first
 
 
 async def _csv(

@@ -55,27 +55,21 @@ SYSTEM_PAGE_SQL = _page_sql("source_system", "destination_system")
 ACTOR_PAGE_SQL = _page_sql("actor_id")
 
 _HIT_BRANCH = """
-    (SELECT f.occurred_at, f.seq FROM event_facts f
+    (SELECT f.occurred_at, f.seq, f.source_system AS src, f.destination_system AS dst, f.data_elements
+     FROM event_facts f
      WHERE f.log_id = $1 AND f.{col} = $2 AND f.occurred_at >= $3 AND f.occurred_at <= $4 AND f.seq < $5
      ORDER BY f.occurred_at, f.seq LIMIT $6)
 """
 
-# The first $6 events of the period, each once; their facts by primary key;
-# their patients' keys by seq (a LATERAL with LIMIT: never a join that
-# PostgreSQL could turn into a scan of the whole table).
+# The first $6 events of the period, each once, with their facts (read by
+# the index scan that finds them); their patients' keys by seq (a LATERAL
+# with LIMIT: never a join that PostgreSQL could turn into a scan of the
+# whole table).
 _SUMMARY = """
-WITH hits AS MATERIALIZED (
-    SELECT DISTINCT u.occurred_at, u.seq FROM ({branches}) u
+WITH facts AS MATERIALIZED (
+    SELECT DISTINCT ON (u.occurred_at, u.seq) u.* FROM ({branches}) u
     ORDER BY u.occurred_at, u.seq
     LIMIT $6
-),
-facts AS MATERIALIZED (
-    SELECT hits.occurred_at, hits.seq, f.src, f.dst, f.data_elements
-    FROM hits
-    CROSS JOIN LATERAL (
-        SELECT f.source_system AS src, f.destination_system AS dst, f.data_elements
-        FROM event_facts f WHERE f.log_id = $1 AND f.seq = hits.seq LIMIT 1
-    ) f
 ),
 roles AS MATERIALIZED ({roles})
 SELECT
@@ -89,8 +83,8 @@ SELECT
     (SELECT array_agg(DISTINCT d ORDER BY d) FROM facts CROSS JOIN LATERAL unnest(facts.data_elements) AS d)
         AS data_elements,
     (SELECT array_agg(DISTINCT p.id_hmac)
-     FROM hits CROSS JOIN LATERAL (
-        SELECT pe.id_hmac FROM patient_events pe WHERE pe.log_id = $1 AND pe.seq = hits.seq LIMIT 20
+     FROM facts CROSS JOIN LATERAL (
+        SELECT pe.id_hmac FROM patient_events pe WHERE pe.log_id = $1 AND pe.seq = facts.seq LIMIT 20
      ) p) AS patient_keys
 """
 

@@ -47,10 +47,10 @@ class SummaryOut(BaseModel):
 class AccessReport(BaseModel):
     system: dict[str, Any] | None = None
     actor: dict[str, Any] | None = None
-    patient_count: int
-    counterparts: list[CounterpartOut]
-    data_elements: list[str]
-    summary: SummaryOut
+    patient_count: int | None = Field(description="first page only (null on later pages), as the summary fields")
+    counterparts: list[CounterpartOut] | None
+    data_elements: list[str] | None
+    summary: SummaryOut | None
     patients: list[PatientOut]
     events: list[dict[str, Any]]
     next_cursor: str | None
