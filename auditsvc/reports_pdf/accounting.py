@@ -10,11 +10,12 @@ the privacy officer's JSON answer.
 from __future__ import annotations
 
 from typing import Any
+from xml.sax.saxutils import escape
 
 from reportlab.platypus import Flowable, Spacer
 
 from ..domain.report_integrity import IntegrityStatement
-from .layout import BODY, CELL, HEADING, SMALL, TITLE, day, integrity_section, render, table, text
+from .layout import BODY, CELL, HEADING, SMALL, TITLE, day, integrity_section, marked, render, table, text
 
 
 def _dates(entry: dict[str, Any]) -> str:
@@ -23,11 +24,11 @@ def _dates(entry: dict[str, Any]) -> str:
     return f"{day(entry['first_date'])} to {day(entry['last_date'])}"
 
 
-def _recipient(entry: dict[str, Any]) -> str:
+def _recipient(entry: dict[str, Any]) -> Flowable:
     r = entry["recipient"]
-    name = r["name"] or r["system_id"]
-    address = r["address"] or "address not on file"
-    return f"{name}\n{address}"
+    name = escape(r["name"] or r["system_id"])
+    address = escape(r["address"]) if r["address"] else "<i>address not on file</i>"
+    return marked(f"<b>{name}</b><br/>{address}", CELL)
 
 
 def _identifiers(report: dict[str, Any]) -> list[Flowable]:
@@ -66,9 +67,7 @@ def accounting_document(
             )
         )
         story.append(Spacer(1, 4))
-        rows = [
-            [_dates(e), text(_recipient(e), CELL), e["description"], e["purpose"], str(e["count"])] for e in entries
-        ]
+        rows = [[_dates(e), _recipient(e), e["description"], e["purpose"], str(e["count"])] for e in entries]
         story.append(
             table(
                 ["Date(s)", "Recipient and address", "Information disclosed", "Purpose", "Number"],

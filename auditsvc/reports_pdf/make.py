@@ -17,6 +17,7 @@ from ..domain.disclosures import DisclosureQuery, disclosure_accounting, record_
 from ..domain.errors import InvalidInput
 from ..domain.report_integrity import IntegrityStatement, check_listed_events
 from ..domain.reports import PatientAccessQuery, _bound, patient_access_report
+from ..domain.systems import registry_entries
 from ..domain.tokens import Caller
 from ..runtime import AuditLog
 from .accounting import accounting_document
@@ -82,6 +83,11 @@ async def patient_report_pdf(audit: AuditLog, query: PatientAccessQuery, reader:
         "to": format_timestamp(_bound(query.to, end=True)) if query.to is not None else None,
     }
     statement = await check_listed_events(audit, [e["seq"] for e in events])
-    pdf = patient_report_document(report, statement, generated_by=generated_by(reader), generated_at=_stamp())
+    systems = {s["system_id"] for s in report["systems"]}
+    entries = await registry_entries(audit, sorted(systems))
+    names = {i: e["name"] for i, e in entries.items() if e.get("registered") and e.get("name")}
+    pdf = patient_report_document(
+        report, statement, generated_by=generated_by(reader), generated_at=_stamp(), names=names
+    )
     await _record_document(audit, reader, query.identifier, "patient-access-report", pdf, statement)
     return pdf

@@ -20,8 +20,9 @@ def _actor(actor: dict[str, Any]) -> str:
     return f"{who} ({role})" if role else who
 
 
-def _system(ref: dict[str, Any]) -> str:
-    return f"{ref['name']} ({ref['system_id']})" if ref.get("name") else ref["system_id"]
+def _system(system_id: str, names: dict[str, str], named_in_event: str | None = None) -> str:
+    name = names.get(system_id) or named_in_event
+    return f"{name} ({system_id})" if name else system_id
 
 
 def _period(report: dict[str, Any]) -> str:
@@ -37,9 +38,16 @@ def _period(report: dict[str, Any]) -> str:
 
 
 def patient_report_document(
-    report: dict[str, Any], statement: IntegrityStatement, *, generated_by: str, generated_at: str
+    report: dict[str, Any],
+    statement: IntegrityStatement,
+    *,
+    generated_by: str,
+    generated_at: str,
+    names: dict[str, str] | None = None,
 ) -> bytes:
-    """The PDF of one patient-access report (all its events, not a page)."""
+    """The PDF of one patient-access report (all its events, not a page);
+    ``names``: registered display names of systems, by id."""
+    names = names or {}
     events = report["events"]
     systems = report["systems"]
     story: list[Flowable] = [
@@ -56,7 +64,7 @@ def patient_report_document(
             ["System", "Events", "First access", "Last access", "Information accessed"],
             [
                 [
-                    s["system_id"],
+                    _system(s["system_id"], names),
                     str(s["count"]),
                     day(s["first_access"]),
                     day(s["last_access"]),
@@ -72,7 +80,8 @@ def patient_report_document(
             [
                 [
                     minute(e["occurred_at"]),
-                    f"{_system(e['source'])} to {_system(e['destination'])}",
+                    f"{_system(e['source']['system_id'], names, e['source'].get('name'))} to "
+                    f"{_system(e['destination']['system_id'], names, e['destination'].get('name'))}",
                     _actor(e["actor"]),
                     ACTIONS.get(e["action"], e["action"]),
                     describe_elements(e.get("data_elements") or []),
