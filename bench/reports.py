@@ -89,6 +89,7 @@ from ._common import (
     write_results,
 )
 from .ingest import create_token, start_service
+from .reports_documents import measure_documents
 
 DEFAULT_EVENTS = 1_000_000
 QUICK_EVENTS = 30_000
@@ -694,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     by_system = {"skipped": "the service has no POST /v1/reports/system-access yet"}
                     csv_export = None
+                documents = asyncio.run(measure_documents(service.base_url, token, chosen, _report_body))
             finally:
                 service.stop()
             facts = asyncio.run(_server_facts(store.url))
@@ -715,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         "empty_report_ms": _ms(measured.empty),
         "by_system": by_system,
         "csv_export": csv_export,
+        "documents": documents,
         "service_workers": args.workers,
         "machine": machine_facts(),
         "code": code_facts(),

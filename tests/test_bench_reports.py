@@ -79,3 +79,8 @@ def test_quick_run_measures_every_band_over_http() -> None:
     sampled = results["storage"]["records_sampled"]
     assert sampled["rows"] > 0 and sampled["avg_text_bytes"] > 500
     assert "skipped" in results["by_system"] or results["by_system"]["one hour"]["requests"] > 0
+    documents = results["documents"]
+    assert set(documents["accounting"]) == set(results["bands"])
+    assert all(d["p95"] > 0 for d in documents["accounting"].values())
+    assert documents["accounting_pdf"]["1-10"]["bytes_max"] > 1000
+    assert documents["patient_pdf"]["101-500"]["p95"] > 0
