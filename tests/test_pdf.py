@@ -5,10 +5,12 @@ production recorded in the chain."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
 import re
+import uuid
 from typing import Any
 
 import httpx
@@ -16,8 +18,12 @@ import pytest
 from pypdf import PdfReader
 
 from auditsvc.domain.tokens import Role
+from auditsvc.domain.tree import inclusion_proof, inclusion_proofs
+from auditsvc.runtime import open_audit_log
+from auditsvc.store.engine import runtime_url
+from auditsvc.store.session import driver_connection
 
-from .conftest import Service, event, query
+from .conftest import Service, as_superuser, event, query
 from .test_disclosures import EMPI, MRN, disclosure
 
 PATIENT = {"system": MRN[0], "value": MRN[1]}
@@ -111,3 +117,43 @@ def test_an_unknown_format_is_refused_naming_it(officer: httpx.Client) -> None:
     response = officer.post("/v1/reports/disclosures?format=docx", json={"identifier": PATIENT})
     assert response.status_code == 422
     assert "format" in response.text
+
+
+def test_a_rewritten_record_stops_the_document(officer: httpx.Client, service: Service) -> None:
+    # A superuser edits a listed disclosure's record (not its hashes): the
+    # accounting still reads it, but the document is not certified.
+    [row] = query(
+        str(service.settings.database_url),
+        "SELECT seq FROM events WHERE record::jsonb->'destination'->>'system_id' = 'county-court'",
+    )
+    as_superuser(
+        str(service.settings.database_url),
+        f"UPDATE events SET record = replace(record, '\"DG1\"', '\"PID\"') WHERE seq = {row['seq']}",
+    )
+    body = {"identifier": PATIENT, "requested_at": "2026-11-24"}
+    assert officer.post("/v1/reports/disclosures", json=body).status_code == 200
+    response = officer.post("/v1/reports/disclosures?format=pdf", json=body)
+    assert response.status_code == 409, response.text
+    assert f"seq {row['seq']}" in response.json()["detail"] and MRN[1] not in response.text
+    assert recorded(service, "disclosure-accounting-pdf") == []
+
+
+def test_inclusion_proofs_in_one_pass_match_one_by_one(service: Service) -> None:
+    events = [event([MRN], occurred_at=f"2026-03-01T00:{m:02d}:00Z") for m in range(40)]
+    with service.client(service.token(Role.EMITTER, ["epic-adt"])) as client:
+        for _ in range(8):  # 320 events: past one stored block of 256 leaves
+            batch = [dict(e, event_id=str(uuid.uuid4())) for e in events]
+            client.post("/v1/events", json={"events": batch}).raise_for_status()
+
+    async def go() -> None:
+        settings = service.settings
+        async with (
+            open_audit_log(settings, runtime_url(settings), background=False) as audit,
+            driver_connection(audit.engine) as conn,
+        ):
+            wanted = [0, 1, 5, 255, 256, 257, 299]
+            batch = await inclusion_proofs(conn, audit.log_id, wanted, 300)
+            for seq in wanted:
+                assert batch[seq] == await inclusion_proof(conn, audit.log_id, seq, 300)
+
+    asyncio.run(go())

@@ -27,7 +27,7 @@ from ..store import disclosures as queries
 from ..store.session import driver_connection
 from .checkpoints import CheckpointRefused
 from .errors import Conflict
-from .tree import inclusion_proof
+from .tree import inclusion_proofs
 
 
 @dataclass(frozen=True)
@@ -56,18 +56,19 @@ async def check_listed_events(audit: AuditLog, seqs: Sequence[int]) -> Integrity
     wanted = sorted(set(seqs))
     async with driver_connection(audit.engine) as conn:
         records = await queries.records_by_seq(conn, audit.log_id, wanted)
-        for seq in wanted:
-            if seq not in records:
-                raise Conflict(f"event seq {seq} listed in the report is missing from the log")
-            stored = records[seq]
-            leaf = leaf_hash(canonical_json(stored if isinstance(stored, dict) else json.loads(stored)))
-            stored_leaf, proof = await inclusion_proof(conn, audit.log_id, seq, signed.size)
-            try:
-                if stored_leaf != leaf:
-                    raise ProofError("the stored leaf hash does not match the record")
-                verify_inclusion(leaf, seq, signed.size, proof, signed.root_hash)
-            except ProofError as exc:
-                raise Conflict(f"event seq {seq} is not proven included in the checkpoint: {exc}") from None
+        proofs = await inclusion_proofs(conn, audit.log_id, wanted, signed.size)
+    for seq in wanted:
+        if seq not in records:
+            raise Conflict(f"event seq {seq} listed in the report is missing from the log")
+        stored = records[seq]
+        leaf = leaf_hash(canonical_json(stored if isinstance(stored, dict) else json.loads(stored)))
+        stored_leaf, proof = proofs[seq]
+        try:
+            if stored_leaf != leaf:
+                raise ProofError("the stored leaf hash does not match the record")
+            verify_inclusion(leaf, seq, signed.size, proof, signed.root_hash)
+        except ProofError as exc:
+            raise Conflict(f"event seq {seq} is not proven included in the checkpoint: {exc}") from None
     return IntegrityStatement(
         origin=signed.origin,
         tree_size=signed.size,

@@ -129,6 +129,21 @@ async def inclusion_proof(conn: Connection, log_id: int, index: int, tree_size: 
     return leaf, proof
 
 
+async def inclusion_proofs(
+    conn: Connection, log_id: int, indexes: Sequence[int], tree_size: int
+) -> dict[int, tuple[bytes, list[bytes]]]:
+    """``inclusion_proof`` for many leaves at once: every node hash they need
+    (their leaf hashes included) read in one pass, shared nodes once."""
+    wanted = sorted(set(indexes))
+    if wanted and not 0 <= wanted[0] <= wanted[-1] < tree_size:
+        raise TreeRangeError(f"seq {wanted[0]}..{wanted[-1]} is not all in a tree of size {tree_size}")
+    await _ready(conn, log_id, tree_size)
+    plans = {i: inclusion_nodes(i, tree_size) for i in wanted}
+    ids = list(dict.fromkeys([*(NodeID(0, i) for i in wanted), *(n for p in plans.values() for n in p.ids)]))
+    hashes = dict(zip(ids, await node_hashes(conn, log_id, ids), strict=True))
+    return {i: (hashes[NodeID(0, i)], p.rehash([hashes[n] for n in p.ids])) for i, p in plans.items()}
+
+
 async def consistency_proof(conn: Connection, log_id: int, first: int, second: int) -> list[bytes]:
     """The proof that the tree of ``first`` leaves is a prefix of the tree of ``second``."""
     if not 0 <= first <= second:
