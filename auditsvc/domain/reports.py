@@ -150,7 +150,13 @@ async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, read
         identifiers = await queries.identifiers_for(conn, audit.log_id, hmacs)
         systems = await queries.system_accesses(conn, audit.log_id, hmacs, start, end, as_of)
         # The by-system and by-actor report pages that listed this patient (the first page only).
-        revealed = None if query.cursor else await revealed_by(conn, audit.log_id, audit.keys, hmacs, start, end, as_of)
+        revealed = None
+        if not query.cursor:
+            actors = sorted({a["id"] for s in systems for a in s.actors})
+            patient = (hmacs, start, end, as_of)
+            revealed = await revealed_by(
+                conn, audit.log_id, audit.keys, patient, [s.system_id for s in systems], actors
+            )
         rows = await queries.access_events(conn, audit.log_id, hmacs, start, end, as_of, after, query.limit + 1)
     sealer = audit.keys.sealer
     assert sealer is not None  # the service's keys always seal
