@@ -281,6 +281,8 @@ def by_design_fields(method: str, path: str, status: int, role: str) -> list[str
         return []
     if method == "POST" and path == "/v1/reports/patient-access":
         return ["patient", "events"]
+    if method == "POST" and path == "/v1/reports/disclosures":
+        return ["patient"]
     if method == "GET" and path.startswith("/v1/events/"):
         return ["patient_identifiers"]
     return []
@@ -745,6 +747,20 @@ def run_flow(flow: Flow, app: Any) -> None:
         (json.dumps({"identifier": {"system": MRN_SYSTEM, "value": MRN}, "pad": MRN * 10_000}).encode(), 413),
     ]:
         flow.call("privacy_officer", "POST", "/v1/reports/patient-access", status, content=raw, headers=json_header)
+    # The accounting of disclosures, and suspensions naming the patient, good and bad.
+    patient = {"system": MRN_SYSTEM, "value": MRN}
+    flow.call("privacy_officer", "POST", "/v1/reports/disclosures", 200, json={"identifier": patient})
+    suspension = {"recipient_system_id": "state-oig", "ends": "2099-01-01", "reference": "Letter 7"}
+    flow.call("privacy_officer", "POST", "/v1/disclosure-suspensions", 201, json={**suspension, "identifier": patient})
+    for body, path in [
+        ({"identifier": patient, "requested_at": MRN}, "/v1/reports/disclosures"),
+        ({"identifier": {"system": MRN_SYSTEM, "value": MRN * 10}}, "/v1/reports/disclosures"),
+        ({"identifier": patient, "name": NAME}, "/v1/reports/disclosures"),
+        ({**suspension, "ends": MRN, "identifier": patient}, "/v1/disclosure-suspensions"),
+        ({**suspension, "recipient_system_id": f"{MRN} {NAME}"}, "/v1/disclosure-suspensions"),
+        ({**suspension, "identifier": {"system": MRN_SYSTEM, "value": f"{MRN}\0"}}, "/v1/disclosure-suspensions"),
+    ]:
+        flow.call("privacy_officer", "POST", path, 422, json=body)
 
     # 6. Checkpoint signing, then event reads (with identifiers in the query string).
     note = flow.call("admin", "POST", "/v1/checkpoints", 200, params={"mrn": MRN}).text
