@@ -13,6 +13,7 @@ from ...domain.suspensions import SuspensionIn, parse_suspension, record_suspens
 from ...domain.tokens import Caller, Role
 from ...reports_pdf.make import PDF_MEDIA_TYPE, accounting_pdf
 from ..deps import AuditDep, PrivacyOfficerDep, require
+from ..disclosure_schemas import DisclosureAccounting, SuspensionRecorded
 from ..formats import AccountingFormat, AccountingFormatDep, report_responses
 from ..limits import BodyLimitsDep, read_json_body
 from ..schemas import request_body_schema
@@ -27,6 +28,7 @@ SuspenderDep = Annotated[Caller, Depends(require(Role.PRIVACY_OFFICER, Role.ADMI
 
 @router.post(
     "/reports/disclosures",
+    response_model=DisclosureAccounting,
     openapi_extra=request_body_schema(DisclosureQuery),
     summary="The accounting of disclosures of one patient's PHI (45 CFR 164.528), as of the request date",
     responses=report_responses(AccountingFormat.PDF),
@@ -47,6 +49,7 @@ async def disclosures(
 @router.post(
     "/disclosure-suspensions",
     status_code=201,
+    response_model=SuspensionRecorded,
     openapi_extra=request_body_schema(SuspensionIn),
     summary="Record an agency's request to suspend a patient's right to an accounting of disclosures to it",
 )
