@@ -56,3 +56,14 @@ def test_bad_input_is_a_clear_error(service: Service) -> None:
     assert unknown.returncode != 0 and "unknown system" in unknown.stderr + unknown.stdout
     reversed_ = run_cli(service.settings, "report", "activity", "--from", "2026-12-01", "--to", "2026-11-01")
     assert reversed_.returncode != 0 and "'from' is after 'to'" in reversed_.stderr + reversed_.stdout
+
+
+def test_an_evidence_export_shows_in_the_activity_record(service: Service, tmp_path: Path) -> None:
+    _fill(service)
+    exported = run_cli(service.settings, "export", "--out", str(tmp_path / "evidence.tar.gz"))
+    assert exported.returncode == 0, exported.stderr
+    with service.client(service.token(Role.AUDITOR)) as auditor:
+        rows = auditor.post("/v1/reports/activity", json={}).json()["activity"]
+    [export] = [r for r in rows if r["activity"] == "evidence-export"]
+    assert export["channel"] == "export" and export["actor"]["role"] == "operator"
+    assert export["details"]["from_seq"] == "0"
