@@ -192,6 +192,11 @@ def test_the_delivery_is_recorded_with_counts_only(officer: httpx.Client, servic
     assert "state-health-dept" not in json.dumps(recorded)
 
 
+def test_a_request_dated_near_year_one_is_answered_empty(officer: httpx.Client) -> None:
+    body = accounting(officer, requested_at="0003-01-01")
+    assert body["entries"] == [] and body["period"]["from"] == "0001-01-02T00:00:00.000000Z"
+
+
 def test_a_patient_with_no_disclosures_gets_an_empty_accounting(officer: httpx.Client) -> None:
     body = accounting(officer, ("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-NOBODY"))
     assert body["entries"] == [] and body["suspended"] == []
@@ -204,6 +209,9 @@ def test_a_patient_with_no_disclosures_gets_an_empty_accounting(officer: httpx.C
         ({"requested_at": "2999-01-01"}, "requested_at"),
         ({"requested_at": "yesterday"}, "requested_at"),
         ({"requested_at": "2026-11-24T10:00:00"}, "requested_at"),
+        ({"requested_at": "0001-01-01T00:00:00+05:00"}, "requested_at"),
+        ({"requested_at": "9999-12-31T23:59:59-05:00"}, "requested_at"),
+        ({"requested_at": 1700000000}, "requested_at"),
         ({"identifier": {"system": "urn:x"}}, "identifier"),
         ({"limit": 5}, "limit"),
     ],

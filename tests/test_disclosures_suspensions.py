@@ -172,6 +172,8 @@ def _id(pair: tuple[str, str]) -> Any:
         ({"recipient_system_id": "bad id!"}, "recipient_system_id"),
         ({"reference": ""}, "reference"),
         ({"ends": "soon"}, "ends"),
+        ({"ends": "9999-12-31"}, "ends"),
+        ({"ends": "2099-01-01T00:00:00"}, "ends"),
     ],
 )
 def test_bad_suspensions_are_refused_naming_the_field(service: Service, body: dict[str, Any], field: str) -> None:

@@ -36,7 +36,7 @@ from .disclosure_rules import DISCLOSURE_EVENT_TYPES, Classified, classify, susp
 from .errors import InvalidInput, MalformedBody
 from .ingest import decode_json_body, prepare, validation_errors
 from .read_audit import read_event
-from .reports import DayOrTimestamp, _bound
+from .reports import MIN_TIME, DayOrTimestamp, _bound
 from .reserved import SERVICE_SYSTEM_ID
 from .suspensions import suspensions_for
 from .systems import registry_entries
@@ -72,11 +72,18 @@ def parse_disclosure_query(body: bytes) -> DisclosureQuery:
 
 def years_before(moment: datetime, years: int) -> datetime:
     """The same calendar moment ``years`` earlier (29 February goes to the
-    28th: the earlier day, so the period never loses a day)."""
+    28th: the earlier day, so the period never loses a day); never before
+    the earliest time a report knows."""
+    if moment.year - years < MIN_TIME.year:
+        return MIN_TIME
     try:
-        return moment.replace(year=moment.year - years)
+        return max(MIN_TIME, moment.replace(year=moment.year - years))
     except ValueError:
         return moment.replace(year=moment.year - years, day=28)
+
+
+def _requested_at_error(msg: str) -> InvalidInput:
+    return InvalidInput(f"'requested_at' is {msg}", [{"loc": ["requested_at"], "msg": msg, "type": "value_error"}])
 
 
 def accounting_period(requested_at: datetime | date | None, now: datetime) -> tuple[datetime, datetime]:
@@ -89,14 +96,14 @@ def accounting_period(requested_at: datetime | date | None, now: datetime) -> tu
             "'requested_at' needs a UTC offset",
             [{"loc": ["requested_at"], "msg": "timestamp without offset", "type": "value_error"}],
         )
-    end = _bound(requested_at, end=True)
-    start = years_before(_bound(requested_at, end=False), ACCOUNTING_YEARS)
-    if _bound(requested_at, end=False) > now + CLOCK_SKEW:
-        raise InvalidInput(
-            "'requested_at' is in the future",
-            [{"loc": ["requested_at"], "msg": "in the future", "type": "value_error"}],
-        )
-    return start, min(end, now)
+    try:
+        first = _bound(requested_at, end=False)
+        if first > now + CLOCK_SKEW:
+            raise _requested_at_error("in the future")
+        end = min(_bound(requested_at, end=True), now)
+    except OverflowError:
+        raise _requested_at_error("out of range") from None
+    return years_before(first, ACCOUNTING_YEARS), end
 
 
 @dataclass(frozen=True)

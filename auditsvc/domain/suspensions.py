@@ -78,7 +78,12 @@ def check_terms(request: SuspensionIn, now: datetime) -> datetime:
     """The suspension's end, after the rule's checks (named by field)."""
     if is_reserved_system(request.recipient_system_id):
         raise _invalid("recipient_system_id", "is the service's own system id, not a recipient")
-    ends = _bound(request.ends, end=True)
+    try:
+        ends = _bound(request.ends, end=True)
+    except OverflowError:
+        raise _invalid("ends", "is out of range") from None
+    except InvalidInput:
+        raise _invalid("ends", "timestamp without offset") from None
     if ends <= now:
         raise _invalid("ends", "is not in the future")
     if request.oral:
