@@ -157,3 +157,20 @@ def test_inclusion_proofs_in_one_pass_match_one_by_one(service: Service) -> None
                 assert batch[seq] == await inclusion_proof(conn, audit.log_id, seq, 300)
 
     asyncio.run(go())
+
+
+def test_the_patient_pdf_does_not_reveal_a_suspension(officer: httpx.Client, service: Service) -> None:
+    suspension = {
+        "recipient_system_id": "county-court",
+        "ends": "2099-01-01",
+        "reference": "Letter OIG-77",
+        "identifier": PATIENT,
+    }
+    assert officer.post("/v1/disclosure-suspensions", json=suspension).status_code == 201
+    body = {"identifier": PATIENT, "from": "2026-01-01"}
+    as_json = officer.post("/v1/reports/patient-access", json=body).json()
+    assert "disclosure-suspension" in {e["event_type"] for e in as_json["events"]}  # the officer sees it
+    text = flat(pdf_text(officer.post("/v1/reports/patient-access?format=pdf", json=body).content))
+    assert "disclosure-suspensions" not in text and "OIG-77" not in text
+    # The five events and the JSON report just run (auditsvc to auditsvc:privacy_officer); not the suspension.
+    assert "6 access events involving 8 systems" in text

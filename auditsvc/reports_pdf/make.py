@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
 
 from auditsvc_sdk import Identifier
 from auditsvc_sdk.chain import format_timestamp
@@ -17,6 +18,8 @@ from ..domain.disclosures import DisclosureQuery, disclosure_accounting, record_
 from ..domain.errors import InvalidInput
 from ..domain.report_integrity import IntegrityStatement, check_listed_events
 from ..domain.reports import PatientAccessQuery, _bound, patient_access_report
+from ..domain.reserved import SERVICE_SYSTEM_ID
+from ..domain.suspensions import SUSPENSION_EVENT_TYPE
 from ..domain.systems import registry_entries
 from ..domain.tokens import Caller
 from ..runtime import AuditLog
@@ -27,6 +30,10 @@ PDF_MEDIA_TYPE = "application/pdf"
 # A document listing more events than this is not one a person reads: the
 # officer narrows the period (or exports CSV).
 MAX_PDF_EVENTS = 10_000
+
+
+def _suspension_record(event: dict[str, Any]) -> bool:
+    return bool(event["event_type"] == SUSPENSION_EVENT_TYPE and event["source"]["system_id"] == SERVICE_SYSTEM_ID)
 
 
 def generated_by(reader: Caller) -> str:
@@ -76,14 +83,17 @@ async def patient_report_pdf(audit: AuditLog, query: PatientAccessQuery, reader:
             )
         report = await patient_access_report(audit, query.model_copy(update={"cursor": report["next_cursor"]}), reader)
         events.extend(report["events"])
-    report["events"] = events
+    # A suspension of the right to an accounting is the service's record about
+    # the patient, not an access; a document that may reach the patient must
+    # not reveal it (§164.528(a)(2)). The JSON report keeps it for the officer.
+    report["events"] = [e for e in events if not _suspension_record(e)]
     report["next_cursor"] = None
     report["period"] = {
         "from": format_timestamp(_bound(query.from_, end=False)) if query.from_ is not None else None,
         "to": format_timestamp(_bound(query.to, end=True)) if query.to is not None else None,
     }
-    statement = await check_listed_events(audit, [e["seq"] for e in events])
-    systems = {s["system_id"] for s in report["systems"]}
+    statement = await check_listed_events(audit, [e["seq"] for e in report["events"]])
+    systems = {s["system_id"] for e in report["events"] for s in (e["source"], e["destination"])}
     entries = await registry_entries(audit, sorted(systems))
     names = {i: e["name"] for i, e in entries.items() if e.get("registered") and e.get("name")}
     pdf = patient_report_document(

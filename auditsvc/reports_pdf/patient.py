@@ -37,6 +37,21 @@ def _period(report: dict[str, Any]) -> str:
     return "All recorded time."
 
 
+def systems_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per system, the events it took part in (as source, destination or
+    both, once each): the summary of exactly the events the document lists."""
+    rows: dict[str, dict[str, Any]] = {}
+    for e in events:
+        for system_id in dict.fromkeys((e["source"]["system_id"], e["destination"]["system_id"])):
+            row = rows.setdefault(
+                system_id, {"system_id": system_id, "count": 0, "first": e["occurred_at"], "last": e["occurred_at"]}
+            )
+            row["count"] += 1
+            row["first"], row["last"] = min(row["first"], e["occurred_at"]), max(row["last"], e["occurred_at"])
+            row.setdefault("elements", set()).update(e.get("data_elements") or ())
+    return sorted(rows.values(), key=lambda r: (-r["count"], r["system_id"]))
+
+
 def patient_report_document(
     report: dict[str, Any],
     statement: IntegrityStatement,
@@ -49,7 +64,7 @@ def patient_report_document(
     ``names``: registered display names of systems, by id."""
     names = names or {}
     events = report["events"]
-    systems = report["systems"]
+    systems = systems_of(events)
     story: list[Flowable] = [
         text("Report of access to a patient's health record", TITLE),
         text("Every access to this patient's record found in the audit log, by any of the identifiers below."),
@@ -66,9 +81,9 @@ def patient_report_document(
                 [
                     _system(s["system_id"], names),
                     str(s["count"]),
-                    day(s["first_access"]),
-                    day(s["last_access"]),
-                    describe_elements(s["data_elements"]),
+                    day(s["first"]),
+                    day(s["last"]),
+                    describe_elements(s["elements"]),
                 ]
                 for s in systems
             ],
