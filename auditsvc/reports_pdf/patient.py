@@ -9,7 +9,7 @@ from reportlab.platypus import Flowable, Spacer
 
 from ..domain.plain_language import describe_elements, describe_purpose
 from ..domain.report_integrity import IntegrityStatement
-from .layout import BODY, HEADING, TITLE, day, integrity_section, minute, render, table, text
+from .layout import BODY, HEADING, SMALL, TITLE, day, integrity_section, minute, render, table, text
 
 ACTIONS = {"C": "created", "R": "viewed or sent", "U": "updated", "D": "deleted", "E": "ran a process on"}
 
@@ -90,10 +90,12 @@ def patient_report_document(
             [0.2, 0.08, 0.14, 0.14, 0.44],
         ),
         text("Access events", HEADING),
+        text("Entry: the event's position in the audit log, by which its inclusion proof is found.", SMALL),
         table(
-            ["When", "From, to", "Who", "What", "Information", "Purpose"],
+            ["Entry", "When", "From, to", "Who", "What", "Information", "Purpose"],
             [
                 [
+                    str(e["seq"]),
                     minute(e["occurred_at"]),
                     f"{_system(e['source']['system_id'], names, e['source'].get('name'))} to "
                     f"{_system(e['destination']['system_id'], names, e['destination'].get('name'))}",
@@ -104,7 +106,7 @@ def patient_report_document(
                 ]
                 for e in events
             ],
-            [0.14, 0.2, 0.16, 0.1, 0.26, 0.14],
+            [0.07, 0.13, 0.19, 0.15, 0.09, 0.24, 0.13],
         ),
         *integrity_section(statement, "access event"),
     ]
