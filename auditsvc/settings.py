@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     """Requests per second one privacy officer / auditor / admin credential may make."""
     rate_limit_human_burst: int = Field(default=200, ge=1)
 
+    coverage_silent_after: str = Field(default="24h", pattern=r"^[1-9][0-9]{0,5}[smhd]?$")
+    """The coverage report flags a system or emitter silent after this long without an event
+    (``90m``, ``24h``, ``7d``; a bare number is seconds); ``?silent_after=`` overrides it."""
+
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
         configured = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url, self.oidc_jwks_file)

@@ -59,6 +59,7 @@ LOG_TABLES = (
     "checkpoint_cosignatures",
     "verifier_keys",
     *READ_MODEL_TABLES,
+    "system_pairs",  # migration 0008
 )
 
 

@@ -80,7 +80,7 @@ def test_lookup_rows_stored_by_seq_are_rekeyed_by_event_id(empty_db: str) -> Non
 
 ALL_TABLES = (*LOG_TABLES, "api_tokens", "alembic_version")
 # The tables a log filled at 0004 already has (the read model comes with 0006).
-OLD_LOG_TABLES = tuple(t for t in LOG_TABLES if t not in READ_MODEL_TABLES)
+OLD_LOG_TABLES = tuple(t for t in LOG_TABLES if t not in (*READ_MODEL_TABLES, "system_pairs"))
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 LINKED = [("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-MIG-5"), ("urn:oid:2.16.840.1.113883.3.9999.0", "E-MIG-5")]
 
@@ -215,6 +215,13 @@ def test_a_log_filled_at_0004_is_handed_to_the_owner_role_and_keeps_working(
     migrated = run_cli(settings, "migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert query(empty_db, "SELECT count(*) AS n FROM event_facts")[0]["n"] == len(records)
+    # The coverage pairs (0008) were backfilled from the records by the migration itself.
+    pairs = {
+        (json.loads(r["record"])["source"]["system_id"], json.loads(r["record"])["destination"]["system_id"])
+        for r in records
+    }
+    stored = query(empty_db, "SELECT source_system AS s, destination_system AS d FROM system_pairs")
+    assert {(r["s"], r["d"]) for r in stored} == pairs and len(stored) == len(pairs)
     assert_administration_works(settings, officer)
 
 

@@ -23,7 +23,7 @@ from .errors import install_error_handlers
 from .keepalive import KeepAliveLimit
 from .limits import BodyLimits
 from .openapi_doc import complete_openapi
-from .routes import access_reports, checkpoints, disclosures, events, health, proofs, reports, systems
+from .routes import access_reports, checkpoints, coverage, disclosures, events, health, proofs, reports, systems
 from .schemas import component_schemas
 from .security_headers import SecurityHeaders
 from .tls import require_client_certificates
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(checkpoints.router)
     app.include_router(proofs.router)
     app.include_router(systems.router)
+    app.include_router(coverage.router)
     # Once per process (each uvicorn worker builds its app): exporters only
     # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.
     setup_telemetry(settings).instrument(app)

@@ -19,6 +19,7 @@ from ..domain.errors import DomainError
 from ..domain.reports import PatientAccessQuery, patient_access_report
 from ..domain.tokens import Caller, Role
 from ..runtime import open_audit_log
+from . import report_coverage
 from ._common import console, database, fail, run, settings
 from .report_access import register as register_access_reports
 from .report_disclosures import patient_pdf
@@ -27,6 +28,7 @@ from .report_disclosures import register as register_disclosures
 app = typer.Typer(help="Reports for privacy officers.", no_args_is_help=True)
 register_access_reports(app)  # system, actor, activity (cli/report_access.py)
 register_disclosures(app)  # disclosures, and the PDFs (cli/report_disclosures.py)
+app.command("coverage")(report_coverage.coverage)
 
 
 class Format(StrEnum):

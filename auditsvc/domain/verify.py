@@ -61,6 +61,7 @@ from .verify_checkpoints import (
     ResumeState,
     check_signatures,
 )
+from .verify_pairs import check_system_pairs
 from .verify_parallel import JoinedTree, plan_ranges, range_size, run_ranges
 from .verify_range import (
     CHAIN_HASH_MISMATCH,
@@ -362,10 +363,11 @@ async def _judge_rows(conn: Connection, log: LogRef, options: VerifyOptions, pla
     if walk.fingerprint[0] != (walk.index_count, walk.index_fp):
         seq, detail = await _first_index_mismatch(conn, log.log_id, walk.expected, options.keys)
         return Damage(seq, IDENTIFIER_INDEX_MISMATCH, detail)
-    # The reports' read model, against the records it is derived from.
-    return await check_read_model(
+    # The reports' read model, against the records it is derived from; the coverage pairs against it.
+    damage = await check_read_model(
         conn, log.log_id, walk.expected, options.dsn if plan.parallel else None, options.workers
     )
+    return damage or await check_system_pairs(conn, log.log_id, walk.expected)
 
 
 _INDEX_DIFFERS = "the patient lookup index differs from the record's identifiers"

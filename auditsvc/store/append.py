@@ -25,6 +25,7 @@ from auditsvc_sdk import chain_hash, leaf_hash
 from auditsvc_sdk.chain import format_timestamp
 
 from ..domain.append_types import EventResult, Head, PendingBatch, PreparedEvent
+from .coverage import PairKey, new_pairs, record_pairs
 from .locks import APPEND_LOCK_CLASS, xact_lock
 from .readmodel import FACT_COLUMNS, PATIENT_COLUMNS
 from .session import Connection
@@ -205,6 +206,7 @@ async def _append_group_once(
                 batch_results.append(EventResult(event.event_id, "accepted", seq))
                 seq += 1
             results.append(batch_results)
+        pairs: dict[PairKey, tuple[Any, ...]] = {}
         if event_rows:
             await conn.copy_records_to_table(
                 "events",
@@ -213,7 +215,12 @@ async def _append_group_once(
             )
             await conn.copy_records_to_table("event_facts", records=fact_rows, columns=FACT_COLUMNS)
             await conn.copy_records_to_table("patient_events", records=patient_rows, columns=PATIENT_COLUMNS)
+            # The coverage report's pairs (migration 0008): one insert in a pair's life.
+            pairs = new_pairs(fact_rows, seen)
+            if pairs:
+                await record_pairs(conn, pairs)
     if seen is not None:  # only now: the rows are committed
         seen.add_all(known)
         seen.add_all(links)
+        seen.add_all(pairs)
     return results, Head(seq, previous)
