@@ -22,20 +22,27 @@ from dataclasses import dataclass
 
 from .session import Connection
 
-# The newest registry event per subject hash, then its record only.
+# The newest registry event per subject hash, then its record only. The
+# subject's history is read through the primary key (its order, OFFSET 0 as
+# a fence): ordered by seq alone, PostgreSQL would rather walk the whole
+# (log_id, seq) index backwards, filtering on the hash.
 ENTRIES_SQL = """
 SELECT h.i, latest.seq, e.record
 FROM unnest($2::bytea[]) WITH ORDINALITY AS h(id_hmac, i)
 CROSS JOIN LATERAL (
-    SELECT pe.seq FROM patient_events pe
+    SELECT hist.seq FROM (
+        SELECT pe.seq FROM patient_events pe
+        WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
+        ORDER BY pe.occurred_at DESC, pe.seq DESC
+        OFFSET 0
+    ) hist
     CROSS JOIN LATERAL (
         SELECT 1 FROM event_facts f
-        WHERE f.log_id = $1 AND f.seq = pe.seq
+        WHERE f.log_id = $1 AND f.seq = hist.seq
           AND f.source_system = $3 AND f.destination_system = $4 AND f.event_type = $5
         LIMIT 1
     ) f
-    WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
-    ORDER BY pe.seq DESC
+    ORDER BY hist.seq DESC
     LIMIT 1
 ) latest
 CROSS JOIN LATERAL (SELECT e.record FROM events e WHERE e.log_id = $1 AND e.seq = latest.seq LIMIT 1) e
