@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 30_000
 
+    break_glass_review_days: int = Field(default=7, ge=0, le=36500)
+    """A break-glass access unreviewed for longer is overdue (domain/reviews.py)."""
+
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per log line, with trace and span ids."""
     prometheus_metrics: bool = False

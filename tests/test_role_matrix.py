@@ -162,7 +162,7 @@ def world(server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFa
             revoked = {role: service.token(role, systems(role)) for role in ROLES}
             for token in revoked.values():
                 revoke(settings, token)
-            seed = event([PATIENT])
+            seed = event([PATIENT], purpose_of_use="ETREAT")  # break-glass: POST /v1/reviews may review it
             bearer = {"Authorization": f"Bearer {tokens[Role.EMITTER]}"}
             http.post("/v1/events", json={"events": [seed]}, headers=bearer).raise_for_status()
             admin = {"Authorization": f"Bearer {tokens[Role.ADMIN]}"}
@@ -189,6 +189,7 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
         ("POST", "/v1/disclosure-suspensions"): {
             "json": {"recipient_system_id": "state-oig", "ends": "2099-01-01", "reference": "Letter"}
         },
+        ("POST", "/v1/reviews"): {"json": {"event_id": world.event_id, "verdict": "investigate"}},
     }
     params: dict[str, dict[str, int]] = {
         "/v1/proofs/inclusion": {"seq": 0, "tree_size": world.tree_size},

@@ -50,6 +50,8 @@ ROLE_BY_OPERATION: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/systems"): Role.AUDITOR,
     ("GET", "/v1/systems/{system_id}"): Role.AUDITOR,
     ("PUT", "/v1/systems/{system_id}"): Role.ADMIN,
+    ("GET", "/v1/reviews/break-glass"): Role.PRIVACY_OFFICER,
+    ("POST", "/v1/reviews"): Role.PRIVACY_OFFICER,
 }
 
 
@@ -116,7 +118,8 @@ def make_valid_for_state(path: str, body: Any) -> None:
 # Proofs are valid only for sizes the log has reached: schema-valid numbers
 # are mostly refused (422, "seq is not in a tree of size 7"). Those operations
 # are checked on everything but the acceptance of "valid" data.
-STATE_DEPENDENT = {"/v1/proofs/inclusion", "/v1/proofs/consistency"}
+# Likewise a review (of an event that exists and is break-glass) and the queue's cursor and date order.
+STATE_DEPENDENT = {"/v1/proofs/inclusion", "/v1/proofs/consistency", "/v1/reviews", "/v1/reviews/break-glass"}
 
 
 def exercise(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> Counter[int]:

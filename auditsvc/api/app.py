@@ -23,7 +23,18 @@ from .errors import install_error_handlers
 from .keepalive import KeepAliveLimit
 from .limits import BodyLimits
 from .openapi_doc import complete_openapi
-from .routes import access_reports, checkpoints, coverage, disclosures, events, health, proofs, reports, systems
+from .routes import (
+    access_reports,
+    checkpoints,
+    coverage,
+    disclosures,
+    events,
+    health,
+    proofs,
+    reports,
+    reviews,
+    systems,
+)
 from .schemas import component_schemas
 from .security_headers import SecurityHeaders
 from .tls import require_client_certificates
@@ -61,6 +72,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(reports.router)
     app.include_router(access_reports.router)
     app.include_router(disclosures.router)
+    app.include_router(reviews.router)
     app.include_router(checkpoints.router)
     app.include_router(proofs.router)
     app.include_router(systems.router)

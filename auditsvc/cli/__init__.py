@@ -20,6 +20,7 @@ from ._common import build_read_model, configure_logging, console, database, fai
 from .checkpoints import checkpoint
 from .demo import demo
 from .export import export
+from .report_break_glass import review
 from .verify import verify
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.command()(verify)
 app.command()(checkpoint)
 app.command()(export)
 app.command()(demo)
+app.command()(review)
 
 
 @app.command()

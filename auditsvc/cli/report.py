@@ -22,6 +22,7 @@ from ..runtime import open_audit_log
 from . import report_coverage
 from ._common import console, database, fail, run, settings
 from .report_access import register as register_access_reports
+from .report_break_glass import break_glass
 from .report_disclosures import patient_pdf
 from .report_disclosures import register as register_disclosures
 
@@ -29,6 +30,7 @@ app = typer.Typer(help="Reports for privacy officers.", no_args_is_help=True)
 register_access_reports(app)  # system, actor, activity (cli/report_access.py)
 register_disclosures(app)  # disclosures, and the PDFs (cli/report_disclosures.py)
 app.command("coverage")(report_coverage.coverage)
+app.command("break-glass")(break_glass)
 
 
 class Format(StrEnum):

@@ -1,0 +1,381 @@
+"""Break-glass review: the queue of emergency accesses and the privacy officer's verdicts.
+
+An access is break-glass when its event type is ``break-glass``, its purpose
+of use ``ETREAT`` or its ``attributes.break_glass`` true (the read model's
+``event_facts.break_glass``). Such accesses form a queue; a privacy officer
+records a verdict on one (``appropriate``, ``inappropriate``,
+``investigate``) with notes.
+
+A review is an event in the chain, appended by the service itself (source
+``auditsvc``, type ``break-glass-review``): the officer as actor, the reviewed
+event's patient as subject (so the review is in that patient's history), the
+reviewed event named by its one data element ``AuditEvent/<event_id>`` (the
+key the read model finds reviews by: migration 0009) and, in attributes, by
+``reviewed_event_id`` and ``reviewed_seq``, with ``verdict``, ``notes`` and
+the review it ``supersedes``. Reviews are never changed: a later one of the
+same event supersedes the earlier (an ``investigate`` followed by a final
+verdict), and the queue shows the latest with the history. Only events whose
+source is ``auditsvc`` count: an emitter cannot forge a review.
+
+Listing the queue reveals patients, so each page is recorded in the chain
+(one ``audit-log-query`` event per page, see ``_record_page``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from auditsvc_sdk import Identifier, PhiAccess
+from auditsvc_sdk.chain import format_timestamp
+from auditsvc_sdk.wire import wire_event
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..runtime import AuditLog
+from ..settings import Settings
+from ..store import reviews as queries
+from ..store.events import committed_size, event_by_id
+from ..store.session import driver_connection
+from .backfill import require_read_model
+from .errors import InvalidInput, MalformedBody, NotFound
+from .ingest import decode_json_body, prepare, validation_errors
+from .read_audit import read_event
+from .reports import MAX_TIME, MIN_TIME, DayOrTimestamp, _bound
+from .reserved import SERVICE_SYSTEM_ID
+from .tokens import Caller
+
+REVIEW_EVENT_TYPE = queries.REVIEW_EVENT_TYPE
+REVIEW_DESTINATION = f"{SERVICE_SYSTEM_ID}:break-glass-review"
+QUEUE_SUBJECT_SYSTEM = "urn:auditsvc:break-glass-queue"
+"""A queue page reveals many patients; its ``audit-log-query`` event names
+the page itself (a fresh id per page) as subject, so that listing never links
+patients together, and the ``seq`` of every event it revealed in attributes."""
+
+MAX_NOTES = 1000  # one event attribute holds at most 1024 characters
+MAX_PAGE = 500  # the revealed seqs of a page fit in the page event's attributes
+HISTORY_PER_EVENT = 20  # the latest reviews shown per event (the chain keeps them all)
+
+Verdict = Literal["appropriate", "inappropriate", "investigate"]
+QueueStatus = Literal["unreviewed", "reviewed", "all", "overdue"]
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    """``review_days``: a break-glass access unreviewed for longer is overdue."""
+
+    review_days: int = 7
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReviewConfig:
+        return cls(review_days=settings.break_glass_review_days)
+
+
+class ReviewRequest(BaseModel):
+    """Body of ``POST /v1/reviews``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: UUID
+    verdict: Verdict
+    notes: str = Field(default="", max_length=MAX_NOTES, pattern=r"^[^\x00]*$")
+
+
+class QueueQuery(BaseModel):
+    """``GET /v1/reviews/break-glass``: ``status`` ``unreviewed`` (default),
+    ``reviewed``, ``all``, or ``overdue`` (unreviewed for longer than
+    ``older_than`` days, by default the configured review window);
+    ``older_than`` with any status keeps accesses at least that many days old;
+    ``from``/``to`` a date (whole UTC day) or RFC 3339 timestamp, inclusive."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    status: QueueStatus = "unreviewed"
+    from_: DayOrTimestamp | None = Field(default=None, alias="from")
+    to: DayOrTimestamp | None = None
+    older_than: int | None = Field(default=None, ge=0, le=36500)
+    limit: int = Field(default=100, ge=1, le=MAX_PAGE)
+    cursor: str | None = Field(default=None, max_length=400)
+
+
+def _invalid(exc: ValidationError, what: str) -> InvalidInput:
+    errors = validation_errors(exc)
+    return InvalidInput(f"{len(errors)} invalid field(s) in the {what}", errors)
+
+
+def parse_review(body: bytes) -> ReviewRequest:
+    """The review request from raw body bytes, errors named by field (never quoting notes)."""
+    decode_json_body(body)
+    try:
+        return ReviewRequest.model_validate_json(body)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors(include_input=False)):
+            raise MalformedBody("request body is not valid JSON") from None
+        raise _invalid(exc, "review") from None
+
+
+def parse_queue_query(params: dict[str, Any]) -> QueueQuery:
+    try:
+        return QueueQuery.model_validate({k: v for k, v in params.items() if v is not None})
+    except ValidationError as exc:
+        raise _invalid(exc, "queue request") from None
+
+
+# --- cursors -----------------------------------------------------------------------
+
+_CURSOR_KIND = "break-glass-queue"
+
+
+def _bad_cursor(why: str) -> InvalidInput:
+    return InvalidInput(f"cursor {why}", [{"loc": ["cursor"], "msg": f"invalid cursor: {why}", "type": "value_error"}])
+
+
+def encode_cursor(status: str, position: tuple[datetime, int], as_of: int, end: datetime) -> str:
+    """The keyset position, the snapshot (tree size) and the end of the range
+    the first page saw, tagged with this report and status: a cursor from
+    another report, or another status, is refused."""
+    data = {"k": _CURSOR_KIND, "q": status, "t": format_timestamp(position[0]), "s": position[1], "m": as_of}
+    data["e"] = format_timestamp(end)
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, status: str) -> tuple[tuple[datetime, int], int, datetime]:
+    """Parse a cursor; it is client input, so every part is checked."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict) or data.get("k") != _CURSOR_KIND:
+            raise _bad_cursor("is not one this report issued")
+        if data.get("q") != status:
+            raise _bad_cursor("was issued for another status")
+        at, end = datetime.fromisoformat(data["t"]), datetime.fromisoformat(data["e"])
+        seq, as_of = data["s"], data["m"]
+        if at.tzinfo is None or end.tzinfo is None or type(seq) is not int or type(as_of) is not int:
+            raise _bad_cursor("is not one this report issued")
+        if not (0 <= seq < 2**62 and 0 <= as_of < 2**62):
+            raise _bad_cursor("is not one this report issued")
+        at, end = at.astimezone(UTC), end.astimezone(UTC)
+        if not (MIN_TIME <= at <= MAX_TIME and MIN_TIME <= end <= MAX_TIME):
+            raise _bad_cursor("is not one this report issued")
+        return (at, seq), as_of, end
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        raise _bad_cursor("is not one this report issued") from None
+
+
+# --- reviews as JSON ---------------------------------------------------------------
+
+
+def review_json(seq: int, record: dict[str, Any]) -> dict[str, Any]:
+    """One review, from its stored record (no PHI but the officer's notes)."""
+    attributes = record.get("attributes") or {}
+    actor = record["actor"]
+    return {
+        "review_event_id": record["event_id"],
+        "seq": seq,
+        "verdict": attributes.get("verdict"),
+        "notes": attributes.get("notes", ""),
+        "reviewed_at": record["occurred_at"],
+        "reviewer": {k: actor[k] for k in ("id", "role", "name") if k in actor},
+        "supersedes": attributes.get("supersedes"),
+    }
+
+
+def _reviews(found: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    out = []
+    for seq, raw in found:
+        record = json.loads(raw)
+        # The index holds only the service's own reviews; checked again on the record itself.
+        if record.get("source", {}).get("system_id") == SERVICE_SYSTEM_ID and record["event_type"] == REVIEW_EVENT_TYPE:
+            out.append(review_json(seq, record))
+    return out
+
+
+# --- recording a review ------------------------------------------------------------
+
+
+def _review_event(
+    reviewed: dict[str, Any], reviewed_seq: int, request: ReviewRequest, reviewer: Caller, supersedes: str | None
+) -> PhiAccess:
+    attributes: dict[str, str | int | bool] = {
+        "reviewed_event_id": str(request.event_id),
+        "reviewed_seq": reviewed_seq,
+        "verdict": request.verdict,
+    }
+    if request.notes:
+        attributes["notes"] = request.notes
+    if supersedes:
+        attributes["supersedes"] = supersedes
+    actor = {"id": reviewer.token_id, "type": "user", "role": reviewer.role.value}
+    if reviewer.name:
+        actor["name"] = reviewer.name
+    return PhiAccess(
+        occurred_at=datetime.now(UTC),
+        action="E",
+        event_type=REVIEW_EVENT_TYPE,
+        patient={"identifiers": reviewed["patient"]["identifiers"]},
+        data_elements=[queries.review_key(request.event_id)],
+        source={"system_id": SERVICE_SYSTEM_ID, "name": "auditsvc audit log"},
+        destination={"system_id": REVIEW_DESTINATION},
+        actor=actor,
+        outcome=0,
+        attributes=attributes,
+    )
+
+
+def _not_found() -> NotFound:
+    return NotFound("no event with this event_id is in the log")
+
+
+async def record_review(audit: AuditLog, request: ReviewRequest, reviewer: Caller) -> dict[str, Any]:
+    """Append the review of a break-glass event; returns it once committed."""
+    async with driver_connection(audit.engine) as conn:
+        await require_read_model(conn, audit.log_id)
+        stored = await event_by_id(conn, audit.log_id, request.event_id)
+        if stored is None:
+            raise _not_found()
+        flag = await queries.is_break_glass(conn, audit.log_id, stored.seq)
+        if flag is None:
+            raise _not_found()
+        if not flag:
+            raise InvalidInput(
+                "event_id names an event that is not a break-glass access",
+                [{"loc": ["event_id"], "msg": "not a break-glass access", "type": "value_error"}],
+            )
+        size = await committed_size(conn, audit.log_id)
+        previous = await queries.reviews_of(conn, audit.log_id, [request.event_id], size, 1)
+    sealer = audit.keys.sealer
+    assert sealer is not None  # the service's keys always seal
+    reviewed = sealer.reveal_record(json.loads(stored.record))
+    earlier = _reviews(previous[str(request.event_id)])
+    supersedes = earlier[-1]["review_event_id"] if earlier else None
+    event = _review_event(reviewed, stored.seq, request, reviewer, supersedes)
+    [result], _ = await audit.appender.append_batch(prepare([wire_event(event)], audit.keys, reviewer.token_id))
+    record = {
+        "event_id": str(event.event_id),
+        "occurred_at": format_timestamp(event.occurred_at),
+        "actor": event.actor.model_dump(exclude_none=True),
+        "attributes": event.attributes,
+    }
+    return {
+        "review": review_json(result.seq, record),
+        "event": {"event_id": str(request.event_id), "seq": stored.seq},
+    }
+
+
+# --- the queue ---------------------------------------------------------------------
+
+
+def _item(
+    row: queries.QueueRow, history: list[dict[str, Any]], overdue_before: datetime, sealer: Any
+) -> dict[str, Any]:
+    latest = history[-1] if history else None
+    return {
+        "event": sealer.reveal_record(json.loads(row.record)),
+        "status": "reviewed" if latest else "unreviewed",
+        "verdict": latest["verdict"] if latest else None,
+        "review": latest,
+        "history": history,
+        "overdue": latest is None and row.occurred_at <= overdue_before,
+    }
+
+
+async def _record_page(
+    audit: AuditLog, reader: Caller, query: QueueQuery, span: tuple[datetime, datetime], as_of: int, seqs: list[int]
+) -> None:
+    """One ``audit-log-query`` event per page: the page itself as subject, the
+    query and every revealed event's ``seq`` in attributes (so each revealed
+    patient can be found from the chain without an event per patient)."""
+    attributes: dict[str, str] = {"query": "break-glass-queue", "status": query.status, "as_of": str(as_of)}
+    attributes |= {"from": format_timestamp(span[0]), "to": format_timestamp(span[1])}
+    attributes["revealed"] = str(len(seqs))
+    chunk: list[str] = []
+    chunks = 0
+    for seq in seqs:
+        if chunk and len(",".join([*chunk, str(seq)])) > 1000:
+            attributes[f"seqs.{chunks}"] = ",".join(chunk)
+            chunk, chunks = [], chunks + 1
+        chunk.append(str(seq))
+    if chunk:
+        attributes[f"seqs.{chunks}"] = ",".join(chunk)
+    event = read_event(
+        [Identifier(system=QUEUE_SUBJECT_SYSTEM, value=str(uuid.uuid4()))],
+        actor={"id": reader.token_id, "type": "user", "role": reader.role.value, "name": reader.name},
+        destination=f"{SERVICE_SYSTEM_ID}:{reader.role.value}",
+        data_elements=["AuditEvent"],
+        attributes=attributes,
+    )
+    await audit.appender.append_batch(prepare([wire_event(event)], audit.keys, reader.token_id))
+
+
+async def whole_queue(
+    audit: AuditLog, query: QueueQuery, reader: Caller, config: ReviewConfig
+) -> AsyncIterator[dict[str, Any]]:
+    """Every item from ``query``'s position on, page after page (each page
+    recorded in the chain before its items are yielded), in memory bounded by
+    one page. The first page is read before this returns, so bad input is
+    refused before anything is sent."""
+    first = await break_glass_queue(audit, query, reader, config)
+
+    async def items() -> AsyncIterator[dict[str, Any]]:
+        page = first
+        while True:
+            for item in page["items"]:
+                yield item
+            if not page["next_cursor"]:
+                return
+            page = await break_glass_queue(
+                audit, query.model_copy(update={"cursor": page["next_cursor"]}), reader, config
+            )
+
+    return items()
+
+
+async def break_glass_queue(
+    audit: AuditLog,
+    query: QueueQuery,
+    reader: Caller,
+    config: ReviewConfig,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> dict[str, Any]:
+    """One page of the break-glass queue, each access with its latest review
+    and history; the page is recorded in the chain before it is returned."""
+    start, end = _bound(query.from_, end=False), _bound(query.to, end=True)
+    if start > end:
+        raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
+    moment = now()
+    overdue_before = moment - timedelta(days=config.review_days)
+    older_than = query.older_than
+    if query.status == "overdue" and older_than is None:
+        older_than = config.review_days
+    if older_than is not None:
+        end = min(end, moment - timedelta(days=older_than))
+    status: queries.Status = "unreviewed" if query.status == "overdue" else query.status
+    async with driver_connection(audit.engine) as conn:
+        await require_read_model(conn, audit.log_id)
+        if query.cursor:
+            after, as_of, end = decode_cursor(query.cursor, query.status)
+        else:
+            after, as_of = (MIN_TIME - timedelta(days=1), -1), await committed_size(conn, audit.log_id)
+        rows = []
+        if start <= end:
+            rows = await queries.queue_page(conn, audit.log_id, status, start, end, as_of, after, query.limit + 1)
+        page = rows[: query.limit]
+        found = await queries.reviews_of(conn, audit.log_id, [r.event_id for r in page], as_of, HISTORY_PER_EVENT)
+    next_cursor = None
+    if len(rows) > query.limit:
+        next_cursor = encode_cursor(query.status, (page[-1].occurred_at, page[-1].seq), as_of, end)
+    await _record_page(audit, reader, query, (start, end), as_of, [r.seq for r in page])
+    sealer = audit.keys.sealer
+    return {
+        "status": query.status,
+        "review_days": config.review_days,
+        "older_than": older_than,
+        "items": [_item(r, _reviews(found[str(r.event_id)]), overdue_before, sealer) for r in page],
+        "next_cursor": next_cursor,
+    }
