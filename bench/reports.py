@@ -544,6 +544,19 @@ async def measure_by_actor_and_activity(
     return {label: {"requests": len(times), **_ms(times)} for label, times in out.items()}
 
 
+async def measure_coverage(base_url: str, token: str, repeat: int) -> dict[str, Any]:
+    """The coverage report (every system and emitter, new pairs of the last week), ``repeat`` x 5 times."""
+    times: list[float] = []
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=600) as c:
+        for _ in range(repeat * 5):
+            t0 = time.perf_counter()
+            response = await c.get("/v1/reports/coverage")
+            times.append(time.perf_counter() - t0)
+            if response.status_code != 200:
+                raise RuntimeError(f"coverage answered {response.status_code}: {response.text[:300]}")
+    return {"coverage": {"requests": len(times), **_ms(times)}}
+
+
 def _peak_rss(pid: int) -> int:
     """The peak resident set (VmHWM) of a process and its descendants, bytes (Linux /proc)."""
     total, pending = 0, [pid]
@@ -691,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                     by_system |= asyncio.run(
                         measure_by_actor_and_activity(service.base_url, token, span, 2 if args.quick else 3)
                     )
+                    by_system |= asyncio.run(measure_coverage(service.base_url, token, 2 if args.quick else 3))
                     csv_export: dict[str, Any] | None = measure_csv_export(service.base_url, token, service.process.pid)
                 else:
                     by_system = {"skipped": "the service has no POST /v1/reports/system-access yet"}
@@ -782,7 +796,7 @@ def _print(payload: dict[str, Any]) -> None:
         rows.append(("by-system report", f"skipped: {by_system['skipped']}"))
     else:
         for label, t in by_system.items():
-            name = label if label.startswith(("by-actor", "activity")) else f"by-system report, {label}"
+            name = label if label.startswith(("by-actor", "activity", "coverage")) else f"by-system report, {label}"
             rows.append((f"{name} ({t['requests']} requests) p50 / p95", f"{t['p50']} / {t['p95']} ms"))
     export = payload.get("csv_export")
     if export:
