@@ -4,6 +4,7 @@ real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -15,7 +16,11 @@ import httpx
 import pytest
 
 from auditsvc import demo
-from auditsvc.domain.tokens import Role
+from auditsvc.domain.reviews import QueueQuery, ReviewConfig, break_glass_queue
+from auditsvc.domain.tokens import Caller, Role
+from auditsvc.runtime import open_audit_log
+from auditsvc.settings import Settings
+from auditsvc.store.engine import runtime_url
 
 from .conftest import Service, event, query
 
@@ -159,8 +164,6 @@ def test_overdue_lists_accesses_still_unreviewed_after_the_window(q: Queue) -> N
 
 def test_the_review_window_is_a_setting(service: Service) -> None:
     assert service.settings.break_glass_review_days == 7
-    from auditsvc.settings import Settings
-
     assert Settings(break_glass_review_days=2).break_glass_review_days == 2
 
 
@@ -273,3 +276,25 @@ def test_the_demo_s_break_glass_accesses_are_in_the_queue(service: Service) -> N
     with service.client(service.token(Role.PRIVACY_OFFICER)) as officer:
         page = officer.get("/v1/reviews/break-glass", params={"limit": 500}).json()
     assert {item["event"]["event_id"] for item in page["items"]} == expected
+
+
+def test_a_filtered_listing_walks_a_bounded_stretch_per_request(q: Queue) -> None:
+    # With a budget of one queue row a request, the reviewed access costs an
+    # empty page with a cursor, and following the cursors lists every unreviewed one.
+    q.review("attribute", "appropriate")
+    officer = Caller(token_id="test-officer", role=Role.PRIVACY_OFFICER, systems=(), name=None)
+
+    async def pages() -> list[list[str]]:
+        out: list[list[str]] = []
+        settings = q.service.settings
+        async with open_audit_log(settings, runtime_url(settings), background=False) as audit:
+            query = QueueQuery(limit=10)
+            while True:
+                page = await break_glass_queue(audit, query, officer, ReviewConfig(scan_budget=1))
+                out.append([i["event"]["event_id"] for i in page["items"]])
+                if not page["next_cursor"]:
+                    return out
+                query = query.model_copy(update={"cursor": page["next_cursor"]})
+
+    listed = asyncio.run(pages())
+    assert listed[0] == [] and [i for p in listed for i in p] == [q.ids["typed"], q.ids["purpose"]]

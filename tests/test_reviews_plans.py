@@ -126,8 +126,10 @@ SIZE = EVENTS + 526
 START = (MIN_TIME - timedelta(days=1), -1)
 
 
-def queue(status: str, limit: int, after: tuple[datetime, int] = START) -> tuple[Any, ...]:
-    return (LOG, MIN_TIME, MAX_TIME, SIZE, after[0], after[1], limit, status)
+def queue(
+    status: str, limit: int, after: tuple[datetime, int] = START, until: tuple[datetime, int] = (MAX_TIME, 2**62)
+) -> tuple[Any, ...]:
+    return (LOG, MIN_TIME, MAX_TIME, SIZE, after[0], after[1], limit, status, *until)
 
 
 def test_the_fill_is_what_the_test_assumes(big_log: str) -> None:
@@ -159,6 +161,42 @@ def test_a_filtered_page_reads_queue_rows_only(big_log: str, status: str) -> Non
     # Where the page's rows are together, about the page.
     at = (BASE + timedelta(minutes=60_000), 0) if status == "unreviewed" else START
     bounded(big_log, q.QUEUE_SQL, queue(status, 11, at), bound=4, constant=50)
+
+
+BUDGET = 200
+
+
+def test_a_filtered_request_walks_at_most_its_budget(big_log: str) -> None:
+    # The walk: the budget's rows of the partial index, nothing else.
+    walk = bounded(big_log, q.WALK_SQL, (LOG, MIN_TIME, MAX_TIME, SIZE, *START, BUDGET), rows=BUDGET, bound=2)
+    assert any("event_facts_break_glass" in label for label in indexes_used(walk))
+    until = on(big_log, lambda c: q.walk_end(c, LOG, MIN_TIME, MAX_TIME, SIZE, START, BUDGET))
+    assert until is not None
+    # The unreviewed from the start: none among the first 200 (all reviewed), read no further.
+    bounded(big_log, q.QUEUE_SQL, queue("unreviewed", 11, START, until), rows=BUDGET, bound=2, constant=50)
+
+
+def test_following_the_walk_finds_every_unreviewed_access_and_only_those(big_log: str) -> None:
+    async def go(conn: asyncpg.Connection) -> tuple[list[int], int, int]:
+        after, found, requests, empty = START, [], 0, 0
+        while True:
+            requests += 1
+            until = await q.walk_end(conn, LOG, MIN_TIME, MAX_TIME, SIZE, after, BUDGET)
+            rows = await q.queue_page(conn, LOG, "unreviewed", MIN_TIME, MAX_TIME, SIZE, after, 51, until)
+            page = rows[:50]
+            found += [r.seq for r in page]
+            empty += not page
+            if len(rows) > 50:
+                after = (page[-1].occurred_at, page[-1].seq)
+            elif until is not None:
+                after = until
+            else:
+                return found, requests, empty
+
+    found, requests, empty = on(big_log, go)
+    assert found == list(range(97 * REVIEWED, EVENTS, 97))
+    assert empty >= REVIEWED // BUDGET  # the reviewed stretch is walked past in budget-sized steps
+    assert requests < 30
 
 
 def test_the_reviews_of_a_page_read_those_reviews(big_log: str) -> None:

@@ -71,6 +71,10 @@ class ReviewConfig:
     """``review_days``: a break-glass access unreviewed for longer is overdue."""
 
     review_days: int = 7
+    scan_budget: int = 2000
+    """Queue rows one request walks at most when a status filter skips rows:
+    a page may then hold fewer than ``limit`` items, even none, with a
+    ``next_cursor`` to go on from."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReviewConfig:
@@ -362,14 +366,20 @@ async def break_glass_queue(
             after, as_of, end = decode_cursor(query.cursor, query.status)
         else:
             after, as_of = (MIN_TIME - timedelta(days=1), -1), await committed_size(conn, audit.log_id)
-        rows = []
+        rows, until = [], None
         if start <= end:
-            rows = await queries.queue_page(conn, audit.log_id, status, start, end, as_of, after, query.limit + 1)
+            if status != "all":  # a filter skips rows: walk at most the budget
+                until = await queries.walk_end(conn, audit.log_id, start, end, as_of, after, config.scan_budget)
+            rows = await queries.queue_page(
+                conn, audit.log_id, status, start, end, as_of, after, query.limit + 1, until
+            )
         page = rows[: query.limit]
         found = await queries.reviews_of(conn, audit.log_id, [r.event_id for r in page], as_of, HISTORY_PER_EVENT)
     next_cursor = None
     if len(rows) > query.limit:
         next_cursor = encode_cursor(query.status, (page[-1].occurred_at, page[-1].seq), as_of, end)
+    elif until is not None:  # the walk's budget ran out first: go on from where it stopped
+        next_cursor = encode_cursor(query.status, until, as_of, end)
     await _record_page(audit, reader, query, (start, end), as_of, [r.seq for r in page])
     sealer = audit.keys.sealer
     return {

@@ -24,11 +24,31 @@ REVIEWED_PREFIX = "AuditEvent/"  # a review's one data element: AuditEvent/<revi
 
 Status = Literal["all", "reviewed", "unreviewed"]
 
+# A status filter skips queue rows (listing the unreviewed walks past every
+# access already reviewed, which over years is most of them), so a request
+# walks at most a budget of queue rows: the position of the last row within
+# it, and how many there were (fewer than the budget: the range's end is near).
+# $1 log, $2..$3 occurred_at range, $4 the snapshot, ($5, $6) the keyset
+# position, $7 the budget. Reads the partial index only.
+WALK_SQL = """
+SELECT w.occurred_at, w.seq, count(*) OVER () AS n
+FROM (
+    SELECT f.occurred_at, f.seq FROM event_facts f
+    WHERE f.log_id = $1 AND f.break_glass
+      AND f.occurred_at >= $2 AND f.occurred_at <= $3 AND f.seq < $4
+      AND (f.occurred_at, f.seq) > ($5, $6)
+    ORDER BY f.occurred_at, f.seq
+    LIMIT $7
+) w
+ORDER BY w.occurred_at DESC, w.seq DESC
+LIMIT 1
+"""
+
 # $1 log, $2..$3 occurred_at range, $4 the snapshot (tree size), ($5, $6) the
-# keyset position, $7 the page size, $8 'all' | 'reviewed' | 'unreviewed'.
+# keyset position, $7 the page size, $8 'all' | 'reviewed' | 'unreviewed',
+# ($9, $10) the last position to consider (the walk's end).
 # Walking the partial index in order, each row's review is one index probe;
-# the filter on it may skip rows (reviewed ones, when listing the unreviewed),
-# each of them a queue row, never a row of the rest of the log.
+# the filter on it may skip rows, each of them a queue row within the walk.
 QUEUE_SQL = f"""
 WITH page AS (
     SELECT f.seq, f.occurred_at, e.event_id, rv.reviewed
@@ -44,7 +64,7 @@ WITH page AS (
     ) rv
     WHERE f.log_id = $1 AND f.break_glass
       AND f.occurred_at >= $2 AND f.occurred_at <= $3 AND f.seq < $4
-      AND (f.occurred_at, f.seq) > ($5, $6)
+      AND (f.occurred_at, f.seq) > ($5, $6) AND (f.occurred_at, f.seq) <= ($9, $10)
       AND ($8::text = 'all' OR ($8::text = 'reviewed') = rv.reviewed)
     ORDER BY f.occurred_at, f.seq
     LIMIT $7
@@ -88,6 +108,26 @@ def review_key(event_id: UUID | str) -> str:
     return f"{REVIEWED_PREFIX}{event_id}"
 
 
+_BEYOND = 2**62  # past any seq
+
+
+async def walk_end(
+    conn: Connection,
+    log_id: int,
+    start: datetime,
+    end: datetime,
+    as_of: int,
+    after: tuple[datetime, int],
+    budget: int,
+) -> tuple[datetime, int] | None:
+    """The position of the ``budget``-th queue row after ``after``, or None
+    when fewer than ``budget`` rows remain in the range."""
+    row = await conn.fetchrow(WALK_SQL, log_id, start, end, as_of, after[0], after[1], budget)
+    if row is None or int(row["n"]) < budget:
+        return None
+    return row["occurred_at"], int(row["seq"])
+
+
 async def queue_page(
     conn: Connection,
     log_id: int,
@@ -97,9 +137,12 @@ async def queue_page(
     as_of: int,
     after: tuple[datetime, int],
     limit: int,
+    until: tuple[datetime, int] | None = None,
 ) -> list[QueueRow]:
-    """Break-glass events after the keyset position ``after``, in (occurred_at, seq) order."""
-    rows = await conn.fetch(QUEUE_SQL, log_id, start, end, as_of, after[0], after[1], limit, status)
+    """Break-glass events after the keyset position ``after`` (and up to
+    ``until``, inclusive, when given), in (occurred_at, seq) order."""
+    last = until if until is not None else (end, _BEYOND)
+    rows = await conn.fetch(QUEUE_SQL, log_id, start, end, as_of, after[0], after[1], limit, status, *last)
     return [QueueRow(r["seq"], r["occurred_at"], r["event_id"], r["reviewed"], r["record"]) for r in rows]
 
 
