@@ -557,6 +557,32 @@ async def measure_coverage(base_url: str, token: str, repeat: int) -> dict[str, 
     return {"coverage": {"requests": len(times), **_ms(times)}}
 
 
+async def measure_break_glass(base_url: str, token: str, repeat: int) -> dict[str, Any]:
+    """The break-glass review: ``repeat`` x 5 verdicts on the oldest unreviewed
+    accesses (POST /v1/reviews), then the queue's first page (100) by status."""
+    out: dict[str, list[float]] = {}
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=600) as c:
+        queue = await c.get("/v1/reviews/break-glass", params={"status": "unreviewed", "limit": repeat * 5})
+        if queue.status_code != 200:
+            raise RuntimeError(f"break-glass queue answered {queue.status_code}: {queue.text[:300]}")
+        for item in queue.json()["items"]:
+            t0 = time.perf_counter()
+            response = await c.post(
+                "/v1/reviews", json={"event_id": item["event"]["event_id"], "verdict": "appropriate"}
+            )
+            out.setdefault("break-glass review (POST)", []).append(time.perf_counter() - t0)
+            if response.status_code != 201:
+                raise RuntimeError(f"review answered {response.status_code}: {response.text[:300]}")
+        for _ in range(repeat * 2):
+            for status in ("unreviewed", "reviewed", "overdue", "all"):
+                t0 = time.perf_counter()
+                response = await c.get("/v1/reviews/break-glass", params={"status": status, "limit": 100})
+                out.setdefault(f"break-glass queue, {status}", []).append(time.perf_counter() - t0)
+                if response.status_code != 200:
+                    raise RuntimeError(f"break-glass queue answered {response.status_code}: {response.text[:300]}")
+    return {label: {"requests": len(times), **_ms(times)} for label, times in out.items()}
+
+
 def _peak_rss(pid: int) -> int:
     """The peak resident set (VmHWM) of a process and its descendants, bytes (Linux /proc)."""
     total, pending = 0, [pid]
@@ -705,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                         measure_by_actor_and_activity(service.base_url, token, span, 2 if args.quick else 3)
                     )
                     by_system |= asyncio.run(measure_coverage(service.base_url, token, 2 if args.quick else 3))
+                    by_system |= asyncio.run(measure_break_glass(service.base_url, token, 2 if args.quick else 3))
                     csv_export: dict[str, Any] | None = measure_csv_export(service.base_url, token, service.process.pid)
                 else:
                     by_system = {"skipped": "the service has no POST /v1/reports/system-access yet"}
@@ -796,7 +823,11 @@ def _print(payload: dict[str, Any]) -> None:
         rows.append(("by-system report", f"skipped: {by_system['skipped']}"))
     else:
         for label, t in by_system.items():
-            name = label if label.startswith(("by-actor", "activity", "coverage")) else f"by-system report, {label}"
+            name = (
+                label
+                if label.startswith(("by-actor", "activity", "coverage", "break-glass"))
+                else f"by-system report, {label}"
+            )
             rows.append((f"{name} ({t['requests']} requests) p50 / p95", f"{t['p50']} / {t['p95']} ms"))
     export = payload.get("csv_export")
     if export:

@@ -80,6 +80,7 @@ def test_quick_run_measures_every_band_over_http() -> None:
     assert sampled["rows"] > 0 and sampled["avg_text_bytes"] > 500
     assert "skipped" in results["by_system"] or results["by_system"]["one hour"]["requests"] > 0
     assert "skipped" in results["by_system"] or results["by_system"]["coverage"]["p95"] > 0
+    assert "skipped" in results["by_system"] or results["by_system"]["break-glass queue, unreviewed"]["p95"] > 0
     documents = results["documents"]
     assert set(documents["accounting"]) == set(results["bands"])
     assert all(d["p95"] > 0 for d in documents["accounting"].values())
