@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from auditsvc import demo
-from auditsvc.domain.reviews import QueueQuery, ReviewConfig, break_glass_queue
+from auditsvc.domain.reviews import MAX_PAGE, QueueQuery, ReviewConfig, break_glass_queue, seq_attributes
 from auditsvc.domain.tokens import Caller, Role
 from auditsvc.runtime import open_audit_log
 from auditsvc.settings import Settings
@@ -112,6 +112,18 @@ def test_each_page_is_recorded_in_the_chain_with_the_seqs_it_revealed(q: Queue) 
     revealed = [int(s) for s in record["attributes"]["seqs.0"].split(",")]
     assert revealed == [item["event"]["seq"] for item in page["items"]]
     assert record["patient"]["identifiers"][0]["system"] == "urn:auditsvc:break-glass-queue"
+    # Every listing of a status is under one subject key: the patient index finds them all.
+    q.page(limit=2)
+    again = q.record(before + 1)
+    assert again["patient"]["identifiers"][0]["value_hmac"] == record["patient"]["identifiers"][0]["value_hmac"]
+
+
+def test_a_full_page_s_seqs_fit_the_attributes() -> None:
+    seqs = list(range(10**12, 10**12 + MAX_PAGE))  # 13-digit seqs, 500 of them
+    attributes = seq_attributes(seqs)
+    assert all(len(v) <= 1000 for v in attributes.values()) and len(attributes) <= 32 - 6
+    assert [int(s) for k in sorted(attributes, key=lambda k: int(k[5:])) for s in attributes[k].split(",")] == seqs
+    assert seq_attributes([]) == {}
 
 
 def test_a_review_is_an_event_in_the_chain_linked_to_the_reviewed_event(q: Queue) -> None:

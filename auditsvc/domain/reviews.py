@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,8 +54,9 @@ REVIEW_EVENT_TYPE = queries.REVIEW_EVENT_TYPE
 REVIEW_DESTINATION = f"{SERVICE_SYSTEM_ID}:break-glass-review"
 QUEUE_SUBJECT_SYSTEM = "urn:auditsvc:break-glass-queue"
 """A queue page reveals many patients; its ``audit-log-query`` event names
-the page itself (a fresh id per page) as subject, so that listing never links
-patients together, and the ``seq`` of every event it revealed in attributes."""
+the queue itself as subject (``urn:auditsvc:break-glass-queue|<status>``: one
+key finds every listing through ``patient_events``, and no listing links
+patients together), and the ``seq`` of every event it revealed in attributes."""
 
 MAX_NOTES = 1000  # one event attribute holds at most 1024 characters
 MAX_PAGE = 500  # the revealed seqs of a page fit in the page event's attributes
@@ -289,26 +289,29 @@ def _item(
     }
 
 
+def seq_attributes(seqs: list[int]) -> dict[str, str]:
+    """``seqs.0``, ``seqs.1``, ...: the seqs comma-separated, at most 1,000
+    characters an attribute (an attribute holds 1,024)."""
+    chunks = [""]
+    for seq in map(str, seqs):
+        if chunks[-1] and len(chunks[-1]) + 1 + len(seq) > 1000:
+            chunks.append("")
+        chunks[-1] = f"{chunks[-1]},{seq}" if chunks[-1] else seq
+    return {f"seqs.{i}": chunk for i, chunk in enumerate(chunks) if chunk}
+
+
 async def _record_page(
     audit: AuditLog, reader: Caller, query: QueueQuery, span: tuple[datetime, datetime], as_of: int, seqs: list[int]
 ) -> None:
-    """One ``audit-log-query`` event per page: the page itself as subject, the
+    """One ``audit-log-query`` event per page: the queue as subject, the
     query and every revealed event's ``seq`` in attributes (so each revealed
     patient can be found from the chain without an event per patient)."""
     attributes: dict[str, str] = {"query": "break-glass-queue", "status": query.status, "as_of": str(as_of)}
     attributes |= {"from": format_timestamp(span[0]), "to": format_timestamp(span[1])}
     attributes["revealed"] = str(len(seqs))
-    chunk: list[str] = []
-    chunks = 0
-    for seq in seqs:
-        if chunk and len(",".join([*chunk, str(seq)])) > 1000:
-            attributes[f"seqs.{chunks}"] = ",".join(chunk)
-            chunk, chunks = [], chunks + 1
-        chunk.append(str(seq))
-    if chunk:
-        attributes[f"seqs.{chunks}"] = ",".join(chunk)
+    attributes |= seq_attributes(seqs)
     event = read_event(
-        [Identifier(system=QUEUE_SUBJECT_SYSTEM, value=str(uuid.uuid4()))],
+        [Identifier(system=QUEUE_SUBJECT_SYSTEM, value=query.status)],
         actor={"id": reader.token_id, "type": "user", "role": reader.role.value, "name": reader.name},
         destination=f"{SERVICE_SYSTEM_ID}:{reader.role.value}",
         data_elements=["AuditEvent"],
