@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
+from ...domain.errors import NotFound
 from ...domain.systems import (
     SYSTEM_ID_PATTERN,
     SystemEntryIn,
@@ -20,7 +21,7 @@ from ...domain.systems import (
 from ...domain.tokens import Caller, Role
 from ..deps import AdminDep, AuditDep, require
 from ..limits import BodyLimitsDep, read_json_body
-from ..schemas import request_body_schema
+from ..schemas import ErrorOut, request_body_schema
 
 MAX_ENTRY_BODY_BYTES = 16 * 1024
 
@@ -65,11 +66,17 @@ async def list_systems(audit: AuditDep, caller: RegistryReaderDep) -> dict[str, 
 @router.get(
     "/{system_id:path}",
     response_model=SystemEntryOut,
-    summary="One system's registry entry (registered: false for an id never registered)",
+    summary="One system's registry entry (404 for an id never registered)",
+    responses={404: {"model": ErrorOut, "description": "no registry entry for this system id"}},
 )
 async def get_system(system_id: SystemIdPath, audit: AuditDep, caller: RegistryReaderDep) -> dict[str, Any]:
     check_system_id(system_id)
-    return (await registry_entries(audit, [system_id]))[system_id]
+    entry = (await registry_entries(audit, [system_id]))[system_id]
+    if not entry["registered"]:
+        # Not echoed: a mistyped id may be anything, a patient identifier included.
+        # Reports still show unregistered ids, marked "registered": false.
+        raise NotFound("no registry entry for this system id")
+    return entry
 
 
 @router.put(
