@@ -285,6 +285,8 @@ def by_design_fields(method: str, path: str, status: int, role: str) -> list[str
         return ["patient"]
     if method == "GET" and path.startswith("/v1/events/"):
         return ["patient_identifiers"]
+    if method == "GET" and path == "/v1/reviews/break-glass":
+        return ["items"]
     return []
 
 
@@ -761,6 +763,20 @@ def run_flow(flow: Flow, app: Any) -> None:
         ({**suspension, "identifier": {"system": MRN_SYSTEM, "value": f"{MRN}\0"}}, "/v1/disclosure-suspensions"),
     ]:
         flow.call("privacy_officer", "POST", path, 422, json=body)
+    # The break-glass queue (the patient in its items, by design) and a review, good and bad.
+    glass = ev(purpose_of_use="ETREAT")
+    flow.call("emitter", "POST", "/v1/events", 200, json=_batch(glass))
+    flow.call("privacy_officer", "GET", "/v1/reviews/break-glass", 200, params={"status": "all"})
+    review = {"event_id": glass["event_id"], "verdict": "investigate", "notes": "asked the ED for the form"}
+    flow.call("privacy_officer", "POST", "/v1/reviews", 201, json=review)
+    for body in [
+        {**review, "notes": f"{NAME} {MRN} " * 60},
+        {**review, "verdict": MRN},
+        {**review, "event_id": MRN},
+        {**review, "patient": NAME},
+    ]:
+        flow.call("privacy_officer", "POST", "/v1/reviews", 422, json=body)
+    flow.call("privacy_officer", "GET", "/v1/reviews/break-glass", 422, params={"cursor": MRN, "from": EMPI})
 
     # 6. Checkpoint signing, then event reads (with identifiers in the query string).
     note = flow.call("admin", "POST", "/v1/checkpoints", 200, params={"mrn": MRN}).text
