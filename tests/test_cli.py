@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,8 @@ def test_demo_sends_a_day_and_prints_a_linked_report(settings: Settings) -> None
     assert result.returncode == 0, result.stderr[-2000:]
     assert "accepted" in result.stdout
     assert "fhir-patient-app" in result.stdout and "rad-ris" in result.stdout
+    waiting = re.search(r"(\d+) break-glass accesses await review", result.stdout)
+    assert waiting is not None and int(waiting.group(1)) > 0  # the demo's emergency accesses are in the queue
     verified = run_cli(settings, "verify", "--json")
     assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
 

@@ -82,6 +82,20 @@ def _local_server(s: Settings) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def _break_glass_waiting(url: str, officer_token: str) -> int:
+    """How many break-glass accesses the review queue lists as unreviewed (each page recorded, as any listing)."""
+    import httpx
+
+    count, params = 0, {"status": "unreviewed", "limit": "500"}
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {officer_token}"}, timeout=60) as client:
+        while True:
+            page = client.get("/v1/reviews/break-glass", params=params).raise_for_status().json()
+            count += len(page["items"])
+            if not page["next_cursor"]:
+                return count
+            params = {**params, "cursor": page["next_cursor"]}
+
+
 def demo(
     url: Annotated[str | None, typer.Option(help="send to this running service instead of a local one")] = None,
     emitter_token: Annotated[str | None, typer.Option(help="with --url: an emitter token for the demo systems")] = None,
@@ -115,3 +129,8 @@ def demo(
             report: dict[str, Any] = officer.patient_access_report(system, value, limit=1000)
         console.print(f"\nReport for the patient known to one system as {system}|{value}:", highlight=False)
         render_table(report)
+        waiting = _break_glass_waiting(url, officer_token)
+        console.print(
+            f"\n{waiting} break-glass accesses await review: auditsvc report break-glass",
+            highlight=False,
+        )
