@@ -167,6 +167,9 @@ def world(server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFa
             http.post("/v1/events", json={"events": [seed]}, headers=bearer).raise_for_status()
             admin = {"Authorization": f"Bearer {tokens[Role.ADMIN]}"}
             http.post("/v1/checkpoints", headers=admin).raise_for_status()
+            # GET /v1/systems/{system_id} answers 404 for an id with no entry.
+            lab = {"name": "Lab", "relationship": "workforce", "baa": {"status": "not_required"}}
+            http.put("/v1/systems/lab-lis", json=lab, headers=admin).raise_for_status()
             [row] = query(str(settings.database_url), "SELECT max(tree_size) AS n FROM checkpoints")
             yield World(service, http, tokens, expired, revoked, seed["event_id"], int(row["n"]))
     finally:
