@@ -316,7 +316,8 @@ def test_checkpoints_go_to_a_directory_a_webhook_and_a_witness_that_cosigns(sett
 def rewrite_whole_chain(settings: Settings, changed_seq: int, *, keep_checkpoints: bool = False) -> list[bytes]:
     """A superuser's consistent rewrite: change one record and recompute every
     hash after it, drop the stored checkpoints and tree, and bring the read
-    model (``event_facts``) into line so nothing derived gives the change away.
+    model (``event_facts``, ``system_pairs``) into line so nothing derived
+    gives the change away.
     Returns the new leaf hashes."""
     rows = query(str(settings.database_url), "SELECT seq, record FROM events ORDER BY seq")
     previous = genesis_hash(settings.log_name)
@@ -338,6 +339,14 @@ def rewrite_whole_chain(settings: Settings, changed_seq: int, *, keep_checkpoint
                 f"UPDATE events SET record = $${text}$$, leaf_hash = '\\x{leaf.hex()}', "
                 f"chain_hash = '\\x{previous.hex()}' WHERE seq = {row['seq']}"
             )
+    # The pairs coverage keeps (migration 0008), rebuilt from the rewritten facts.
+    statements += [
+        "DELETE FROM system_pairs",
+        "INSERT INTO system_pairs (log_id, source_system, destination_system, first_seq, first_occurred_at) "
+        "SELECT DISTINCT ON (log_id, source_system, destination_system) "
+        "log_id, source_system, destination_system, seq, occurred_at FROM event_facts "
+        "ORDER BY log_id, source_system, destination_system, seq",
+    ]
     superuser(settings, *statements)
     return leaves
 
