@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import pytest
 
-from auditsvc.domain.reports import MAX_TIME, MIN_TIME
+from auditsvc.domain.periods import MAX_TIME, MIN_TIME
 from auditsvc.store import access_reports as q
 from auditsvc.store import activity, revealed
 from auditsvc.store.engine import asyncpg_dsn

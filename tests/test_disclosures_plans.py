@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from auditsvc.domain.reports import MAX_TIME, MIN_TIME
+from auditsvc.domain.periods import MAX_TIME, MIN_TIME
 from auditsvc.store import disclosures as q
 from auditsvc.store.engine import asyncpg_dsn
 

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from auditsvc.domain.reports import MAX_TIME, MIN_TIME
+from auditsvc.domain.periods import MAX_TIME, MIN_TIME
 from auditsvc.store import reviews as q
 from auditsvc.store.engine import asyncpg_dsn
 

@@ -24,13 +24,10 @@ grows with the subject's traffic: about 170 ms at the cap on a loaded
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from auditsvc_sdk.chain import format_timestamp
@@ -38,14 +35,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..runtime import AuditLog
 from ..store import access_reports as queries
-from ..store.events import committed_size
 from ..store.session import driver_connection
 from .backfill import require_read_model
+from .cursors import MAX_SEQ, encode_cursor, page_start, query_key
 from .errors import InvalidInput, MalformedBody
 from .ingest import decode_json_body, validation_errors
 from .page_audit import PageBounds, record_page
 from .patients import count_patients, page_patients
-from .reports import MAX_TIME, MIN_TIME, DayOrTimestamp, _bound
+from .periods import DayOrTimestamp, report_period
 from .systems import registry_entries
 from .tokens import Caller
 
@@ -105,61 +102,6 @@ def parse_access_query(model: type[Q], body: bytes) -> Q:
         if any(e["type"] == "json_invalid" for e in errors):
             raise MalformedBody("request body is not valid JSON") from None
         raise InvalidInput(f"{len(errors)} invalid field(s) in the report request", errors) from None
-
-
-def report_period(from_: Any, to: Any) -> tuple[datetime, datetime]:
-    """The inclusive period of a report; ``from`` after ``to`` is refused."""
-    start, end = _bound(from_, end=False), _bound(to, end=True)
-    if start > end and (from_ is None or to is None):
-        return min(start, end), max(start, end)  # an open end past the supported range: nothing to report, no error
-    if start > end:
-        raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
-    return start, end
-
-
-# ---- cursors bound to their report and query ------------------------------
-
-_BAD_CURSOR = InvalidInput(
-    "cursor is not one this report issued for this query",
-    [{"loc": ["cursor"], "msg": "invalid cursor for this report", "type": "value_error"}],
-)
-_MAX_SEQ = 2**62
-
-
-def query_key(kind: str, subject: str, start: datetime, end: datetime) -> str:
-    """What a cursor is bound to: the report, its subject and period (hashed:
-    an actor id may name a person)."""
-    raw = "\x00".join((kind, subject, format_timestamp(start), format_timestamp(end)))
-    return hashlib.sha256(raw.encode()).hexdigest()[:24]
-
-
-def encode_cursor(key: str, occurred_at: datetime, seq: int, as_of: int) -> str:
-    raw = json.dumps({"k": key, "t": format_timestamp(occurred_at), "s": seq, "m": as_of}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, key: str) -> tuple[tuple[datetime, int], int]:
-    """The keyset position and snapshot of a cursor issued for ``key``; any
-    other (another report's, another subject's or period's) is refused."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict) or data.get("k") != key:
-            raise _BAD_CURSOR
-        occurred_at = datetime.fromisoformat(data["t"])
-        seq, as_of = data["s"], data["m"]
-        if occurred_at.tzinfo is None or type(seq) is not int or type(as_of) is not int:
-            raise _BAD_CURSOR
-        if not (0 <= seq < _MAX_SEQ and 0 <= as_of < _MAX_SEQ):
-            raise _BAD_CURSOR
-        occurred_at = occurred_at.astimezone(UTC)
-        if not MIN_TIME <= occurred_at <= MAX_TIME:
-            raise _BAD_CURSOR
-        return (occurred_at, seq), as_of
-    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
-        raise _BAD_CURSOR from None
-
-
-BEFORE_ALL = (MIN_TIME - timedelta(days=1), -1)
 
 
 # ---- the report -------------------------------------------------------------
@@ -234,10 +176,8 @@ async def access_report(audit: AuditLog, query: AccessQuery, reader: Caller) -> 
     plan = _plan(query)
     async with driver_connection(audit.engine) as conn:
         await require_read_model(conn, audit.log_id)
-        if query.cursor:
-            after, as_of = decode_cursor(query.cursor, plan.key)
-        else:
-            after, as_of = BEFORE_ALL, await committed_size(conn, audit.log_id)
+        page = await page_start(conn, audit.log_id, query.cursor, plan.key)
+        after, as_of = page.position, page.as_of
         known = await queries.subject_seen(conn, audit.log_id, plan.kind == "system-access", plan.subject)
         summary: queries.AccessSummary | None = None
         patient_count: int | None = None
@@ -253,7 +193,7 @@ async def access_report(audit: AuditLog, query: AccessQuery, reader: Caller) -> 
     next_cursor = None
     if len(rows) > query.limit:
         rows = rows[: query.limit]
-        next_cursor = encode_cursor(plan.key, rows[-1][1], rows[-1][0], as_of)
+        next_cursor = encode_cursor(plan.key, (rows[-1][1], rows[-1][0]), as_of)
     sealer = audit.keys.sealer
     assert sealer is not None  # the service's keys always seal
     events = [sealer.reveal_record(json.loads(record)) for _, _, record in rows]
@@ -282,13 +222,11 @@ async def access_report_records(
     plan = _plan(query)
     async with driver_connection(audit.engine) as conn:
         await require_read_model(conn, audit.log_id)
-        if query.cursor:
-            after, as_of = decode_cursor(query.cursor, plan.key)
-        else:
-            after, as_of = BEFORE_ALL, await committed_size(conn, audit.log_id)
+        page = await page_start(conn, audit.log_id, query.cursor, plan.key)
+        after, as_of = page.position, page.as_of
         known = await queries.subject_seen(conn, audit.log_id, plan.kind == "system-access", plan.subject)
     await _subject_entry(audit, plan, known)
-    bounds = PageBounds(first=after, last=(plan.end, _MAX_SEQ))
+    bounds = PageBounds(first=after, last=(plan.end, MAX_SEQ))
     await record_page(audit, reader, plan.kind, plan.subject, plan.start, plan.end, as_of, bounds, fmt=fmt)
     return _pages(audit, plan, as_of, after)
 

@@ -22,17 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..store import activity as queries
-from ..store.events import committed_size
 from ..store.session import driver_connection
-from .access_reports import BEFORE_ALL, PAGE_ROWS, decode_cursor, encode_cursor, query_key, report_period
+from .access_reports import PAGE_ROWS
 from .backfill import require_read_model
+from .cursors import MAX_SEQ, encode_cursor, page_start, query_key
 from .page_audit import PageBounds, record_page
-from .reports import DayOrTimestamp
+from .periods import DayOrTimestamp, report_period
 from .reserved import SERVICE_SYSTEM_ID
 from .tokens import Caller
 
 KIND = "activity"
-_MAX_SEQ = 2**62
 
 # Attributes that may hold free text (a review's notes): left out, so the
 # record is fit for auditors, who may not see PHI.
@@ -73,11 +72,8 @@ async def _start(audit: AuditLog, query: ActivityQuery) -> tuple[datetime, datet
     key = query_key(KIND, "", start, end)
     async with driver_connection(audit.engine) as conn:
         await require_read_model(conn, audit.log_id)
-        if query.cursor:
-            after, as_of = decode_cursor(query.cursor, key)
-        else:
-            after, as_of = BEFORE_ALL, await committed_size(conn, audit.log_id)
-    return start, end, key, after, as_of
+        page = await page_start(conn, audit.log_id, query.cursor, key)
+    return start, end, key, page.position, page.as_of
 
 
 async def activity_report(audit: AuditLog, query: ActivityQuery, reader: Caller) -> dict[str, Any]:
@@ -90,7 +86,7 @@ async def activity_report(audit: AuditLog, query: ActivityQuery, reader: Caller)
     next_cursor = None
     if len(rows) > query.limit:
         rows = rows[: query.limit]
-        next_cursor = encode_cursor(key, rows[-1][1], rows[-1][0], as_of)
+        next_cursor = encode_cursor(key, (rows[-1][1], rows[-1][0]), as_of)
     bounds = PageBounds((rows[0][1], rows[0][0]), (rows[-1][1], rows[-1][0])) if rows else None
     await record_page(audit, reader, KIND, "all", start, end, as_of, bounds, fmt="json")
     return {
@@ -103,7 +99,7 @@ async def activity_report(audit: AuditLog, query: ActivityQuery, reader: Caller)
 async def activity_records(audit: AuditLog, query: ActivityQuery, reader: Caller) -> AsyncIterator[dict[str, Any]]:
     """Every row from the query's cursor on, page by page; the run recorded first."""
     start, end, _, after, as_of = await _start(audit, query)
-    await record_page(audit, reader, KIND, "all", start, end, as_of, PageBounds(after, (end, _MAX_SEQ)), fmt="csv")
+    await record_page(audit, reader, KIND, "all", start, end, as_of, PageBounds(after, (end, MAX_SEQ)), fmt="csv")
     return _pages(audit, start, end, as_of, after)
 
 

@@ -42,8 +42,8 @@ from ..store.tokens import list_tokens
 from .backfill import require_read_model
 from .errors import InvalidInput
 from .ingest import validation_errors
+from .periods import DayOrTimestamp, bound
 from .read_audit import record_read
-from .reports import DayOrTimestamp, _bound
 from .reserved import is_reserved_system
 from .systems import list_registry, unregistered
 from .tokens import Role, StoredToken
@@ -141,8 +141,8 @@ async def coverage_report(
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     window = parse_duration(query.silent_after) if query.silent_after else config.silent_after
-    end = _bound(query.to, end=True) if query.to is not None else now
-    start = _bound(query.from_, end=False) if query.from_ is not None else end - timedelta(days=NEW_PAIRS_DEFAULT_DAYS)
+    end = bound(query.to, end=True) if query.to is not None else now
+    start = bound(query.from_, end=False) if query.from_ is not None else end - timedelta(days=NEW_PAIRS_DEFAULT_DAYS)
     if start > end:
         raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
     async with driver_connection(audit.engine) as conn:

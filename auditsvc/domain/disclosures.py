@@ -35,8 +35,8 @@ from .backfill import require_read_model
 from .disclosure_rules import DISCLOSURE_EVENT_TYPES, Classified, classify, suspensions_in_force
 from .errors import InvalidInput, MalformedBody
 from .ingest import decode_json_body, prepare, validation_errors
+from .periods import MIN_TIME, DayOrTimestamp, bound
 from .read_audit import read_event
-from .reports import MIN_TIME, DayOrTimestamp, _bound
 from .reserved import SERVICE_SYSTEM_ID
 from .suspensions import suspensions_for
 from .systems import registry_entries
@@ -97,10 +97,10 @@ def accounting_period(requested_at: datetime | date | None, now: datetime) -> tu
             [{"loc": ["requested_at"], "msg": "timestamp without offset", "type": "value_error"}],
         )
     try:
-        first = _bound(requested_at, end=False)
+        first = bound(requested_at, end=False)
         if first > now + CLOCK_SKEW:
             raise _requested_at_error("in the future")
-        end = min(_bound(requested_at, end=True), now)
+        end = min(bound(requested_at, end=True), now)
     except OverflowError:
         raise _requested_at_error("out of range") from None
     return years_before(first, ACCOUNTING_YEARS), end

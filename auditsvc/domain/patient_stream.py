@@ -16,12 +16,13 @@ from typing import Any
 
 from ..runtime import AuditLog
 from ..store import reports as queries
-from ..store.events import committed_size
 from ..store.session import driver_connection
-from .access_reports import BEFORE_ALL, PAGE_ROWS, report_period
+from .access_reports import PAGE_ROWS
 from .backfill import require_read_model
+from .cursors import page_start
+from .periods import report_period
 from .read_audit import record_read
-from .reports import PatientAccessQuery, decode_cursor
+from .reports import KIND, PatientAccessQuery
 from .tokens import Caller
 
 
@@ -33,13 +34,10 @@ async def patient_access_records(
     id_hmac = audit.keys.identifier_hmac(query.identifier.system, query.identifier.value)
     async with driver_connection(audit.engine) as conn:
         await require_read_model(conn, audit.log_id)
-        if query.cursor:
-            after, as_of = decode_cursor(query.cursor)
-        else:
-            after, as_of = BEFORE_ALL, await committed_size(conn, audit.log_id)
+        page = await page_start(conn, audit.log_id, query.cursor, KIND)
         hmacs = await queries.linked_identifier_hmacs(conn, audit.log_id, id_hmac)
     await record_read(audit, reader, [query.identifier], data_elements=["AuditEvent"], detail="patient-access-report")
-    return _pages(audit, hmacs, start, end, as_of, after)
+    return _pages(audit, hmacs, start, end, page.as_of, page.position)
 
 
 async def _pages(

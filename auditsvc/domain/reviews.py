@@ -23,8 +23,6 @@ Listing the queue reveals patients, so each page is recorded in the chain
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -43,10 +41,11 @@ from ..store import reviews as queries
 from ..store.events import committed_size, event_by_id
 from ..store.session import driver_connection
 from .backfill import require_read_model
+from .cursors import encode_cursor, page_start
 from .errors import InvalidInput, MalformedBody, NotFound
 from .ingest import decode_json_body, prepare, validation_errors
+from .periods import DayOrTimestamp, report_period
 from .read_audit import read_event
-from .reports import MAX_TIME, MIN_TIME, DayOrTimestamp, _bound
 from .reserved import SERVICE_SYSTEM_ID
 from .tokens import Caller
 
@@ -131,45 +130,7 @@ def parse_queue_query(params: dict[str, Any]) -> QueueQuery:
         raise _invalid(exc, "queue request") from None
 
 
-# --- cursors -----------------------------------------------------------------------
-
 _CURSOR_KIND = "break-glass-queue"
-
-
-def _bad_cursor(why: str) -> InvalidInput:
-    return InvalidInput(f"cursor {why}", [{"loc": ["cursor"], "msg": f"invalid cursor: {why}", "type": "value_error"}])
-
-
-def encode_cursor(status: str, position: tuple[datetime, int], as_of: int, end: datetime) -> str:
-    """The keyset position, the snapshot (tree size) and the end of the range
-    the first page saw, tagged with this report and status: a cursor from
-    another report, or another status, is refused."""
-    data = {"k": _CURSOR_KIND, "q": status, "t": format_timestamp(position[0]), "s": position[1], "m": as_of}
-    data["e"] = format_timestamp(end)
-    raw = json.dumps(data, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, status: str) -> tuple[tuple[datetime, int], int, datetime]:
-    """Parse a cursor; it is client input, so every part is checked."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict) or data.get("k") != _CURSOR_KIND:
-            raise _bad_cursor("is not one this report issued")
-        if data.get("q") != status:
-            raise _bad_cursor("was issued for another status")
-        at, end = datetime.fromisoformat(data["t"]), datetime.fromisoformat(data["e"])
-        seq, as_of = data["s"], data["m"]
-        if at.tzinfo is None or end.tzinfo is None or type(seq) is not int or type(as_of) is not int:
-            raise _bad_cursor("is not one this report issued")
-        if not (0 <= seq < 2**62 and 0 <= as_of < 2**62):
-            raise _bad_cursor("is not one this report issued")
-        at, end = at.astimezone(UTC), end.astimezone(UTC)
-        if not (MIN_TIME <= at <= MAX_TIME and MIN_TIME <= end <= MAX_TIME):
-            raise _bad_cursor("is not one this report issued")
-        return (at, seq), as_of, end
-    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
-        raise _bad_cursor("is not one this report issued") from None
 
 
 # --- reviews as JSON ---------------------------------------------------------------
@@ -352,9 +313,7 @@ async def break_glass_queue(
 ) -> dict[str, Any]:
     """One page of the break-glass queue, each access with its latest review
     and history; the page is recorded in the chain before it is returned."""
-    start, end = _bound(query.from_, end=False), _bound(query.to, end=True)
-    if start > end:
-        raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
+    start, end = report_period(query.from_, query.to)
     moment = now()
     overdue_before = moment - timedelta(days=config.review_days)
     older_than = query.older_than
@@ -365,10 +324,8 @@ async def break_glass_queue(
     status: queries.Status = "unreviewed" if query.status == "overdue" else query.status
     async with driver_connection(audit.engine) as conn:
         await require_read_model(conn, audit.log_id)
-        if query.cursor:
-            after, as_of, end = decode_cursor(query.cursor, query.status)
-        else:
-            after, as_of = (MIN_TIME - timedelta(days=1), -1), await committed_size(conn, audit.log_id)
+        first = await page_start(conn, audit.log_id, query.cursor, _CURSOR_KIND, status=query.status)
+        after, as_of, end = first.position, first.as_of, first.end or end
         rows, until = [], None
         if start <= end:
             if status != "all":  # a filter skips rows: walk at most the budget
@@ -380,9 +337,11 @@ async def break_glass_queue(
         found = await queries.reviews_of(conn, audit.log_id, [r.event_id for r in page], as_of, HISTORY_PER_EVENT)
     next_cursor = None
     if len(rows) > query.limit:
-        next_cursor = encode_cursor(query.status, (page[-1].occurred_at, page[-1].seq), as_of, end)
+        next_cursor = encode_cursor(
+            _CURSOR_KIND, (page[-1].occurred_at, page[-1].seq), as_of, status=query.status, end=end
+        )
     elif until is not None:  # the walk's budget ran out first: go on from where it stopped
-        next_cursor = encode_cursor(query.status, until, as_of, end)
+        next_cursor = encode_cursor(_CURSOR_KIND, until, as_of, status=query.status, end=end)
     await _record_page(audit, reader, query, (start, end), as_of, [r.seq for r in page])
     sealer = audit.keys.sealer
     return {

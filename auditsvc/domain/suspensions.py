@@ -33,7 +33,7 @@ from ..store.session import Connection
 from .disclosure_rules import Suspension
 from .errors import InvalidInput, MalformedBody
 from .ingest import decode_json_body, prepare, validation_errors
-from .reports import MIN_TIME, DayOrTimestamp, _bound
+from .periods import MIN_TIME, DayOrTimestamp, bound
 from .reserved import SERVICE_SYSTEM_ID, is_reserved_system
 from .tokens import Caller
 
@@ -79,7 +79,7 @@ def check_terms(request: SuspensionIn, now: datetime) -> datetime:
     if is_reserved_system(request.recipient_system_id):
         raise _invalid("recipient_system_id", "is the service's own system id, not a recipient")
     try:
-        ends = _bound(request.ends, end=True)
+        ends = bound(request.ends, end=True)
     except OverflowError:
         raise _invalid("ends", "is out of range") from None
     except InvalidInput:

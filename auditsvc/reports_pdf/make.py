@@ -16,8 +16,9 @@ from auditsvc_sdk.chain import format_timestamp
 
 from ..domain.disclosures import DisclosureQuery, disclosure_accounting, record_service_read
 from ..domain.errors import InvalidInput
+from ..domain.periods import bound
 from ..domain.report_integrity import IntegrityStatement, check_listed_events
-from ..domain.reports import PatientAccessQuery, _bound, patient_access_report
+from ..domain.reports import PatientAccessQuery, patient_access_report
 from ..domain.reserved import SERVICE_SYSTEM_ID
 from ..domain.suspensions import SUSPENSION_EVENT_TYPE
 from ..domain.systems import registry_entries
@@ -89,8 +90,8 @@ async def patient_report_pdf(audit: AuditLog, query: PatientAccessQuery, reader:
     report["events"] = [e for e in events if not _suspension_record(e)]
     report["next_cursor"] = None
     report["period"] = {
-        "from": format_timestamp(_bound(query.from_, end=False)) if query.from_ is not None else None,
-        "to": format_timestamp(_bound(query.to, end=True)) if query.to is not None else None,
+        "from": format_timestamp(bound(query.from_, end=False)) if query.from_ is not None else None,
+        "to": format_timestamp(bound(query.to, end=True)) if query.to is not None else None,
     }
     statement = await check_listed_events(audit, [e["seq"] for e in report["events"]])
     systems = {s["system_id"] for e in report["events"] for s in (e["source"], e["destination"])}
