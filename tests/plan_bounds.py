@@ -40,13 +40,19 @@ ANALYZEd, or a linear plan cannot be told from a bounded one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import pytest
+
+from auditsvc.store.engine import asyncpg_dsn
+
+T = TypeVar("T")
 
 DEFAULT_MODES = ("force_generic_plan", "auto")
 _MODES = ("force_generic_plan", "auto", "force_custom_plan")
@@ -253,3 +259,54 @@ async def assert_plan_bounded(
     if failed:
         raise PlanNotBounded(_message(sql, failed, bound, constant), report)
     return report
+
+
+# ---- a large log for the plan-bound tests of the service's statements ------
+
+
+def log_filled_by(statements: Sequence[str]) -> Any:
+    """A module-scoped ``big_log`` fixture: the URL of a database of the
+    module's own, made from the migrated template and filled by
+    ``statements`` (a large log written straight into the tables, then
+    ANALYZEd), dropped after the module's tests. Use::
+
+        big_log = log_filled_by(FILL)
+    """
+
+    @pytest.fixture(scope="module")
+    def big_log(server_url: str, template_db: str) -> Iterator[str]:
+        from .conftest import _admin, _with_database
+
+        name = f"asvc_plans_{secrets.token_hex(4)}"
+        _admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_db}")
+        url = _with_database(server_url, name)
+
+        async def fill(conn: asyncpg.Connection) -> None:
+            for statement in statements:
+                await conn.execute(statement)
+
+        on(url, fill)
+        try:
+            yield url
+        finally:
+            _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    return big_log
+
+
+def on(url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """``work`` done on a connection of its own to ``url``."""
+
+    async def go() -> T:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def bounded(url: str, sql: str, params: Sequence[Any], **kw: Any) -> PlanBoundsReport:
+    """``assert_plan_bounded`` on a connection of its own to ``url``."""
+    return on(url, lambda conn: assert_plan_bounded(conn, sql, params, **kw))

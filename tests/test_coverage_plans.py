@@ -9,20 +9,15 @@ each statement is prepared and run more than ten times on one connection
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
-import pytest
 
 from auditsvc.domain.systems import REGISTRY_KIND
 from auditsvc.store import coverage as q
 from auditsvc.store import systems as registry
-from auditsvc.store.engine import asyncpg_dsn
 
-from .plan_bounds import assert_plan_bounded
+from .plan_bounds import bounded, log_filled_by, on
 
 EVENTS = 100_000
 LOG = 1
@@ -78,38 +73,7 @@ FILL = (
 )
 
 
-@pytest.fixture(scope="module")
-def big_log(server_url: str, template_db: str) -> Iterator[str]:
-    from .conftest import _admin, _with_database
-
-    name = "asvc_covplans_" + hashlib.sha256(str(id(object())).encode()).hexdigest()[:8]
-    _admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    url = _with_database(server_url, name)
-
-    async def fill() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            for statement in FILL:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(fill())
-    try:
-        yield url
-    finally:
-        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def run(url: str, sql: str, params: tuple[Any, ...], **kw: Any) -> Any:
-    async def go() -> Any:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            return await assert_plan_bounded(conn, sql, params, **kw)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
+big_log = log_filled_by(FILL)
 
 
 def reg_hmac(i: int) -> bytes:
@@ -117,49 +81,45 @@ def reg_hmac(i: int) -> bytes:
 
 
 def test_the_fill_is_what_the_test_assumes(big_log: str) -> None:
-    async def go() -> tuple[int, list[str], int, dict[int, tuple[int, str]]]:
-        conn = await asyncpg.connect(asyncpg_dsn(big_log))
-        try:
-            pairs = await q.pairs(conn, LOG, EVENTS + REGISTRY_EVENTS)
-            emitters = await q.emitters(conn, LOG, 100)
-            last = await q.systems_last(conn, LOG, ["sys-3"], EVENTS, K)
-            newest = await registry.newest_entries(conn, LOG, [reg_hmac(2), reg_hmac(9)], REGISTRY_KIND)
-            return len(pairs), emitters, last["sys-3"].n, newest
-        finally:
-            await conn.close()
+    async def go(conn: asyncpg.Connection) -> tuple[int, list[str], int, dict[int, tuple[int, str]]]:
+        pairs = await q.pairs(conn, LOG, EVENTS + REGISTRY_EVENTS)
+        emitters = await q.emitters(conn, LOG, 100)
+        last = await q.systems_last(conn, LOG, ["sys-3"], EVENTS, K)
+        newest = await registry.newest_entries(conn, LOG, [reg_hmac(2), reg_hmac(9)], REGISTRY_KIND)
+        return len(pairs), emitters, last["sys-3"].n, newest
 
-    pairs, emitters, n, newest = asyncio.run(go())
+    pairs, emitters, n, newest = on(big_log, go)
     assert pairs == 140 + 1 and sorted(emitters) == sorted([*EMITTERS, "admin-1"]) and n == K
     assert list(newest) == [0] and newest[0][0] == EVENTS + 7  # reg-2's newest of its two events
 
 
 def test_pairs(big_log: str) -> None:
-    run(big_log, q.PAIRS_SQL, (LOG, EVENTS + REGISTRY_EVENTS))
+    bounded(big_log, q.PAIRS_SQL, (LOG, EVENTS + REGISTRY_EVENTS))
 
 
 def test_emitters_by_skip_scan(big_log: str) -> None:
-    run(big_log, q.EMITTERS_SQL, (LOG, 10_000), bound=4, constant=50)
+    bounded(big_log, q.EMITTERS_SQL, (LOG, 10_000), bound=4, constant=50)
 
 
 def test_last_k_events_of_each_system(big_log: str) -> None:
     systems = [*SOURCES, *DESTINATIONS, "never-seen"]
-    run(big_log, q.SYSTEMS_LAST_SQL, (LOG, systems, EVENTS, K), rows=len(systems) * 2 * K, bound=2, constant=200)
+    bounded(big_log, q.SYSTEMS_LAST_SQL, (LOG, systems, EVENTS, K), rows=len(systems) * 2 * K, bound=2, constant=200)
 
 
 def test_last_k_events_of_each_emitter(big_log: str) -> None:
     names = [*EMITTERS, "never-seen"]
-    run(big_log, q.EMITTERS_LAST_SQL, (LOG, names, EVENTS, K), rows=len(names) * K, bound=2, constant=200)
+    bounded(big_log, q.EMITTERS_LAST_SQL, (LOG, names, EVENTS, K), rows=len(names) * K, bound=2, constant=200)
 
 
 def test_registry_entries_read_each_systems_history(big_log: str) -> None:
     params = (LOG, [reg_hmac(i) for i in range(6)], *registry_kind())
-    run(big_log, registry.ENTRIES_SQL, params, rows=REGISTRY_EVENTS, bound=4, constant=50)
+    bounded(big_log, registry.ENTRIES_SQL, params, rows=REGISTRY_EVENTS, bound=4, constant=50)
 
 
 def test_registry_listing_reads_the_registry_history(big_log: str) -> None:
     kind = REGISTRY_KIND
     params = (LOG, kind.source, kind.destination, kind.event_type)
-    run(big_log, registry.HISTORY_SQL, params, bound=4, constant=50)
+    bounded(big_log, registry.HISTORY_SQL, params, bound=4, constant=50)
 
 
 def registry_kind() -> tuple[str, str, str]:

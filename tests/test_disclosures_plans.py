@@ -5,19 +5,13 @@ ten a disclosure, each statement checked with ``assert_plan_bounded``."""
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-from collections.abc import Iterator
-
 import asyncpg
-import pytest
 
 from auditsvc.domain.periods import MAX_TIME, MIN_TIME
 from auditsvc.store import disclosures as q
-from auditsvc.store.engine import asyncpg_dsn
 
-from .conftest import _admin, _with_database
-from .test_report_plans import EVENTS, FILL, LOG, PATIENT, PATIENT_EVENTS, run
+from .plan_bounds import bounded, log_filled_by, on
+from .test_report_plans import EVENTS, FILL, LOG, PATIENT, PATIENT_EVENTS
 
 DISCLOSURES = ["disclosure", "export"]
 FILL_WITH_DISCLOSURES = tuple(
@@ -25,50 +19,28 @@ FILL_WITH_DISCLOSURES = tuple(
 )
 
 
-@pytest.fixture(scope="module")
-def big_log(server_url: str, template_db: str) -> Iterator[str]:
-    name = f"asvc_dplans_{secrets.token_hex(4)}"
-    _admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    url = _with_database(server_url, name)
-
-    async def fill() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            for statement in FILL_WITH_DISCLOSURES:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(fill())
-    try:
-        yield url
-    finally:
-        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+big_log = log_filled_by(FILL_WITH_DISCLOSURES)
 
 
 def test_the_fill_gives_the_patient_disclosures(big_log: str) -> None:
-    async def go() -> int:
-        conn = await asyncpg.connect(asyncpg_dsn(big_log))
-        try:
-            return len(await q.typed_events(conn, LOG, PATIENT, MIN_TIME, MAX_TIME, EVENTS, DISCLOSURES))
-        finally:
-            await conn.close()
+    async def go(conn: asyncpg.Connection) -> int:
+        return len(await q.typed_events(conn, LOG, PATIENT, MIN_TIME, MAX_TIME, EVENTS, DISCLOSURES))
 
     # Patient 7's events are i = 7 (mod 2000): all of them are 7 (mod 10).
-    assert asyncio.run(go()) == PATIENT_EVENTS
+    assert on(big_log, go) == PATIENT_EVENTS
 
 
 def test_a_patients_disclosures_read_only_the_patients_events(big_log: str) -> None:
     params = (LOG, PATIENT, MIN_TIME, MAX_TIME, EVENTS, DISCLOSURES, None)
-    run(big_log, q.TYPED_EVENTS_SQL, params, rows=PATIENT_EVENTS, bound=10, constant=200)
+    bounded(big_log, q.TYPED_EVENTS_SQL, params, rows=PATIENT_EVENTS, bound=10, constant=200)
 
 
 def test_suspensions_read_only_the_subjects_events(big_log: str) -> None:
     # None here is from auditsvc: every one of the patient's events is read, and dropped.
     params = (LOG, PATIENT, MIN_TIME, MAX_TIME, EVENTS, ["disclosure-suspension"], "auditsvc")
-    run(big_log, q.TYPED_EVENTS_SQL, params, rows=PATIENT_EVENTS, bound=10, constant=200)
+    bounded(big_log, q.TYPED_EVENTS_SQL, params, rows=PATIENT_EVENTS, bound=10, constant=200)
 
 
 def test_listed_records_are_read_by_key(big_log: str) -> None:
     seqs = list(range(7, EVENTS, 2000))
-    run(big_log, q.RECORDS_BY_SEQ_SQL, (LOG, seqs), bound=4, constant=50)
+    bounded(big_log, q.RECORDS_BY_SEQ_SQL, (LOG, seqs), bound=4, constant=50)

@@ -12,11 +12,8 @@ have seen it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
@@ -24,9 +21,8 @@ import pytest
 from auditsvc.domain.periods import MAX_TIME, MIN_TIME
 from auditsvc.store import readmodel
 from auditsvc.store import reports as q
-from auditsvc.store.engine import asyncpg_dsn
 
-from .plan_bounds import PlanNotBounded, assert_plan_bounded
+from .plan_bounds import PlanNotBounded, bounded, log_filled_by, on
 
 EVENTS = 100_000
 PATIENTS = 2_000
@@ -89,38 +85,7 @@ FILL = (
 )
 
 
-@pytest.fixture(scope="module")
-def big_log(server_url: str, template_db: str) -> Iterator[str]:
-    from .conftest import _admin, _with_database
-
-    name = "asvc_plans_" + hashlib.sha256(str(id(object())).encode()).hexdigest()[:8]
-    _admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    url = _with_database(server_url, name)
-
-    async def fill() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            for statement in FILL:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(fill())
-    try:
-        yield url
-    finally:
-        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def run(url: str, sql: str, params: tuple[Any, ...], **kw: Any) -> Any:
-    async def go() -> Any:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            return await assert_plan_bounded(conn, sql, params, **kw)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
+big_log = log_filled_by(FILL)
 
 
 PATIENT = [hmac_of(7), LINKED]
@@ -130,45 +95,41 @@ A_WEEK = (BASE + timedelta(days=20), BASE + timedelta(days=27))
 
 
 def test_the_fill_is_what_the_test_assumes(big_log: str) -> None:
-    async def go() -> tuple[int, int]:
-        conn = await asyncpg.connect(asyncpg_dsn(big_log))
-        try:
-            systems = await q.system_accesses(conn, LOG, PATIENT, *ALL_TIME, EVENTS)
-            page = await q.access_events(conn, LOG, PATIENT, *ALL_TIME, EVENTS, (MIN_TIME, -1), 1000)
-            return sum(s.as_source for s in systems), len(page)
-        finally:
-            await conn.close()
+    async def go(conn: asyncpg.Connection) -> tuple[int, int]:
+        systems = await q.system_accesses(conn, LOG, PATIENT, *ALL_TIME, EVENTS)
+        page = await q.access_events(conn, LOG, PATIENT, *ALL_TIME, EVENTS, (MIN_TIME, -1), 1000)
+        return sum(s.as_source for s in systems), len(page)
 
-    assert asyncio.run(go()) == (PATIENT_EVENTS, PATIENT_EVENTS)
+    assert on(big_log, go) == (PATIENT_EVENTS, PATIENT_EVENTS)
 
 
 def test_linked_identifiers_walk(big_log: str) -> None:
-    run(big_log, q.COMPONENT_SQL, (LOG, hmac_of(7), q.MAX_LINKED_IDENTIFIERS))
+    bounded(big_log, q.COMPONENT_SQL, (LOG, hmac_of(7), q.MAX_LINKED_IDENTIFIERS))
 
 
 def test_identifiers_and_tree_size_and_backfill_state(big_log: str) -> None:
-    run(big_log, q.IDENTIFIERS_SQL, (LOG, PATIENT))
-    run(big_log, q.TREE_SIZE_SQL, (LOG,))
-    run(big_log, readmodel.BACKFILL_STATE_SQL, (LOG,))
+    bounded(big_log, q.IDENTIFIERS_SQL, (LOG, PATIENT))
+    bounded(big_log, q.TREE_SIZE_SQL, (LOG,))
+    bounded(big_log, readmodel.BACKFILL_STATE_SQL, (LOG,))
 
 
 @pytest.mark.parametrize("window", [ALL_TIME, A_WEEK], ids=["all-time", "one-week"])
 def test_systems_summary_reads_only_the_patients_events(big_log: str, window: tuple[datetime, datetime]) -> None:
     # An aggregate: a few rows out, each of the patient's events read once.
-    run(big_log, q.SYSTEMS_SQL, (LOG, PATIENT, *window, EVENTS), rows=PATIENT_EVENTS, bound=10, constant=200)
+    bounded(big_log, q.SYSTEMS_SQL, (LOG, PATIENT, *window, EVENTS), rows=PATIENT_EVENTS, bound=10, constant=200)
 
 
 @pytest.mark.parametrize("window", [ALL_TIME, A_WEEK], ids=["all-time", "one-week"])
 @pytest.mark.parametrize("limit", [11, 101])
 def test_event_pages_read_about_the_page(big_log: str, window: tuple[datetime, datetime], limit: int) -> None:
     first = (LOG, PATIENT, *window, EVENTS, MIN_TIME - timedelta(days=1), -1, limit)
-    run(big_log, q.EVENTS_SQL, first, bound=4, constant=50)
+    bounded(big_log, q.EVENTS_SQL, first, bound=4, constant=50)
     later = (LOG, PATIENT, *window, EVENTS, BASE + timedelta(days=30), 0, limit)
-    run(big_log, q.EVENTS_SQL, later, bound=4, constant=50)
+    bounded(big_log, q.EVENTS_SQL, later, bound=4, constant=50)
 
 
 def test_the_table_is_large_enough_to_tell(big_log: str) -> None:
     # A statement that reads the whole table fails the same budgets.
     whole = "SELECT seq FROM event_facts WHERE log_id = $1 AND actor_type = $2 ORDER BY occurred_at, seq LIMIT $3"
     with pytest.raises(PlanNotBounded):
-        run(big_log, whole, (LOG, "system", 10), bound=4, constant=200)
+        bounded(big_log, whole, (LOG, "system", 10), bound=4, constant=200)

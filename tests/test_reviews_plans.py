@@ -10,10 +10,8 @@ in use) and checked node by node with ``assert_plan_bounded``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,9 +20,8 @@ import pytest
 
 from auditsvc.domain.periods import MAX_TIME, MIN_TIME
 from auditsvc.store import reviews as q
-from auditsvc.store.engine import asyncpg_dsn
 
-from .plan_bounds import PlanBoundsReport, PlanNotBounded, assert_plan_bounded
+from .plan_bounds import PlanBoundsReport, PlanNotBounded, bounded, log_filled_by, on
 
 EVENTS = 100_000
 LOG = 1
@@ -80,42 +77,7 @@ FILL = (
 )
 
 
-@pytest.fixture(scope="module")
-def big_log(server_url: str, template_db: str) -> Iterator[str]:
-    from .conftest import _admin, _with_database
-
-    name = "asvc_bgplans_" + uuid.uuid4().hex[:8]
-    _admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    url = _with_database(server_url, name)
-
-    async def fill() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            for statement in FILL:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(fill())
-    try:
-        yield url
-    finally:
-        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def on(url: str, work: Any) -> Any:
-    async def go() -> Any:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
-def bounded(url: str, sql: str, params: tuple[Any, ...], **kw: Any) -> PlanBoundsReport:
-    return on(url, lambda conn: assert_plan_bounded(conn, sql, params, **kw))  # type: ignore[no-any-return]
+big_log = log_filled_by(FILL)
 
 
 def indexes_used(report: PlanBoundsReport) -> set[str]:
