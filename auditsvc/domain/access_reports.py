@@ -31,15 +31,15 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from auditsvc_sdk.chain import format_timestamp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..store import access_reports as queries
 from ..store.session import driver_connection
 from .backfill import require_read_model
 from .cursors import MAX_SEQ, encode_cursor, page_start, query_key
-from .errors import InvalidInput, MalformedBody
-from .ingest import decode_json_body, validation_errors
+from .errors import InvalidInput
+from .ingest import parse_body
 from .page_audit import PageBounds, record_page
 from .patients import count_patients, page_patients
 from .periods import DayOrTimestamp, report_period
@@ -94,14 +94,7 @@ def subject_of(query: AccessQuery) -> str:
 
 def parse_access_query(model: type[Q], body: bytes) -> Q:
     """The report request from raw body bytes, errors named by field."""
-    decode_json_body(body)
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise MalformedBody("request body is not valid JSON") from None
-        raise InvalidInput(f"{len(errors)} invalid field(s) in the report request", errors) from None
+    return parse_body(model, body, "report request")
 
 
 # ---- the report -------------------------------------------------------------

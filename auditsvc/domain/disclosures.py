@@ -24,7 +24,7 @@ from typing import Any
 from auditsvc_sdk import Identifier
 from auditsvc_sdk.chain import format_timestamp
 from auditsvc_sdk.wire import wire_event
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from ..runtime import AuditLog
 from ..store import disclosures as queries
@@ -33,8 +33,8 @@ from ..store.events import committed_size
 from ..store.session import driver_connection
 from .backfill import require_read_model
 from .disclosure_rules import DISCLOSURE_EVENT_TYPES, Classified, classify, suspensions_in_force
-from .errors import InvalidInput, MalformedBody
-from .ingest import decode_json_body, prepare, validation_errors
+from .errors import InvalidInput
+from .ingest import parse_body, prepare
 from .periods import MIN_TIME, DayOrTimestamp, bound
 from .read_audit import read_event
 from .reserved import SERVICE_SYSTEM_ID
@@ -60,14 +60,7 @@ class DisclosureQuery(BaseModel):
 
 
 def parse_disclosure_query(body: bytes) -> DisclosureQuery:
-    decode_json_body(body)
-    try:
-        return DisclosureQuery.model_validate_json(body)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise MalformedBody("request body is not valid JSON") from None
-        raise InvalidInput(f"{len(errors)} invalid field(s) in the report request", errors) from None
+    return parse_body(DisclosureQuery, body, "report request")
 
 
 def years_before(moment: datetime, years: int) -> datetime:

@@ -11,15 +11,14 @@ from typing import Any
 
 from auditsvc_sdk import Identifier
 from auditsvc_sdk.chain import format_timestamp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..store import reports as queries
 from ..store.session import driver_connection
 from .backfill import require_read_model
 from .cursors import encode_cursor, page_start
-from .errors import InvalidInput, MalformedBody
-from .ingest import decode_json_body, validation_errors
+from .ingest import parse_body
 from .periods import DayOrTimestamp, report_period
 from .read_audit import record_read
 from .revealed import revealed_by
@@ -57,14 +56,7 @@ def _system_json(s: queries.SystemAccess) -> dict[str, Any]:
 
 def parse_query(body: bytes) -> PatientAccessQuery:
     """The report request from raw body bytes, errors named by field."""
-    decode_json_body(body)
-    try:
-        return PatientAccessQuery.model_validate_json(body)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise MalformedBody("request body is not valid JSON") from None
-        raise InvalidInput(f"{len(errors)} invalid field(s) in the report request", errors) from None
+    return parse_body(PatientAccessQuery, body, "report request")
 
 
 async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, reader: Any) -> dict[str, Any]:

@@ -42,8 +42,8 @@ from ..store.events import committed_size, event_by_id
 from ..store.session import driver_connection
 from .backfill import require_read_model
 from .cursors import encode_cursor, page_start
-from .errors import InvalidInput, MalformedBody, NotFound
-from .ingest import decode_json_body, prepare, validation_errors
+from .errors import InvalidInput, NotFound
+from .ingest import parse_body, prepare, validation_errors
 from .periods import DayOrTimestamp, report_period
 from .read_audit import read_event
 from .reserved import SERVICE_SYSTEM_ID
@@ -114,13 +114,7 @@ def _invalid(exc: ValidationError, what: str) -> InvalidInput:
 
 def parse_review(body: bytes) -> ReviewRequest:
     """The review request from raw body bytes, errors named by field (never quoting notes)."""
-    decode_json_body(body)
-    try:
-        return ReviewRequest.model_validate_json(body)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors(include_input=False)):
-            raise MalformedBody("request body is not valid JSON") from None
-        raise _invalid(exc, "review") from None
+    return parse_body(ReviewRequest, body, "review")
 
 
 def parse_queue_query(params: dict[str, Any]) -> QueueQuery:

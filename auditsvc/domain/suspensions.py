@@ -25,14 +25,14 @@ from typing import Any
 from auditsvc_sdk import Identifier, PhiAccess
 from auditsvc_sdk.chain import format_timestamp
 from auditsvc_sdk.wire import NO_NUL_PATTERN, wire_event
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..store import disclosures as queries
 from ..store.session import Connection
 from .disclosure_rules import Suspension
-from .errors import InvalidInput, MalformedBody
-from .ingest import decode_json_body, prepare, validation_errors
+from .errors import InvalidInput
+from .ingest import parse_body, prepare
 from .periods import MIN_TIME, DayOrTimestamp, bound
 from .reserved import SERVICE_SYSTEM_ID, is_reserved_system
 from .tokens import Caller
@@ -64,14 +64,7 @@ def _invalid(field: str, msg: str) -> InvalidInput:
 
 
 def parse_suspension(body: bytes) -> SuspensionIn:
-    decode_json_body(body)
-    try:
-        return SuspensionIn.model_validate_json(body)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise MalformedBody("request body is not valid JSON") from None
-        raise InvalidInput(f"{len(errors)} invalid field(s) in the suspension", errors) from None
+    return parse_body(SuspensionIn, body, "suspension")
 
 
 def check_terms(request: SuspensionIn, now: datetime) -> datetime:

@@ -39,8 +39,8 @@ from ..runtime import AuditLog
 from ..store import systems as queries
 from ..store.session import driver_connection
 from .backfill import require_read_model
-from .errors import InvalidInput, MalformedBody
-from .ingest import decode_json_body, prepare, validation_errors
+from .errors import InvalidInput
+from .ingest import parse_body, prepare, validation_errors
 from .reserved import SERVICE_SYSTEM_ID
 from .tokens import Caller
 
@@ -132,14 +132,7 @@ def check_system_id(system_id: str) -> str:
 def parse_entry(body: bytes, system_id: str) -> SystemEntryIn:
     """The PUT body from raw bytes, errors named by field."""
     check_system_id(system_id)
-    decode_json_body(body)
-    try:
-        entry = SystemEntryIn.model_validate_json(body)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise MalformedBody("request body is not valid JSON") from None
-        raise InvalidInput(f"{len(errors)} invalid field(s) in the registry entry", errors) from None
+    entry = parse_body(SystemEntryIn, body, "registry entry")
     if entry.system_id is not None and entry.system_id != system_id:
         raise _invalid("system_id", "differs from the system id in the URL")
     return entry.model_copy(update={"system_id": system_id})
