@@ -22,37 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .report_sql import facts_page_sql, fetch_page
 from .session import Connection
 
-# One branch per index the subject is found through: {col} is a column of
-# event_facts, $2 the subject, $3..$4 the period, $5 the snapshot (seq
-# below it), then the keyset position and the limit.
-_PAGE_BRANCH = """
-    (SELECT f.occurred_at, f.seq FROM event_facts f
-     WHERE f.log_id = $1 AND f.{col} = $2 AND (f.occurred_at, f.seq) > ($6, $7)
-       AND f.occurred_at >= $3 AND f.occurred_at <= $4 AND f.seq < $5
-     ORDER BY f.occurred_at, f.seq LIMIT $8)
-"""
-
-_PAGE = """
-WITH page AS (
-    SELECT DISTINCT u.occurred_at, u.seq FROM ({branches}) u
-    ORDER BY u.occurred_at, u.seq
-    LIMIT $8
-)
-SELECT page.seq, page.occurred_at, e.record
-FROM page
-CROSS JOIN LATERAL (SELECT e.record FROM events e WHERE e.log_id = $1 AND e.seq = page.seq LIMIT 1) e
-ORDER BY page.occurred_at, page.seq
-"""
-
-
-def _page_sql(*columns: str) -> str:
-    return _PAGE.format(branches=" UNION ALL ".join(_PAGE_BRANCH.format(col=c) for c in columns))
-
-
-SYSTEM_PAGE_SQL = _page_sql("source_system", "destination_system")
-ACTOR_PAGE_SQL = _page_sql("actor_id")
+SYSTEM_PAGE_SQL = facts_page_sql("source_system", "destination_system")
+ACTOR_PAGE_SQL = facts_page_sql("actor_id")
 
 _HIT_BRANCH = """
     (SELECT f.occurred_at, f.seq, f.source_system AS src, f.destination_system AS dst, f.data_elements
@@ -152,8 +126,7 @@ async def access_page(
 ) -> list[tuple[int, datetime, str]]:
     """(seq, occurred_at, record) in (occurred_at, seq) order after ``after``;
     ``sql`` is ``SYSTEM_PAGE_SQL`` or ``ACTOR_PAGE_SQL``."""
-    rows = await conn.fetch(sql, log_id, subject, start, end, as_of, after[0], after[1], limit)
-    return [(r["seq"], r["occurred_at"], r["record"]) for r in rows]
+    return await fetch_page(conn, sql, log_id, subject, start, end, as_of, after[0], after[1], limit)
 
 
 async def access_summary(

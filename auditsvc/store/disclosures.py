@@ -15,23 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from .report_sql import PAGE_RECORDS, PATIENT_HITS
 from .session import Connection
 
 # The patient's events of the given types ($6) in [$3, $4], below the
 # snapshot ($5), with their records; source system optionally fixed ($7:
 # NULL for any) so that the service's own events are told from an
 # emitter's.
-TYPED_EVENTS_SQL = """
-WITH hits AS (
-    SELECT DISTINCT p.seq
-    FROM unnest($2::bytea[]) AS h(id_hmac)
-    CROSS JOIN LATERAL (
-        SELECT pe.seq FROM patient_events pe
-        WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
-          AND pe.occurred_at >= $3 AND pe.occurred_at <= $4 AND pe.seq < $5
-    ) p
-),
-kept AS MATERIALIZED (
+TYPED_EVENTS_SQL = (
+    "WITH"
+    + PATIENT_HITS
+    + """,
+page AS MATERIALIZED (
     SELECT f.seq, f.occurred_at
     FROM hits
     CROSS JOIN LATERAL (
@@ -39,12 +34,9 @@ kept AS MATERIALIZED (
         FROM event_facts f WHERE f.log_id = $1 AND f.seq = hits.seq LIMIT 1
     ) f
     WHERE f.event_type = ANY($6::text[]) AND ($7::text IS NULL OR f.source_system = $7::text)
+)"""
+    + PAGE_RECORDS
 )
-SELECT kept.seq, kept.occurred_at, e.record
-FROM kept
-CROSS JOIN LATERAL (SELECT e.record FROM events e WHERE e.log_id = $1 AND e.seq = kept.seq LIMIT 1) e
-ORDER BY kept.occurred_at, kept.seq
-"""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from .events import COMMITTED_SIZE_SQL
+from .report_sql import PAGE_RECORDS, PATIENT_HITS, fetch_page
 from .session import Connection
 
 # A component this large means identifiers are being linked wrongly (a
@@ -36,22 +37,10 @@ WITH RECURSIVE component(h) AS (
 SELECT h FROM component LIMIT $3
 """
 
-# One patient's events: per linked identifier, one range scan of
-# patient_events (log_id, id_hmac, occurred_at, seq), merged and deduplicated
-# (an event naming two of the patient's identifiers is found twice). Each
-# lookup by seq is a LATERAL subquery with LIMIT, which PostgreSQL cannot
-# flatten into a join: whatever plan it caches for the prepared statement,
-# the rows read are bounded by the patient's rows, never by the log's.
-_HITS = """
-hits AS (
-    SELECT DISTINCT p.seq
-    FROM unnest($2::bytea[]) AS h(id_hmac)
-    CROSS JOIN LATERAL (
-        SELECT pe.seq FROM patient_events pe
-        WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
-          AND pe.occurred_at >= $3 AND pe.occurred_at <= $4 AND pe.seq < $5
-    ) p
-),
+# The patient's events (report_sql.PATIENT_HITS), then each one's facts by seq.
+_HITS = (
+    PATIENT_HITS
+    + """,
 facts AS MATERIALIZED (
     SELECT f.*
     FROM hits
@@ -62,6 +51,7 @@ facts AS MATERIALIZED (
     ) f
 )
 """
+)
 
 # Grouped first by (source, destination) pair, with hash aggregates (a
 # frequent patient's thousands of events make a few pairs), then each pair
@@ -120,7 +110,8 @@ ORDER BY c.count DESC, c.system_id
 
 # A page: per identifier, the next ``$8`` rows after the keyset position in
 # (occurred_at, seq) order, merged; then the records of that page only.
-EVENTS_SQL = """
+EVENTS_SQL = (
+    """
 WITH page AS (
     SELECT DISTINCT p.occurred_at, p.seq
     FROM unnest($2::bytea[]) AS h(id_hmac)
@@ -134,12 +125,9 @@ WITH page AS (
     ) p
     ORDER BY p.occurred_at, p.seq
     LIMIT $8
+)"""
+    + PAGE_RECORDS
 )
-SELECT page.seq, page.occurred_at, e.record
-FROM page
-CROSS JOIN LATERAL (SELECT e.record FROM events e WHERE e.log_id = $1 AND e.seq = page.seq LIMIT 1) e
-ORDER BY page.occurred_at, page.seq
-"""
 
 
 IDENTIFIERS_SQL = (
@@ -213,5 +201,4 @@ async def access_events(
     limit: int,
 ) -> list[tuple[int, datetime, str]]:
     """Events in (occurred_at, seq) order after the keyset position ``after``."""
-    rows = await conn.fetch(EVENTS_SQL, log_id, hmacs, start, end, as_of, after[0], after[1], limit)
-    return [(r["seq"], r["occurred_at"], r["record"]) for r in rows]
+    return await fetch_page(conn, EVENTS_SQL, log_id, hmacs, start, end, as_of, after[0], after[1], limit)

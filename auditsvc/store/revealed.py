@@ -13,18 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from .report_sql import PATIENT_HITS
 from .session import Connection
 
-TOUCHES_SQL = """
-WITH hits AS (
-    SELECT DISTINCT p.occurred_at, p.seq
-    FROM unnest($2::bytea[]) AS h(id_hmac)
-    CROSS JOIN LATERAL (
-        SELECT pe.occurred_at, pe.seq FROM patient_events pe
-        WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
-          AND pe.occurred_at >= $3 AND pe.occurred_at <= $4 AND pe.seq < $5
-    ) p
-)
+TOUCHES_SQL = (
+    "WITH"
+    + PATIENT_HITS
+    + """
 SELECT hits.occurred_at, hits.seq, f.source_system, f.destination_system, f.actor_id
 FROM hits
 CROSS JOIN LATERAL (
@@ -32,6 +27,7 @@ CROSS JOIN LATERAL (
     WHERE f.log_id = $1 AND f.seq = hits.seq LIMIT 1
 ) f
 """
+)
 
 # Only the service's own events count as runs (source ``auditsvc``: no
 # emitter may claim it), newest first, at most $5 per subject.
