@@ -1,10 +1,11 @@
-"""What every command shares: settings, the database, consoles, exit codes."""
+"""What every command shares: settings, the database, the log, who runs it, consoles, exit codes."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -12,7 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..domain.backfill import backfill_all
+from ..domain.errors import DomainError
+from ..domain.tokens import Caller, Role
 from ..keys import load_keys
+from ..runtime import AuditLog, open_audit_log
 from ..settings import Settings, get_settings
 from ..store.embedded import EmbeddedServerError
 from ..store.engine import owner_url
@@ -87,6 +91,27 @@ def build_read_model(s: Settings, url: str) -> None:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+def cli_caller(role: Role = Role.PRIVACY_OFFICER) -> Caller:
+    """The operating-system user (``cli:<user>``) in ``role``: the reader the chain records."""
+    return Caller(token_id=f"cli:{getpass.getuser()}", role=role, systems=(), name=None)
+
+
+def with_audit_log(work: Callable[[AuditLog], Awaitable[T]]) -> T:
+    """``work`` on the log (the database started and migrated first); a
+    refused request ends the command with its message."""
+    s = settings()
+    url = database(s)
+
+    async def go() -> T:
+        async with open_audit_log(s, url, background=False) as audit:
+            return await work(audit)
+
+    try:
+        return run(go())
+    except DomainError as exc:
+        fail(exc.message)
 
 
 def configure_logging(log_format: LogFormat | None = None) -> dict[str, Any]:

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import csv
-import getpass
 import io
-import json
-from datetime import date, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
-from ..domain.errors import DomainError
 from ..domain.reports import PatientAccessQuery, patient_access_report
-from ..domain.tokens import Caller, Role
-from ..runtime import open_audit_log
+from ..runtime import AuditLog
 from . import report_coverage
-from ._common import console, database, fail, run, settings
+from ._common import cli_caller, console, with_audit_log
+from ._reports import (
+    FromOpt,
+    IdentifierOpt,
+    OutOpt,
+    ToOpt,
+    as_json,
+    day_or_timestamp,
+    patient_identifier,
+    validated,
+    write_output,
+)
 from .report_access import register as register_access_reports
 from .report_break_glass import break_glass
 from .report_disclosures import patient_pdf
@@ -40,32 +44,14 @@ class Format(StrEnum):
     PDF = "pdf"
 
 
-def _parse_identifier(raw: str) -> tuple[str, str]:
-    system, sep, value = raw.rpartition("|")
-    if not sep or not system or not value:
-        fail("--identifier takes SYSTEM|VALUE, e.g. 'urn:oid:2.16.840.1.113883.3.1|MRN00042'")
-    return system, value
-
-
-def _date(raw: str | None, option: str) -> date | datetime | None:
-    if raw is None:
-        return None
-    try:
-        return date.fromisoformat(raw) if len(raw) == 10 else datetime.fromisoformat(raw)
-    except ValueError:
-        fail(f"{option} takes a date (2026-11-24) or an RFC 3339 timestamp with offset")
-
-
-async def _full_report(query: PatientAccessQuery, url: str) -> dict[str, Any]:
-    s = settings()
-    reader = Caller(token_id=f"cli:{getpass.getuser()}", role=Role.PRIVACY_OFFICER, systems=(), name=None)
-    async with open_audit_log(s, url, background=False) as audit:
+async def _full_report(audit: AuditLog, query: PatientAccessQuery) -> dict[str, Any]:
+    reader = cli_caller()
+    report = await patient_access_report(audit, query, reader)
+    events = list(report["events"])
+    while report["next_cursor"]:
+        query = query.model_copy(update={"cursor": report["next_cursor"]})
         report = await patient_access_report(audit, query, reader)
-        events = list(report["events"])
-        while report["next_cursor"]:
-            query = query.model_copy(update={"cursor": report["next_cursor"]})
-            report = await patient_access_report(audit, query, reader)
-            events.extend(report["events"])
+        events.extend(report["events"])
     report["events"] = events
     report["next_cursor"] = None
     return report
@@ -141,40 +127,21 @@ def render_table(report: dict[str, Any]) -> None:
 
 @app.command("patient")
 def patient(
-    identifier: Annotated[str, typer.Option(help="SYSTEM|VALUE of any one of the patient's identifiers")],
-    from_: Annotated[str | None, typer.Option("--from", help="first day or timestamp (inclusive)")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="last day or timestamp (inclusive)")] = None,
+    identifier: IdentifierOpt,
+    from_: FromOpt = None,
+    to: ToOpt = None,
     format_: Annotated[Format, typer.Option("--format", help="table, json, csv or pdf (with --out)")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+    out: OutOpt = None,
 ) -> None:
     """Every system that accessed the patient's record, by any linked identifier."""
-    system, value = _parse_identifier(identifier)
-    try:
-        query = PatientAccessQuery.model_validate(
-            {
-                "identifier": {"system": system, "value": value},
-                "from": _date(from_, "--from"),
-                "to": _date(to, "--to"),
-                "limit": 1000,
-            }
-        )
-    except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    body = {"identifier": patient_identifier(identifier), "limit": 1000}
+    query = validated(
+        PatientAccessQuery, {**body, "from": day_or_timestamp(from_, "--from"), "to": day_or_timestamp(to, "--to")}
+    )
     if format_ is Format.PDF:
         return patient_pdf(query, out)
-    url = database(settings())
-    try:
-        report = run(_full_report(query, url))
-    except DomainError as exc:
-        fail(exc.message)
+    report = with_audit_log(lambda audit: _full_report(audit, query))
     if format_ is Format.TABLE and out is None:
         render_table(report)
         return
-    text = json.dumps(report, indent=2, ensure_ascii=False) if format_ is not Format.CSV else _csv(report)
-    if format_ is Format.TABLE:
-        text = json.dumps(report, indent=2, ensure_ascii=False)
-    if out is None:
-        print(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {out}")
+    write_output(_csv(report) if format_ is Format.CSV else as_json(report), out)

@@ -10,17 +10,14 @@ or stdout, page by page, in bounded memory.
 from __future__ import annotations
 
 import csv
-import getpass
-import json
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import date, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import Annotated, Any, TextIO
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from rich.table import Table
 
 from ..api.csv_stream import EVENT_COLUMNS, event_row
@@ -31,12 +28,10 @@ from ..domain.access_reports import (
     access_report_records,
 )
 from ..domain.activity import ActivityQuery, activity_records, activity_report
-from ..domain.errors import DomainError
-from ..domain.tokens import Caller, Role
-from ..runtime import AuditLog, open_audit_log
-from ._common import console, database, fail, run, settings
-
-M = TypeVar("M", bound=BaseModel)
+from ..domain.tokens import Caller
+from ..runtime import AuditLog
+from ._common import cli_caller, console, with_audit_log
+from ._reports import FromOpt, OutOpt, ToOpt, as_json, day_or_timestamp, validated, write_output
 
 ACTIVITY_COLUMNS = ("seq", "occurred_at", "activity", "actor_id", "actor_role", "actor_name", "channel", "details")
 
@@ -47,40 +42,17 @@ class Format(StrEnum):
     CSV = "csv"
 
 
-FromOpt = Annotated[str | None, typer.Option("--from", help="first day or timestamp (inclusive)")]
-ToOpt = Annotated[str | None, typer.Option("--to", help="last day or timestamp (inclusive)")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table, json or csv")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")]
+
+Page = Callable[[AuditLog, Any, Caller], Awaitable[dict[str, Any]]]
 
 
-def _date(raw: str | None, option: str) -> date | datetime | None:
-    if raw is None:
-        return None
-    try:
-        return date.fromisoformat(raw) if len(raw) == 10 else datetime.fromisoformat(raw)
-    except ValueError:
-        fail(f"{option} takes a date (2026-11-24) or an RFC 3339 timestamp with offset")
-
-
-def _reader() -> Caller:
-    return Caller(token_id=f"cli:{getpass.getuser()}", role=Role.PRIVACY_OFFICER, systems=(), name=None)
-
-
-def _query(model: type[M], body: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-
-
-async def _all_pages(
-    page: Callable[[AuditLog, Any, Caller], Any], query: BaseModel, listed: str, audit: AuditLog
-) -> dict[str, Any]:
-    first: dict[str, Any] = await page(audit, query, _reader())  # the summary comes with the first page
+async def _all_pages(audit: AuditLog, page: Page, query: BaseModel, listed: str) -> dict[str, Any]:
+    first: dict[str, Any] = await page(audit, query, cli_caller())  # the summary comes with the first page
     items, report = list(first[listed]), first
     while report["next_cursor"]:
         query = query.model_copy(update={"cursor": report["next_cursor"]})
-        report = await page(audit, query, _reader())
+        report = await page(audit, query, cli_caller())
         items.extend(report[listed])
         if "patients" in report:
             first["patients"].extend(report["patients"])
@@ -90,58 +62,45 @@ async def _all_pages(
 
 
 async def _csv(
-    records: Callable[[AuditLog], Any], header: Sequence[str], to_row: Callable[[Any], Sequence[Any]], out: TextIO
+    rows: AsyncIterator[Any], header: Sequence[str], to_row: Callable[[Any], Sequence[Any]], out: TextIO
 ) -> int:
-    s = settings()
-    async with open_audit_log(s, database(s), background=False) as audit:
-        rows: AsyncIterator[Any] = await records(audit)
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        n = 0
-        async for item in rows:
-            writer.writerow(to_row(item))
-            n += 1
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    n = 0
+    async for item in rows:
+        writer.writerow(to_row(item))
+        n += 1
     return n
 
 
-async def _json(page: Callable[[AuditLog, Any, Caller], Any], query: BaseModel, listed: str) -> dict[str, Any]:
-    s = settings()
-    async with open_audit_log(s, database(s), background=False) as audit:
-        return await _all_pages(page, query, listed, audit)
-
-
-def _emit(fmt: Format, out: Path | None, json_report: Callable[[], Any], csv_report: Callable[[TextIO], Any]) -> Any:
+def _emit(
+    fmt: Format,
+    out: Path | None,
+    json_report: Callable[[AuditLog], Awaitable[dict[str, Any]]],
+    csv_report: Callable[[AuditLog, TextIO], Awaitable[int]],
+) -> dict[str, Any] | None:
     """Run the report in ``fmt``; the JSON report for the table (returned)."""
-    try:
-        if fmt is Format.CSV:
-            if out is None:
-                return run(csv_report(sys.stdout))
-            with out.open("w", encoding="utf-8", newline="") as handle:
-                n = run(csv_report(handle))
-            console.print(f"wrote {n} rows to {out}")
-            return None
-        report = run(json_report())
-    except DomainError as exc:
-        fail(exc.message)
-    if fmt is Format.JSON or out is not None:
-        text = json.dumps(report, indent=2, ensure_ascii=False)
+    if fmt is Format.CSV:
         if out is None:
-            print(text)
-        else:
-            out.write_text(text, encoding="utf-8")
-            console.print(f"wrote {out}")
+            with_audit_log(lambda audit: csv_report(audit, sys.stdout))
+            return None
+        with out.open("w", encoding="utf-8", newline="") as handle:
+            n = with_audit_log(lambda audit: csv_report(audit, handle))
+        console.print(f"wrote {n} rows to {out}")
+        return None
+    report = with_audit_log(json_report)
+    if fmt is Format.JSON or out is not None:
+        write_output(as_json(report), out)
         return None
     return report
 
 
 def _access(kind: str, query: SystemAccessQuery | ActorAccessQuery, fmt: Format, out: Path | None) -> None:
-    async def as_csv(handle: TextIO) -> int:
-        async def records(audit: AuditLog) -> AsyncIterator[dict[str, Any]]:
-            return await access_report_records(audit, query, _reader(), "csv")
+    async def as_csv(audit: AuditLog, handle: TextIO) -> int:
+        rows = await access_report_records(audit, query, cli_caller(), "csv")
+        return await _csv(rows, EVENT_COLUMNS, event_row, handle)
 
-        return await _csv(records, EVENT_COLUMNS, event_row, handle)
-
-    report = _emit(fmt, out, lambda: _json(access_report, query, "events"), as_csv)
+    report = _emit(fmt, out, lambda audit: _all_pages(audit, access_report, query, "events"), as_csv)
     if report is not None:
         render_access(kind, report)
 
@@ -166,7 +125,7 @@ def render_access(kind: str, report: dict[str, Any]) -> None:
 
 
 def _dates(from_: str | None, to: str | None) -> dict[str, Any]:
-    return {"from": _date(from_, "--from"), "to": _date(to, "--to"), "limit": 1000}
+    return {"from": day_or_timestamp(from_, "--from"), "to": day_or_timestamp(to, "--to"), "limit": 1000}
 
 
 def system(
@@ -177,7 +136,7 @@ def system(
     out: OutOpt = None,
 ) -> None:
     """What one system sent or received: patients, counterparts, data elements, events."""
-    _access("system", _query(SystemAccessQuery, {"system_id": system_id, **_dates(from_, to)}), format_, out)
+    _access("system", validated(SystemAccessQuery, {"system_id": system_id, **_dates(from_, to)}), format_, out)
 
 
 def actor(
@@ -188,7 +147,7 @@ def actor(
     out: OutOpt = None,
 ) -> None:
     """What one user or service accessed: patients, systems, data elements, events."""
-    _access("actor", _query(ActorAccessQuery, {"actor_id": actor_id, **_dates(from_, to)}), format_, out)
+    _access("actor", validated(ActorAccessQuery, {"actor_id": actor_id, **_dates(from_, to)}), format_, out)
 
 
 def _activity_csv_row(row: dict[str, Any]) -> list[Any]:
@@ -200,15 +159,14 @@ def _activity_csv_row(row: dict[str, Any]) -> list[Any]:
 
 def activity(from_: FromOpt = None, to: ToOpt = None, format_: FormatOpt = Format.TABLE, out: OutOpt = None) -> None:
     """Who ran which report, export or review, and when: the record that the log is examined."""
-    query = _query(ActivityQuery, _dates(from_, to))
+    query = validated(ActivityQuery, _dates(from_, to))
 
-    async def as_csv(handle: TextIO) -> int:
-        async def records(audit: AuditLog) -> AsyncIterator[dict[str, Any]]:
-            return await activity_records(audit, query, _reader())
+    async def as_csv(audit: AuditLog, handle: TextIO) -> int:
+        return await _csv(
+            await activity_records(audit, query, cli_caller()), ACTIVITY_COLUMNS, _activity_csv_row, handle
+        )
 
-        return await _csv(records, ACTIVITY_COLUMNS, _activity_csv_row, handle)
-
-    report = _emit(format_, out, lambda: _json(activity_report, query, "activity"), as_csv)
+    report = _emit(format_, out, lambda audit: _all_pages(audit, activity_report, query, "activity"), as_csv)
     if report is None:
         return
     table = Table(title="Reports, exports and reviews (times UTC)", title_justify="left")

@@ -4,16 +4,12 @@ operating-system user, and both are recorded in the chain as the API's are."""
 
 from __future__ import annotations
 
-import getpass
-import json
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
-from ..domain.errors import DomainError
 from ..domain.reviews import (
     QueueQuery,
     ReviewConfig,
@@ -22,9 +18,9 @@ from ..domain.reviews import (
     record_review,
 )
 from ..domain.reviews_csv import queue_csv
-from ..domain.tokens import Caller, Role
-from ..runtime import open_audit_log
-from ._common import console, database, fail, run, settings
+from ..runtime import AuditLog
+from ._common import cli_caller, console, fail, settings, with_audit_log
+from ._reports import FromOpt, OutOpt, ToOpt, as_json, write_output
 
 
 class QueueStatus(StrEnum):
@@ -46,21 +42,15 @@ class VerdictOption(StrEnum):
     INVESTIGATE = "investigate"
 
 
-def _officer() -> Caller:
-    return Caller(token_id=f"cli:{getpass.getuser()}", role=Role.PRIVACY_OFFICER, systems=(), name=None)
-
-
-async def _whole_queue(query: QueueQuery, url: str) -> dict[str, Any]:
-    s = settings()
-    async with open_audit_log(s, url, background=False) as audit:
-        config = ReviewConfig.from_settings(s)
-        page = await break_glass_queue(audit, query, _officer(), config)
-        items = list(page["items"])
-        while page["next_cursor"]:
-            page = await break_glass_queue(
-                audit, query.model_copy(update={"cursor": page["next_cursor"]}), _officer(), config
-            )
-            items.extend(page["items"])
+async def _whole_queue(audit: AuditLog, query: QueueQuery) -> dict[str, Any]:
+    config = ReviewConfig.from_settings(settings())
+    page = await break_glass_queue(audit, query, cli_caller(), config)
+    items = list(page["items"])
+    while page["next_cursor"]:
+        page = await break_glass_queue(
+            audit, query.model_copy(update={"cursor": page["next_cursor"]}), cli_caller(), config
+        )
+        items.extend(page["items"])
     return {**page, "items": items, "next_cursor": None}
 
 
@@ -93,10 +83,10 @@ def break_glass(
     older_than: Annotated[
         int | None, typer.Option("--older-than", min=0, help="only accesses at least DAYS old")
     ] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="first day or timestamp (inclusive)")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="last day or timestamp (inclusive)")] = None,
+    from_: FromOpt = None,
+    to: ToOpt = None,
     format_: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+    out: OutOpt = None,
 ) -> None:
     """The break-glass review queue: emergency accesses with their latest verdict."""
     params = {"status": status.value, "older_than": older_than, "from": from_, "to": to, "limit": 500}
@@ -104,25 +94,14 @@ def break_glass(
         query = QueueQuery.model_validate({k: v for k, v in params.items() if v is not None})
     except ValueError as exc:
         fail(f"invalid option: {exc}".splitlines()[0] + " (dates: 2026-11-24 or an RFC 3339 timestamp with offset)")
-    url = database(settings())
-    try:
-        report = run(_whole_queue(query, url))
-    except DomainError as exc:
-        fail(exc.message)
+    report = with_audit_log(lambda audit: _whole_queue(audit, query))
     if format_ is Format.TABLE and out is None:
         render_table(report)
         return
-    text = queue_csv(report["items"]) if format_ is Format.CSV else json.dumps(report, indent=2, ensure_ascii=False)
-    if out is None:
-        print(text, end="" if format_ is Format.CSV else "\n")
+    if format_ is Format.CSV:
+        write_output(queue_csv(report["items"]), out, end="")
     else:
-        out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {out}")
-
-
-async def _review(request: ReviewRequest, url: str) -> dict[str, Any]:
-    async with open_audit_log(settings(), url, background=False) as audit:
-        return await record_review(audit, request, _officer())
+        write_output(as_json(report), out)
 
 
 def review(
@@ -136,11 +115,7 @@ def review(
     except ValueError as exc:
         fields = ", ".join(".".join(map(str, e["loc"])) for e in cast(Any, exc).errors())
         fail(f"invalid {fields}")
-    url = database(settings())
-    try:
-        answer = run(_review(request, url))
-    except DomainError as exc:
-        fail(exc.message)
+    answer = with_audit_log(lambda audit: record_review(audit, request, cli_caller()))
     recorded = answer["review"]
     console.print(
         f"recorded [bold]{recorded['verdict']}[/] for {answer['event']['event_id']} "

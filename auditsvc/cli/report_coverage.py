@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
-import json
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,10 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..domain.coverage import CoverageConfig, coverage_csv, coverage_report, parse_coverage_query
-from ..domain.errors import DomainError
-from ..domain.tokens import Caller, Role
-from ..runtime import open_audit_log
-from ._common import console, database, fail, run, settings
+from ..domain.tokens import Role
+from ..runtime import AuditLog
+from ._common import cli_caller, console, settings, with_audit_log
+from ._reports import OutOpt, as_json, write_output
 
 
 class CoverageFormat(StrEnum):
@@ -65,31 +62,19 @@ def coverage(
     to: Annotated[str | None, typer.Option("--to", help="new pairs up to this day or timestamp (inclusive)")] = None,
     silent_after: Annotated[str | None, typer.Option(help="silence window: 90m, 24h, 7d")] = None,
     format_: Annotated[CoverageFormat, typer.Option("--format", help="table, json or csv")] = CoverageFormat.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+    out: OutOpt = None,
 ) -> None:
     """Every system and emitter with its last event and usual rate; silent ones flagged; new pairs."""
-    s = settings()
-    url = database(s)
-    reader = Caller(token_id=f"cli:{getpass.getuser()}", role=Role.AUDITOR, systems=(), name=None)
 
-    async def _run() -> dict[str, Any]:
+    async def _run(audit: AuditLog) -> dict[str, Any]:
         query = parse_coverage_query({"from": from_, "to": to, "silent_after": silent_after})
-        async with open_audit_log(s, url, background=False) as audit:
-            return await coverage_report(audit, query, reader, CoverageConfig.from_settings(s))
+        return await coverage_report(audit, query, cli_caller(Role.AUDITOR), CoverageConfig.from_settings(settings()))
 
-    try:
-        report = run(_run())
-    except DomainError as exc:
-        fail(exc.message)
+    report = with_audit_log(_run)
     if format_ is CoverageFormat.TABLE and out is None:
         render_coverage(report)
         return
     if format_ is CoverageFormat.CSV:
-        text = "".join(coverage_csv(report))
+        write_output("".join(coverage_csv(report)), out, end="")
     else:
-        text = json.dumps(report, indent=2, ensure_ascii=False)
-    if out is None:
-        print(text, end="" if format_ is CoverageFormat.CSV else "\n")
-    else:
-        out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {out}")
+        write_output(as_json(report), out)

@@ -9,51 +9,25 @@ recorded in the chain as for the API.
 
 from __future__ import annotations
 
-import getpass
-import json
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from ..domain.disclosures import DisclosureQuery, disclosure_accounting
-from ..domain.errors import DomainError
 from ..domain.reports import PatientAccessQuery
-from ..domain.tokens import Caller, Role
 from ..reports_pdf.make import accounting_pdf, patient_report_pdf
-from ..runtime import AuditLog, open_audit_log
-from ._common import console, database, fail, run, settings
-
-T = TypeVar("T")
+from ..runtime import AuditLog
+from ._common import cli_caller, console, fail, with_audit_log
+from ._reports import IdentifierOpt, OutOpt, as_json, day_or_timestamp, patient_identifier, validated, write_output
 
 
 class DisclosureFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     PDF = "pdf"
-
-
-def _reader() -> Caller:
-    return Caller(token_id=f"cli:{getpass.getuser()}", role=Role.PRIVACY_OFFICER, systems=(), name=None)
-
-
-def _with_log(work: Callable[[AuditLog], Awaitable[T]]) -> T:
-    s = settings()
-    url = database(s)
-
-    async def go() -> T:
-        async with open_audit_log(s, url, background=False) as audit:
-            return await work(audit)
-
-    try:
-        return run(go())
-    except DomainError as exc:
-        fail(exc.message)
 
 
 def write_pdf(pdf: bytes, out: Path | None) -> None:
@@ -67,16 +41,7 @@ def patient_pdf(query: PatientAccessQuery, out: Path | None) -> None:
     """``report patient --format pdf``: every event, certified, as a document."""
     if out is None:
         fail("--format pdf needs --out FILE")
-    write_pdf(_with_log(lambda audit: patient_report_pdf(audit, query, _reader())), out)
-
-
-def _requested(raw: str | None) -> date | datetime | None:
-    if raw is None:
-        return None
-    try:
-        return date.fromisoformat(raw) if len(raw) == 10 else datetime.fromisoformat(raw)
-    except ValueError:
-        fail("--requested-at takes a date (2026-11-24) or an RFC 3339 timestamp with offset")
+    write_pdf(with_audit_log(lambda audit: patient_report_pdf(audit, query, cli_caller())), out)
 
 
 def render_accounting(report: dict[str, Any]) -> None:
@@ -108,43 +73,31 @@ def render_accounting(report: dict[str, Any]) -> None:
 
 
 def disclosures(
-    identifier: Annotated[str, typer.Option(help="SYSTEM|VALUE of any one of the patient's identifiers")],
+    identifier: IdentifierOpt,
     requested_at: Annotated[
         str | None, typer.Option("--requested-at", help="the request's date or timestamp (default: now)")
     ] = None,
     format_: Annotated[DisclosureFormat, typer.Option("--format", help="table, json or pdf")] = DisclosureFormat.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+    out: OutOpt = None,
 ) -> None:
     """The accounting of disclosures for one patient: the six years before the request."""
-    system, sep, value = identifier.rpartition("|")
-    if not sep or not system or not value:
-        fail("--identifier takes SYSTEM|VALUE, e.g. 'urn:oid:2.16.840.1.113883.3.1|MRN00042'")
-    try:
-        query = DisclosureQuery.model_validate(
-            {"identifier": {"system": system, "value": value}, "requested_at": _requested(requested_at)}
-        )
-    except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    body = {"identifier": patient_identifier(identifier)}
+    query = validated(DisclosureQuery, {**body, "requested_at": day_or_timestamp(requested_at, "--requested-at")})
     if format_ is DisclosureFormat.PDF:
         if out is None:
             fail("--format pdf needs --out FILE")
-        write_pdf(_with_log(lambda audit: accounting_pdf(audit, query, _reader())), out)
+        write_pdf(with_audit_log(lambda audit: accounting_pdf(audit, query, cli_caller())), out)
         return
     delivered = "json" if format_ is DisclosureFormat.JSON or out is not None else "table"
 
     async def account(audit: AuditLog) -> dict[str, Any]:
-        return (await disclosure_accounting(audit, query, _reader(), delivered_as=delivered)).report
+        return (await disclosure_accounting(audit, query, cli_caller(), delivered_as=delivered)).report
 
-    report = _with_log(account)
+    report = with_audit_log(account)
     if format_ is DisclosureFormat.TABLE and out is None:
         render_accounting(report)
         return
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    if out is None:
-        print(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {out}")
+    write_output(as_json(report), out)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,11 +6,9 @@ user (``cli:<user>``) as the admin who made them.
 
 from __future__ import annotations
 
-import getpass
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -28,30 +26,10 @@ from ..domain.systems import (
     parse_import,
     set_entries,
 )
-from ..domain.tokens import Caller, Role
-from ..runtime import AuditLog, open_audit_log
-from ._common import console, database, err_console, fail, run, settings
+from ..domain.tokens import Role
+from ._common import cli_caller, console, err_console, fail, with_audit_log
 
 app = typer.Typer(help="The system registry: names, relationships, BAAs.", no_args_is_help=True)
-T = TypeVar("T")
-
-
-def _cli_admin() -> Caller:
-    return Caller(token_id=f"cli:{getpass.getuser()}", role=Role.ADMIN, systems=(), name=None)
-
-
-def _with_log(work: Callable[[AuditLog], Awaitable[T]]) -> T:
-    s = settings()
-    url = database(s)
-
-    async def _run() -> T:
-        async with open_audit_log(s, url, background=False) as audit:
-            return await work(audit)
-
-    try:
-        return run(_run())
-    except DomainError as exc:
-        fail(exc.message)
 
 
 def _table(entries: list[dict[str, Any]]) -> None:
@@ -83,7 +61,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Every registered system."""
-    entries = _with_log(list_registry)
+    entries = with_audit_log(list_registry)
     if as_json:
         print(json.dumps({"systems": entries}, indent=2, ensure_ascii=False))
     else:
@@ -124,7 +102,7 @@ def set_(
         fail(exc.message)
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors()))
-    [stored] = _with_log(lambda audit: set_entries(audit, _cli_admin(), [entry]))
+    [stored] = with_audit_log(lambda audit: set_entries(audit, cli_caller(Role.ADMIN), [entry]))
     console.print(f"{escape(system_id)} registered (seq {stored['recorded']['seq']})", highlight=False)
 
 
@@ -145,5 +123,5 @@ def import_(
         fail(exc.message)
     if not entries:
         fail(f"{file} has no rows")
-    stored = _with_log(lambda audit: set_entries(audit, _cli_admin(), entries))
+    stored = with_audit_log(lambda audit: set_entries(audit, cli_caller(Role.ADMIN), entries))
     console.print(f"{len(stored)} systems in {escape(str(file))} registered", highlight=False)
