@@ -37,7 +37,7 @@ from ..runtime import AuditLog
 from ..store import access_reports as queries
 from ..store.session import driver_connection
 from .backfill import require_read_model
-from .cursors import MAX_SEQ, encode_cursor, page_start, query_key
+from .cursors import MAX_SEQ, Row, every_row, page_start, page_with_cursor, query_key
 from .errors import InvalidInput
 from .ingest import parse_body
 from .page_audit import PageBounds, record_page
@@ -48,8 +48,6 @@ from .tokens import Caller
 
 SUMMARY_CAP = 20_000
 """Events a summary aggregates at most (see the module docstring)."""
-
-PAGE_ROWS = 1000  # keyset page size when a whole report is streamed (CSV)
 
 Kind = Literal["system-access", "actor-access"]
 
@@ -183,10 +181,7 @@ async def access_report(audit: AuditLog, query: AccessQuery, reader: Caller) -> 
             conn, plan.page_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, after, query.limit + 1
         )
     entry = await _subject_entry(audit, plan, known)
-    next_cursor = None
-    if len(rows) > query.limit:
-        rows = rows[: query.limit]
-        next_cursor = encode_cursor(plan.key, (rows[-1][1], rows[-1][0]), as_of)
+    rows, next_cursor = page_with_cursor(rows, query.limit, plan.key, as_of)
     sealer = audit.keys.sealer
     assert sealer is not None  # the service's keys always seal
     events = [sealer.reveal_record(json.loads(record)) for _, _, record in rows]
@@ -229,13 +224,12 @@ async def _pages(
 ) -> AsyncIterator[dict[str, Any]]:
     sealer = audit.keys.sealer
     assert sealer is not None
-    while True:
+
+    async def read_page(after: tuple[datetime, int], limit: int) -> list[Row]:
         async with driver_connection(audit.engine) as conn:
-            rows = await queries.access_page(
-                conn, plan.page_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, after, PAGE_ROWS
+            return await queries.access_page(
+                conn, plan.page_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, after, limit
             )
-        for _, _, record in rows:
-            yield sealer.reveal_record(json.loads(record))
-        if len(rows) < PAGE_ROWS:
-            return
-        after = (rows[-1][1], rows[-1][0])
+
+    async for _, _, record in every_row(read_page, after):
+        yield sealer.reveal_record(json.loads(record))

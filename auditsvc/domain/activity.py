@@ -23,9 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..runtime import AuditLog
 from ..store import activity as queries
 from ..store.session import driver_connection
-from .access_reports import PAGE_ROWS
 from .backfill import require_read_model
-from .cursors import MAX_SEQ, encode_cursor, page_start, query_key
+from .cursors import MAX_SEQ, Row, every_row, page_start, page_with_cursor, query_key
 from .page_audit import PageBounds, record_page
 from .periods import DayOrTimestamp, report_period
 from .reserved import SERVICE_SYSTEM_ID
@@ -83,10 +82,7 @@ async def activity_report(audit: AuditLog, query: ActivityQuery, reader: Caller)
         rows = await queries.activity_page(
             conn, audit.log_id, SERVICE_SYSTEM_ID, start, end, as_of, after, query.limit + 1
         )
-    next_cursor = None
-    if len(rows) > query.limit:
-        rows = rows[: query.limit]
-        next_cursor = encode_cursor(key, (rows[-1][1], rows[-1][0]), as_of)
+    rows, next_cursor = page_with_cursor(rows, query.limit, key, as_of)
     bounds = PageBounds((rows[0][1], rows[0][0]), (rows[-1][1], rows[-1][0])) if rows else None
     await record_page(audit, reader, KIND, "all", start, end, as_of, bounds, fmt="json")
     return {
@@ -106,13 +102,9 @@ async def activity_records(audit: AuditLog, query: ActivityQuery, reader: Caller
 async def _pages(
     audit: AuditLog, start: datetime, end: datetime, as_of: int, after: tuple[datetime, int]
 ) -> AsyncIterator[dict[str, Any]]:
-    while True:
+    async def read_page(after: tuple[datetime, int], limit: int) -> list[Row]:
         async with driver_connection(audit.engine) as conn:
-            rows = await queries.activity_page(
-                conn, audit.log_id, SERVICE_SYSTEM_ID, start, end, as_of, after, PAGE_ROWS
-            )
-        for _, _, record in rows:
-            yield activity_row(json.loads(record))
-        if len(rows) < PAGE_ROWS:
-            return
-        after = (rows[-1][1], rows[-1][0])
+            return await queries.activity_page(conn, audit.log_id, SERVICE_SYSTEM_ID, start, end, as_of, after, limit)
+
+    async for _, _, record in every_row(read_page, after):
+        yield activity_row(json.loads(record))

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,3 +110,34 @@ async def page_start(
     if cursor:
         return decode_cursor(cursor, key, status=status)
     return Cursor(BEFORE_ALL, await committed_size(conn, log_id))
+
+
+Row = tuple[int, datetime, str]
+"""A page statement's row: (seq, occurred_at, record)."""
+
+PAGE_ROWS = 1000
+"""Keyset page size when a whole report is streamed (CSV)."""
+
+
+def page_with_cursor(rows: list[Row], limit: int, key: str, as_of: int) -> tuple[list[Row], str | None]:
+    """A page read with one row more than ``limit``: its ``limit`` rows and,
+    when there are more, the cursor of the next page."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(key, (rows[-1][1], rows[-1][0]), as_of)
+
+
+async def every_row(
+    read_page: Callable[[tuple[datetime, int], int], Awaitable[list[Row]]], after: tuple[datetime, int]
+) -> AsyncIterator[Row]:
+    """Every row after ``after``, read ``PAGE_ROWS`` at a time by
+    ``read_page(after, limit)`` (a connection borrowed per page, so a slow
+    reader holds none)."""
+    while True:
+        rows = await read_page(after, PAGE_ROWS)
+        for row in rows:
+            yield row
+        if len(rows) < PAGE_ROWS:
+            return
+        after = (rows[-1][1], rows[-1][0])

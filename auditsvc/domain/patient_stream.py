@@ -1,7 +1,7 @@
 """The patient-access report's events as a stream (``?format=csv``).
 
 The same events as the JSON pages of domain/reports.py, from the query's
-cursor on, in keyset pages of ``PAGE_ROWS`` on the snapshot the stream
+cursor on, in keyset pages of ``cursors.PAGE_ROWS`` on the snapshot the stream
 started at: memory is bounded by one page whatever the patient's history.
 The read is recorded in the chain, as for a JSON page, before the first
 event is read.
@@ -17,9 +17,8 @@ from typing import Any
 from ..runtime import AuditLog
 from ..store import reports as queries
 from ..store.session import driver_connection
-from .access_reports import PAGE_ROWS
 from .backfill import require_read_model
-from .cursors import page_start
+from .cursors import Row, every_row, page_start
 from .periods import report_period
 from .read_audit import record_read
 from .reports import KIND, PatientAccessQuery
@@ -45,11 +44,10 @@ async def _pages(
 ) -> AsyncIterator[dict[str, Any]]:
     sealer = audit.keys.sealer
     assert sealer is not None
-    while True:
+
+    async def read_page(after: tuple[datetime, int], limit: int) -> list[Row]:
         async with driver_connection(audit.engine) as conn:
-            rows = await queries.access_events(conn, audit.log_id, hmacs, start, end, as_of, after, PAGE_ROWS)
-        for _, _, record in rows:
-            yield sealer.reveal_record(json.loads(record))
-        if len(rows) < PAGE_ROWS:
-            return
-        after = (rows[-1][1], rows[-1][0])
+            return await queries.access_events(conn, audit.log_id, hmacs, start, end, as_of, after, limit)
+
+    async for _, _, record in every_row(read_page, after):
+        yield sealer.reveal_record(json.loads(record))

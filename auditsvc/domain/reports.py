@@ -17,7 +17,7 @@ from ..runtime import AuditLog
 from ..store import reports as queries
 from ..store.session import driver_connection
 from .backfill import require_read_model
-from .cursors import encode_cursor, page_start
+from .cursors import page_start, page_with_cursor
 from .ingest import parse_body
 from .periods import DayOrTimestamp, report_period
 from .read_audit import record_read
@@ -83,10 +83,7 @@ async def patient_access_report(audit: AuditLog, query: PatientAccessQuery, read
     linked = sorted({(s, v if v is not None else sealer.open(s, str(enc))) for s, v, enc in identifiers})
     if not linked:
         linked = [(query.identifier.system, query.identifier.value)]
-    next_cursor = None
-    if len(rows) > query.limit:
-        rows = rows[: query.limit]
-        next_cursor = encode_cursor(KIND, (rows[-1][1], rows[-1][0]), as_of)
+    rows, next_cursor = page_with_cursor(rows, query.limit, KIND, as_of)
     await record_read(audit, reader, [query.identifier], data_elements=["AuditEvent"], detail="patient-access-report")
     return {
         "patient": {"identifiers": [{"system": s, "value": v} for s, v in linked]},
