@@ -4,6 +4,7 @@ output options, and where their answer goes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -11,7 +12,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from ._common import console, fail
+from ..domain.tokens import Caller
+from ..runtime import AuditLog
+from ._common import cli_caller, console, fail
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -58,3 +61,23 @@ def write_output(text: str, out: Path | None, *, end: str = "\n") -> None:
     else:
         out.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}")
+
+
+Page = Callable[[AuditLog, Any, Caller], Awaitable[dict[str, Any]]]
+
+
+async def all_pages(audit: AuditLog, page: Page, query: BaseModel, listed: str) -> dict[str, Any]:
+    """The whole report, following its cursors: the first page (the summary
+    comes with it) with the ``listed`` items, and any ``patients``, of every
+    page."""
+    first: dict[str, Any] = await page(audit, query, cli_caller())
+    items, report = list(first[listed]), first
+    while report["next_cursor"]:
+        query = query.model_copy(update={"cursor": report["next_cursor"]})
+        report = await page(audit, query, cli_caller())
+        items.extend(report[listed])
+        if "patients" in report:
+            first["patients"].extend(report["patients"])
+    first[listed] = items
+    first["next_cursor"] = None
+    return first

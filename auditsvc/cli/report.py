@@ -11,14 +11,14 @@ import typer
 from rich.table import Table
 
 from ..domain.reports import PatientAccessQuery, patient_access_report
-from ..runtime import AuditLog
 from . import report_coverage
-from ._common import cli_caller, console, with_audit_log
+from ._common import console, with_audit_log
 from ._reports import (
     FromOpt,
     IdentifierOpt,
     OutOpt,
     ToOpt,
+    all_pages,
     as_json,
     day_or_timestamp,
     patient_identifier,
@@ -42,19 +42,6 @@ class Format(StrEnum):
     JSON = "json"
     CSV = "csv"
     PDF = "pdf"
-
-
-async def _full_report(audit: AuditLog, query: PatientAccessQuery) -> dict[str, Any]:
-    reader = cli_caller()
-    report = await patient_access_report(audit, query, reader)
-    events = list(report["events"])
-    while report["next_cursor"]:
-        query = query.model_copy(update={"cursor": report["next_cursor"]})
-        report = await patient_access_report(audit, query, reader)
-        events.extend(report["events"])
-    report["events"] = events
-    report["next_cursor"] = None
-    return report
 
 
 def _csv(report: dict[str, Any]) -> str:
@@ -140,7 +127,7 @@ def patient(
     )
     if format_ is Format.PDF:
         return patient_pdf(query, out)
-    report = with_audit_log(lambda audit: _full_report(audit, query))
+    report = with_audit_log(lambda audit: all_pages(audit, patient_access_report, query, "events"))
     if format_ is Format.TABLE and out is None:
         render_table(report)
         return

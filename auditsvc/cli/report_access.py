@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
-from pydantic import BaseModel
 from rich.table import Table
 
 from ..api.csv_stream import EVENT_COLUMNS, event_row
@@ -28,10 +27,9 @@ from ..domain.access_reports import (
     access_report_records,
 )
 from ..domain.activity import ActivityQuery, activity_records, activity_report
-from ..domain.tokens import Caller
 from ..runtime import AuditLog
 from ._common import cli_caller, console, with_audit_log
-from ._reports import FromOpt, OutOpt, ToOpt, as_json, day_or_timestamp, validated, write_output
+from ._reports import FromOpt, OutOpt, ToOpt, all_pages, as_json, day_or_timestamp, validated, write_output
 
 ACTIVITY_COLUMNS = ("seq", "occurred_at", "activity", "actor_id", "actor_role", "actor_name", "channel", "details")
 
@@ -43,22 +41,6 @@ class Format(StrEnum):
 
 
 FormatOpt = Annotated[Format, typer.Option("--format", help="table, json or csv")]
-
-Page = Callable[[AuditLog, Any, Caller], Awaitable[dict[str, Any]]]
-
-
-async def _all_pages(audit: AuditLog, page: Page, query: BaseModel, listed: str) -> dict[str, Any]:
-    first: dict[str, Any] = await page(audit, query, cli_caller())  # the summary comes with the first page
-    items, report = list(first[listed]), first
-    while report["next_cursor"]:
-        query = query.model_copy(update={"cursor": report["next_cursor"]})
-        report = await page(audit, query, cli_caller())
-        items.extend(report[listed])
-        if "patients" in report:
-            first["patients"].extend(report["patients"])
-    first[listed] = items
-    first["next_cursor"] = None
-    return first
 
 
 async def _csv(
@@ -100,7 +82,7 @@ def _access(kind: str, query: SystemAccessQuery | ActorAccessQuery, fmt: Format,
         rows = await access_report_records(audit, query, cli_caller(), "csv")
         return await _csv(rows, EVENT_COLUMNS, event_row, handle)
 
-    report = _emit(fmt, out, lambda audit: _all_pages(audit, access_report, query, "events"), as_csv)
+    report = _emit(fmt, out, lambda audit: all_pages(audit, access_report, query, "events"), as_csv)
     if report is not None:
         render_access(kind, report)
 
@@ -166,7 +148,7 @@ def activity(from_: FromOpt = None, to: ToOpt = None, format_: FormatOpt = Forma
             await activity_records(audit, query, cli_caller()), ACTIVITY_COLUMNS, _activity_csv_row, handle
         )
 
-    report = _emit(format_, out, lambda audit: _all_pages(audit, activity_report, query, "activity"), as_csv)
+    report = _emit(format_, out, lambda audit: all_pages(audit, activity_report, query, "activity"), as_csv)
     if report is None:
         return
     table = Table(title="Reports, exports and reviews (times UTC)", title_justify="left")

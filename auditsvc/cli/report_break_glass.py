@@ -4,6 +4,7 @@ operating-system user, and both are recorded in the chain as the API's are."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from enum import StrEnum
 from typing import Annotated, Any, cast
 
@@ -18,9 +19,10 @@ from ..domain.reviews import (
     record_review,
 )
 from ..domain.reviews_csv import queue_csv
+from ..domain.tokens import Caller
 from ..runtime import AuditLog
 from ._common import cli_caller, console, fail, settings, with_audit_log
-from ._reports import FromOpt, OutOpt, ToOpt, as_json, write_output
+from ._reports import FromOpt, OutOpt, ToOpt, all_pages, as_json, write_output
 
 
 class QueueStatus(StrEnum):
@@ -40,18 +42,6 @@ class VerdictOption(StrEnum):
     APPROPRIATE = "appropriate"
     INAPPROPRIATE = "inappropriate"
     INVESTIGATE = "investigate"
-
-
-async def _whole_queue(audit: AuditLog, query: QueueQuery) -> dict[str, Any]:
-    config = ReviewConfig.from_settings(settings())
-    page = await break_glass_queue(audit, query, cli_caller(), config)
-    items = list(page["items"])
-    while page["next_cursor"]:
-        page = await break_glass_queue(
-            audit, query.model_copy(update={"cursor": page["next_cursor"]}), cli_caller(), config
-        )
-        items.extend(page["items"])
-    return {**page, "items": items, "next_cursor": None}
 
 
 def render_table(report: dict[str, Any]) -> None:
@@ -94,7 +84,12 @@ def break_glass(
         query = QueueQuery.model_validate({k: v for k, v in params.items() if v is not None})
     except ValueError as exc:
         fail(f"invalid option: {exc}".splitlines()[0] + " (dates: 2026-11-24 or an RFC 3339 timestamp with offset)")
-    report = with_audit_log(lambda audit: _whole_queue(audit, query))
+    config = ReviewConfig.from_settings(settings())
+
+    def queue_page(audit: AuditLog, page: QueueQuery, reader: Caller) -> Awaitable[dict[str, Any]]:
+        return break_glass_queue(audit, page, reader, config)
+
+    report = with_audit_log(lambda audit: all_pages(audit, queue_page, query, "items"))
     if format_ is Format.TABLE and out is None:
         render_table(report)
         return
