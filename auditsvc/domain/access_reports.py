@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..store import access_reports as queries
+from ..store.report_sql import facts_page
 from ..store.session import driver_connection
 from .backfill import require_read_model
 from .cursors import MAX_SEQ, Row, every_row, page_start, page_with_cursor, query_key
@@ -177,7 +178,7 @@ async def access_report(audit: AuditLog, query: AccessQuery, reader: Caller) -> 
                 conn, plan.summary_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, SUMMARY_CAP
             )
             patient_count = await count_patients(conn, audit.log_id, summary.patient_keys)
-        rows = await queries.access_page(
+        rows = await facts_page(
             conn, plan.page_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, after, query.limit + 1
         )
     entry = await _subject_entry(audit, plan, known)
@@ -227,7 +228,7 @@ async def _pages(
 
     async def read_page(after: tuple[datetime, int], limit: int) -> list[Row]:
         async with driver_connection(audit.engine) as conn:
-            return await queries.access_page(
+            return await facts_page(
                 conn, plan.page_sql, audit.log_id, plan.subject, plan.start, plan.end, as_of, after, limit
             )
 

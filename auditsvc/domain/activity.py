@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..store import activity as queries
+from ..store.report_sql import facts_page
 from ..store.session import driver_connection
 from .backfill import require_read_model
 from .cursors import MAX_SEQ, Row, every_row, page_start, page_with_cursor, query_key
@@ -79,8 +80,8 @@ async def activity_report(audit: AuditLog, query: ActivityQuery, reader: Caller)
     """One page of the activity record, its own run recorded before it is returned."""
     start, end, key, after, as_of = await _start(audit, query)
     async with driver_connection(audit.engine) as conn:
-        rows = await queries.activity_page(
-            conn, audit.log_id, SERVICE_SYSTEM_ID, start, end, as_of, after, query.limit + 1
+        rows = await facts_page(
+            conn, queries.ACTIVITY_PAGE_SQL, audit.log_id, SERVICE_SYSTEM_ID, start, end, as_of, after, query.limit + 1
         )
     rows, next_cursor = page_with_cursor(rows, query.limit, key, as_of)
     bounds = PageBounds((rows[0][1], rows[0][0]), (rows[-1][1], rows[-1][0])) if rows else None
@@ -104,7 +105,9 @@ async def _pages(
 ) -> AsyncIterator[dict[str, Any]]:
     async def read_page(after: tuple[datetime, int], limit: int) -> list[Row]:
         async with driver_connection(audit.engine) as conn:
-            return await queries.activity_page(conn, audit.log_id, SERVICE_SYSTEM_ID, start, end, as_of, after, limit)
+            return await facts_page(
+                conn, queries.ACTIVITY_PAGE_SQL, audit.log_id, SERVICE_SYSTEM_ID, start, end, as_of, after, limit
+            )
 
     async for _, _, record in every_row(read_page, after):
         yield activity_row(json.loads(record))

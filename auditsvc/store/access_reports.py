@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .report_sql import facts_page_sql, fetch_page
+from .report_sql import facts_page_sql
 from .session import Connection
 
 SYSTEM_PAGE_SQL = facts_page_sql("source_system", "destination_system")
@@ -111,22 +111,6 @@ class AccessSummary:
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
-
-
-async def access_page(
-    conn: Connection,
-    sql: str,
-    log_id: int,
-    subject: str,
-    start: datetime,
-    end: datetime,
-    as_of: int,
-    after: tuple[datetime, int],
-    limit: int,
-) -> list[tuple[int, datetime, str]]:
-    """(seq, occurred_at, record) in (occurred_at, seq) order after ``after``;
-    ``sql`` is ``SYSTEM_PAGE_SQL`` or ``ACTOR_PAGE_SQL``."""
-    return await fetch_page(conn, sql, log_id, subject, start, end, as_of, after[0], after[1], limit)
 
 
 async def access_summary(

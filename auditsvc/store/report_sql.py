@@ -66,3 +66,19 @@ def facts_page_sql(*columns: str) -> str:
 async def fetch_page(conn: Connection, sql: str, *params: object) -> list[tuple[int, datetime, str]]:
     """(seq, occurred_at, record) of a page statement's rows, in its order."""
     return [(r["seq"], r["occurred_at"], r["record"]) for r in await conn.fetch(sql, *params)]
+
+
+async def facts_page(
+    conn: Connection,
+    sql: str,
+    log_id: int,
+    subject: str,
+    start: datetime,
+    end: datetime,
+    as_of: int,
+    after: tuple[datetime, int],
+    limit: int,
+) -> list[tuple[int, datetime, str]]:
+    """(seq, occurred_at, record) of ``subject``'s events in (occurred_at,
+    seq) order after ``after``; ``sql`` is a ``facts_page_sql`` statement."""
+    return await fetch_page(conn, sql, log_id, subject, start, end, as_of, after[0], after[1], limit)
