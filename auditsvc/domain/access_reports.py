@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..runtime import AuditLog
 from ..store import access_reports as queries
 from ..store.report_sql import facts_page
-from ..store.session import driver_connection
+from ..store.session import Connection, driver_connection
 from .backfill import require_read_model
 from .cursors import MAX_SEQ, Row, every_row, page_start, page_with_cursor, query_key
 from .errors import InvalidInput
@@ -125,6 +125,17 @@ def _plan(query: AccessQuery) -> _Plan:
     )
 
 
+async def _resume(
+    conn: Connection, audit: AuditLog, plan: _Plan, cursor: str | None
+) -> tuple[tuple[datetime, int], int, bool]:
+    """Where the page starts and at which tree size, and whether any event
+    names the subject."""
+    await require_read_model(conn, audit.log_id)
+    page = await page_start(conn, audit.log_id, cursor, plan.key)
+    known = await queries.subject_seen(conn, audit.log_id, plan.kind == "system-access", plan.subject)
+    return page.position, page.as_of, known
+
+
 async def _subject_entry(audit: AuditLog, plan: _Plan, known: bool) -> dict[str, Any]:
     if plan.kind == "actor-access":
         if not known:
@@ -167,10 +178,7 @@ async def access_report(audit: AuditLog, query: AccessQuery, reader: Caller) -> 
     before it is returned."""
     plan = _plan(query)
     async with driver_connection(audit.engine) as conn:
-        await require_read_model(conn, audit.log_id)
-        page = await page_start(conn, audit.log_id, query.cursor, plan.key)
-        after, as_of = page.position, page.as_of
-        known = await queries.subject_seen(conn, audit.log_id, plan.kind == "system-access", plan.subject)
+        after, as_of, known = await _resume(conn, audit, plan, query.cursor)
         summary: queries.AccessSummary | None = None
         patient_count: int | None = None
         if not query.cursor:  # the summary comes with the first page only
@@ -186,11 +194,8 @@ async def access_report(audit: AuditLog, query: AccessQuery, reader: Caller) -> 
     sealer = audit.keys.sealer
     assert sealer is not None  # the service's keys always seal
     events = [sealer.reveal_record(json.loads(record)) for _, _, record in rows]
-    if rows:
-        bounds = PageBounds(first=(rows[0][1], rows[0][0]), last=(rows[-1][1], rows[-1][0]))
-        await record_page(audit, reader, plan.kind, plan.subject, plan.start, plan.end, as_of, bounds, fmt="json")
-    else:
-        await record_page(audit, reader, plan.kind, plan.subject, plan.start, plan.end, as_of, None, fmt="json")
+    bounds = PageBounds.of_rows(rows)
+    await record_page(audit, reader, plan.kind, plan.subject, plan.start, plan.end, as_of, bounds, fmt="json")
     subject_field = "system" if plan.kind == "system-access" else "actor"
     return {
         subject_field: entry,
@@ -210,10 +215,7 @@ async def access_report_records(
     cut short still names every patient it could have revealed."""
     plan = _plan(query)
     async with driver_connection(audit.engine) as conn:
-        await require_read_model(conn, audit.log_id)
-        page = await page_start(conn, audit.log_id, query.cursor, plan.key)
-        after, as_of = page.position, page.as_of
-        known = await queries.subject_seen(conn, audit.log_id, plan.kind == "system-access", plan.subject)
+        after, as_of, known = await _resume(conn, audit, plan, query.cursor)
     await _subject_entry(audit, plan, known)
     bounds = PageBounds(first=after, last=(plan.end, MAX_SEQ))
     await record_page(audit, reader, plan.kind, plan.subject, plan.start, plan.end, as_of, bounds, fmt=fmt)

@@ -84,8 +84,7 @@ async def activity_report(audit: AuditLog, query: ActivityQuery, reader: Caller)
             conn, queries.ACTIVITY_PAGE_SQL, audit.log_id, SERVICE_SYSTEM_ID, start, end, as_of, after, query.limit + 1
         )
     rows, next_cursor = page_with_cursor(rows, query.limit, key, as_of)
-    bounds = PageBounds((rows[0][1], rows[0][0]), (rows[-1][1], rows[-1][0])) if rows else None
-    await record_page(audit, reader, KIND, "all", start, end, as_of, bounds, fmt="json")
+    await record_page(audit, reader, KIND, "all", start, end, as_of, PageBounds.of_rows(rows), fmt="json")
     return {
         "period": {"from": format_timestamp(start), "to": format_timestamp(end)},
         "activity": [activity_row(json.loads(record)) for _, _, record in rows],

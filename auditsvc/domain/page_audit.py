@@ -16,8 +16,10 @@ events on that system (or by that actor) lies within those bounds and below
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from auditsvc_sdk import Identifier
 from auditsvc_sdk.chain import format_timestamp
@@ -39,6 +41,11 @@ class PageBounds:
 
     first: tuple[datetime, int]
     last: tuple[datetime, int]
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[tuple[int, datetime, Any]]) -> PageBounds | None:
+        """The bounds of a page of (seq, occurred_at, ...) rows; None for an empty page."""
+        return cls((rows[0][1], rows[0][0]), (rows[-1][1], rows[-1][0])) if rows else None
 
 
 def subject_identifier(kind: str, subject: str) -> Identifier:
