@@ -42,7 +42,9 @@ async def open_audit_log(
         async with driver_connection(engine) as conn:
             log_id = await ensure_log(conn, settings.log_name, FORMAT_VERSION)
         genesis = genesis_hash(settings.log_name)
-        appender = Appender(engine, log_id, genesis, settings.group_commit_max_events)
+        appender = Appender(
+            engine, log_id, genesis, settings.group_commit_max_events, partition_rows=settings.partition_rows
+        )
         appender.start()
         ensure_signing_key(settings)
         checkpointer = Checkpointer(

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     """Longest array in a body (never less than ``max_batch_events``)."""
     max_json_object_keys: int = Field(default=64, ge=1)
     group_commit_max_events: int = 5000
+    partition_rows: int = Field(default=10_000_000, ge=100, le=10**12)
+    """Rows per partition of ``events`` (partitioned by ``seq`` range), for
+    the partitions the service creates from now on; it keeps one
+    partition's worth of room ahead of the head."""
     keepalive_max_requests: int = 8
     """Ask a client to reconnect after this many requests on one connection,
     so load spreads over worker processes (0: never)."""

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..store.append import SeenCache, append_group
+from ..store.partitions import DEFAULT_PARTITION_ROWS, Partitions
 from ..store.session import CONNECTION_ERRORS, driver_connection
 from ..telemetry import append as telemetry
 from .append_types import EventResult, Head, PendingBatch, PreparedEvent
@@ -42,7 +43,15 @@ class _Request:
 
 
 class Appender:
-    def __init__(self, engine: AsyncEngine, log_id: int, genesis: bytes, max_group_events: int = 5000) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        log_id: int,
+        genesis: bytes,
+        max_group_events: int = 5000,
+        *,
+        partition_rows: int = DEFAULT_PARTITION_ROWS,
+    ) -> None:
         self._engine = engine
         self._log_id = log_id
         self._genesis = genesis
@@ -50,6 +59,7 @@ class Appender:
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._seen = SeenCache()
+        self._partitions = Partitions(partition_rows)  # kept across groups: its top is cached
 
     def start(self) -> None:
         if self._task is None:
@@ -96,7 +106,7 @@ class Appender:
         try:
             async with driver_connection(self._engine) as conn:
                 results, head = await append_group(
-                    conn, self._log_id, self._genesis, [r.batch for r in group], self._seen
+                    conn, self._log_id, self._genesis, [r.batch for r in group], self._seen, self._partitions
                 )
         except DATABASE_DOWN as exc:
             log.warning("append failed, database unavailable: %s", type(exc).__name__)

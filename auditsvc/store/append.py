@@ -8,9 +8,15 @@ once per group, not per event (group commit). The primary key on
 ``seq``, one transaction would fail rather than fork the chain.
 
 Only what depends on ``seq`` happens under the lock: reading the head,
-hashing the records and writing the ``events`` rows. The lookup, identifier
-and link rows are written earlier in the same transaction, so the lock is
-held for about half as long as the whole append.
+hashing the records and writing the ``events`` and ``event_ids`` rows. The
+lookup, identifier and link rows are written earlier in the same
+transaction, so the lock is held for about half as long as the whole append.
+
+``events`` is partitioned by ``seq`` range (migration 0007). Partitions are
+created outside the lock: after a commit, when the head comes within one
+partition of the last one's end; and should a group still find no room (a
+group larger than a partition, or another process's appends), it rolls
+back, the partitions are extended, and it runs again.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from auditsvc_sdk.chain import format_timestamp
 from ..domain.append_types import EventResult, Head, PendingBatch, PreparedEvent
 from .coverage import PairKey, new_pairs, record_pairs
 from .locks import APPEND_LOCK_CLASS, xact_lock
+from .partitions import NoPartitionRoom, Partitions, extend_partitions, partition_top
 from .readmodel import FACT_COLUMNS, PATIENT_COLUMNS
 from .session import Connection
 
@@ -115,6 +122,10 @@ async def _insert_identifiers(
 # committed one of its event_ids after this one looked (a resend racing the
 # original); the retry then finds it stored and answers it ``duplicate``.
 UNIQUE_RACE_RETRIES = 3
+# Each retry for want of a partition first creates the partitions it lacked;
+# only other processes' appends racing past them (partitions narrower than
+# a few groups, as in tests) make it need another.
+NO_ROOM_RETRIES = 10
 
 
 async def append_group(
@@ -123,19 +134,43 @@ async def append_group(
     genesis: bytes,
     batches: Sequence[PendingBatch],
     seen: SeenCache | None = None,
+    partitions: Partitions | None = None,
 ) -> tuple[list[list[EventResult]], Head]:
     """Append ``batches`` in one transaction; returns per-batch results and the new head.
 
     Events whose ``event_id`` is already stored (or appears earlier in the
     group) are answered ``duplicate`` with the stored ``seq`` and add nothing.
+    ``partitions``: what the caller knows of ``events``' partitions (an
+    appender keeps one across calls); partitions are created as needed.
     """
-    for attempt in range(UNIQUE_RACE_RETRIES):
+    partitions = partitions if partitions is not None else Partitions()
+    races = no_room = 0
+    while True:
         try:
-            return await _append_group_once(conn, log_id, genesis, batches, seen)
+            results, head = await _append_group_once(conn, log_id, genesis, batches, seen, partitions)
         except asyncpg.UniqueViolationError:
-            if attempt == UNIQUE_RACE_RETRIES - 1:
+            races += 1
+            if races == UNIQUE_RACE_RETRIES:
                 raise
-    raise AssertionError("unreachable")
+            continue
+        except NoPartitionRoom as full:
+            # Rolled back and the lock released: extend here, then append again.
+            no_room += 1
+            if no_room == NO_ROOM_RETRIES:
+                raise
+            partitions.top = await extend_partitions(conn, full.needed + (partitions.rows or 0), partitions.rows)
+            continue
+        if partitions.wants_room(head.tree_size):
+            partitions.top = await extend_partitions(conn, head.tree_size + (partitions.rows or 0), partitions.rows)
+        return results, head
+
+
+async def _check_room(conn: Connection, partitions: Partitions, end: int) -> None:
+    """Under the lock: the partitions cover every ``seq < end``, or NoPartitionRoom."""
+    if end > partitions.top:
+        partitions.top = await partition_top(conn)  # another process may have extended them
+        if end > partitions.top:
+            raise NoPartitionRoom(end)
 
 
 async def _append_group_once(
@@ -144,11 +179,12 @@ async def _append_group_once(
     genesis: bytes,
     batches: Sequence[PendingBatch],
     seen: SeenCache | None,
+    partitions: Partitions,
 ) -> tuple[list[list[EventResult]], Head]:
     # The lock is held for as little as possible. Everything that does not
     # depend on seq is written first, in the same transaction: the lookup
     # rows of the events not yet stored, and the identifier and link rows.
-    # The UNIQUE (log_id, event_id) constraint on events is what guarantees
+    # The primary key of event_ids, (log_id, event_id), is what guarantees
     # an event is stored once; the look-up before the lock only spares the
     # common resend its rows.
     all_ids = list({e.event_id for b in batches for e in b.events})
@@ -156,7 +192,7 @@ async def _append_group_once(
         stored: dict[UUID, int] = {
             r["event_id"]: r["seq"]
             for r in await conn.fetch(
-                "SELECT event_id, seq FROM events WHERE log_id = $1 AND event_id = ANY($2::uuid[])",
+                "SELECT event_id, seq FROM event_ids WHERE log_id = $1 AND event_id = ANY($2::uuid[])",
                 log_id,
                 all_ids,
             )
@@ -180,6 +216,8 @@ async def _append_group_once(
         # Read committed: each statement after the lock sees every append
         # committed before we obtained it.
         head = await read_head(conn, log_id, genesis)
+        if fresh:
+            await _check_room(conn, partitions, head.tree_size + len(fresh))
         received_at = format_timestamp(datetime.now(UTC))
         seq = head.tree_size
         previous = head.chain_hash
@@ -208,6 +246,9 @@ async def _append_group_once(
             results.append(batch_results)
         pairs: dict[PairKey, tuple[Any, ...]] = {}
         if event_rows:
+            await conn.copy_records_to_table(
+                "event_ids", records=[(r[0], r[2], r[1]) for r in event_rows], columns=("log_id", "event_id", "seq")
+            )
             await conn.copy_records_to_table(
                 "events",
                 records=event_rows,

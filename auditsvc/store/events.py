@@ -40,7 +40,9 @@ async def chain_hash_at(conn: Connection, log_id: int, seq: int) -> bytes | None
 
 async def event_by_id(conn: Connection, log_id: int, event_id: UUID) -> StoredEvent | None:
     row = await conn.fetchrow(
-        "SELECT seq, record, leaf_hash, chain_hash FROM events WHERE log_id = $1 AND event_id = $2",
+        # event_ids names the seq; the seq names the partition (migration 0007).
+        "SELECT e.seq, e.record, e.leaf_hash, e.chain_hash FROM event_ids i "
+        "JOIN events e ON e.log_id = i.log_id AND e.seq = i.seq WHERE i.log_id = $1 AND i.event_id = $2",
         log_id,
         event_id,
     )

@@ -118,24 +118,42 @@ class ReadModelMismatch:
 # the last range also catches rows past the log's end), matched by seq; the
 # first that differs. Only events below the backfill's progress ($4, the
 # size when complete) must have a row; any row that exists must match.
+# event_ids (migration 0007; filled for every event, no backfill) rides on
+# the same read of the records: each event has exactly its own row.
 _FACTS_DIFF = f"""
 WITH expected AS (
-    SELECT seq, occurred_at, ROW({RECORD_FACTS}) AS x
+    SELECT seq, event_id, occurred_at, ROW({RECORD_FACTS}) AS x
     -- OFFSET 0: not pulled up, so each record is parsed once, not once per field
     FROM (
-        SELECT seq, occurred_at, record::jsonb AS r FROM events
+        SELECT seq, event_id, occurred_at, record::jsonb AS r FROM events
         WHERE log_id = $1 AND seq >= $2 AND seq < $3 OFFSET 0
     ) rec
 ), stored AS (
     SELECT seq, occurred_at, ROW({_FACTS}) AS x FROM event_facts WHERE log_id = $1 AND seq >= $2 AND seq < $5
+), ids AS (
+    SELECT seq, event_id FROM event_ids WHERE log_id = $1 AND seq >= $2 AND seq < $5
 )
-SELECT coalesce(e.seq, s.seq) AS seq, e.seq IS NULL AS orphan, s.seq IS NULL AS missing
-FROM expected e FULL JOIN stored s ON e.seq = s.seq
-WHERE (e.seq IS NULL)
+SELECT coalesce(e.seq, s.seq, i.seq) AS seq,
+       CASE WHEN e.seq IS NULL AND s.seq IS NOT NULL THEN 'orphan'
+            WHEN e.seq IS NOT NULL AND s.seq IS NULL AND e.seq < $4 THEN 'missing'
+            WHEN e.seq IS NOT NULL AND s.seq IS NOT NULL
+                 AND (e.occurred_at, e.x) IS DISTINCT FROM (s.occurred_at, s.x) THEN 'differs'
+            WHEN i.seq IS NULL THEN 'id_missing'
+            ELSE 'id_orphan' END AS kind
+FROM expected e FULL JOIN stored s ON e.seq = s.seq FULL JOIN ids i ON i.seq = e.seq AND i.event_id = e.event_id
+WHERE (e.seq IS NULL AND s.seq IS NOT NULL)
    OR (s.seq IS NULL AND (e.seq < $4))
-   OR (s.seq IS NOT NULL AND (e.occurred_at, e.x) IS DISTINCT FROM (s.occurred_at, s.x))
+   OR (s.seq IS NOT NULL AND e.seq IS NOT NULL AND (e.occurred_at, e.x) IS DISTINCT FROM (s.occurred_at, s.x))
+   OR ((e.seq IS NULL) <> (i.seq IS NULL))
 ORDER BY 1 LIMIT 1
 """
+_FACTS_DETAIL = {
+    "orphan": "the report facts have a row naming an event that is not in the log",
+    "missing": "the report facts have no row for this event",
+    "differs": "the report facts differ from the record",
+    "id_missing": "the event id index (event_ids) has no row for this event",
+    "id_orphan": "the event id index (event_ids) has a row naming no event of the log by that id and seq",
+}
 _BEYOND = 2**62  # past any seq
 
 # The records are parsed by the server; past this many, in ranges on as many
@@ -222,13 +240,7 @@ async def first_mismatch(
     mismatches: list[ReadModelMismatch] = []
     row = min((r for r in found if r is not None), key=lambda r: int(r["seq"]), default=None)
     if row is not None:
-        if row["orphan"]:
-            detail = "the report facts have a row naming an event that is not in the log"
-        elif row["missing"]:
-            detail = "the report facts have no row for this event"
-        else:
-            detail = "the report facts differ from the record"
-        mismatches.append(ReadModelMismatch(int(row["seq"]), detail))
+        mismatches.append(ReadModelMismatch(int(row["seq"]), _FACTS_DETAIL[row["kind"]]))
     if patients is not None:
         detail = (
             "the patient report index has a row the records do not name"
