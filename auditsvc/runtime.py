@@ -16,6 +16,7 @@ from .keys import CheckpointSigner, ServerKeys, ensure_signing_key, load_keys
 from .settings import Settings
 from .store.engine import PoolConfig, create_engine, runtime_url
 from .store.logs import ensure_log
+from .store.partitions import ensure_room
 from .store.session import driver_connection
 
 
@@ -41,6 +42,8 @@ async def open_audit_log(
     try:
         async with driver_connection(engine) as conn:
             log_id = await ensure_log(conn, settings.log_name, FORMAT_VERSION)
+            # events is partitioned by seq (migration 0007): room ahead before the first append
+            await ensure_room(conn, log_id, settings.partition_rows)
         genesis = genesis_hash(settings.log_name)
         appender = Appender(
             engine, log_id, genesis, settings.group_commit_max_events, partition_rows=settings.partition_rows

@@ -261,6 +261,16 @@ def test_every_partition_refuses_update_delete_and_truncate_and_the_runtime_role
         error = asyncio.run(attempt(runtime_url(settings), sql))
         assert isinstance(error, asyncpg.InsufficientPrivilegeError), (sql, error)
     assert query(url, "SELECT count(*) AS n FROM events")[0]["n"] == SIZE
+    # The partitions' bookkeeping: only the function writes it, and it only grows.
+    for sql in (
+        "UPDATE event_partitions SET upper = upper + 1",
+        "DELETE FROM event_partitions",
+        "TRUNCATE event_partitions",
+    ):
+        error = asyncio.run(attempt(url, f"SET LOCAL ROLE {settings.owner_role}; {sql}"))
+        assert isinstance(error, asyncpg.InsufficientPrivilegeError) and "append-only" in str(error), (sql, error)
+    error = asyncio.run(attempt(runtime_url(settings), "INSERT INTO event_partitions VALUES ('x', 10000, 10001)"))
+    assert isinstance(error, asyncpg.InsufficientPrivilegeError), error
 
 
 def test_the_runtime_role_extends_the_partitions_within_bounds(narrow: Settings) -> None:

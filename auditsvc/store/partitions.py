@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
+from .events import committed_size
 from .session import Connection
 
 DEFAULT_PARTITION_ROWS = 10_000_000
@@ -64,3 +67,14 @@ async def list_partitions(conn: Connection) -> list[tuple[str, int, int]]:
     """(name, lower, upper) of every partition, in ``seq`` order."""
     rows = await conn.fetch("SELECT name, lower, upper FROM event_partitions ORDER BY lower")
     return [(r["name"], int(r["lower"]), int(r["upper"])) for r in rows]
+
+
+async def ensure_room(conn: Connection, log_id: int, rows: int) -> int:
+    """At start-up: partitions reaching a whole partition (``rows``) past the
+    log's head, so that even the first append finds its partition made.
+    Before migration 0007 (the service answers /readyz 503 until it is
+    applied) there is nothing to do: 0."""
+    try:
+        return await extend_partitions(conn, await committed_size(conn, log_id) + rows, rows)
+    except asyncpg.UndefinedFunctionError:
+        return 0
