@@ -144,6 +144,11 @@ async def append_group(
     appender keeps one across calls); partitions are created as needed.
     """
     partitions = partitions if partitions is not None else Partitions()
+    if partitions.top == 0:  # first use: where the partitions end, and a first one if there is none
+        partitions.top = await partition_top(conn)
+        if partitions.top == 0:  # no partition, so no event yet: room for this group from seq 0
+            size = sum(len(b.events) for b in batches)
+            partitions.top = await extend_partitions(conn, size + (partitions.rows or 0), partitions.rows)
     races = no_room = 0
     while True:
         try:
