@@ -42,7 +42,7 @@ async def open_audit_log(
     try:
         async with driver_connection(engine) as conn:
             log_id = await ensure_log(conn, settings.log_name, FORMAT_VERSION)
-            # events is partitioned by seq (migration 0008): room ahead before the first append
+            # events is partitioned by seq (migration 0010): room ahead before the first append
             await ensure_room(conn, log_id, settings.partition_rows)
         genesis = genesis_hash(settings.log_name)
         appender = Appender(

@@ -537,7 +537,7 @@ async def fill(
         # Settle hint bits and the visibility map, as autovacuum would, so that no
         # read pass pays for them.
         await conn.execute(f"VACUUM ANALYZE {', '.join(vacuum)}")
-        # Over its partitions (migration 0008; a plain table is its own tree).
+        # Over its partitions (migration 0010; a plain table is its own tree).
         size = await conn.fetchval("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events')")
     finally:
         await conn.close()

@@ -66,7 +66,7 @@ async def fill_rows(url: str, rows: int) -> float:
         log_id = await conn.fetchval("SELECT log_id FROM logs WHERE name = $1", BENCH_LOG_NAME)
         start = int(await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE log_id = $1", log_id))
         t0 = time.perf_counter()
-        # events is partitioned by seq (migration 0008): the partitions the rows go to, first.
+        # events is partitioned by seq (migration 0010): the partitions the rows go to, first.
         await conn.execute("SELECT auditsvc_extend_partitions($1, NULL)", start + rows)
         series = (
             "(SELECT i, gen_random_uuid() AS u, timestamptz '2026-01-01 00:00:00+00' + (i * interval '1 second') AS t "

@@ -87,7 +87,7 @@ PATIENT_COLUMNS = ("log_id", "id_hmac", "system", "value", "value_enc")
 LINK_COLUMNS = ("log_id", "a", "b")
 RAW_TABLES = {
     "events": "raw_events",
-    "event_ids": "raw_event_ids",  # the event_id -> seq key (migration 0008; before it, a unique index on events)
+    "event_ids": "raw_event_ids",  # the event_id -> seq key (migration 0010; before it, a unique index on events)
     "event_identifiers": "raw_event_identifiers",
     "patient_identifiers": "raw_patient_identifiers",
     "identifier_links": "raw_identifier_links",

@@ -355,7 +355,7 @@ async def storage(url: str, events: int) -> dict[str, Any]:
 
 # The bare read: every event that carries one of the patient's identifiers,
 # through the patient lookup index, with a custom plan (the values known);
-# event_ids names each one's seq, which names its partition (migration 0008).
+# event_ids names each one's seq, which names its partition (migration 0010).
 _BARE_SQL = """
 SELECT e.seq, e.occurred_at, e.record
 FROM event_ids i JOIN events e ON e.log_id = i.log_id AND e.seq = i.seq

@@ -50,7 +50,7 @@ TEST_SECRET_KEY = base64.b64encode(b"auditsvc-test-key-not-a-secret!!").decode()
 READ_MODEL_TABLES = ("event_facts", "patient_events", "read_model_backfill")  # migration 0006
 LOG_TABLES = (
     "logs",
-    "events",  # partitioned by seq range (migration 0008): tests/test_partitions.py checks each partition
+    "events",  # partitioned by seq range (migration 0010): tests/test_partitions.py checks each partition
     "event_ids",
     "event_identifiers",
     "identifier_links",

@@ -103,7 +103,7 @@ def _fill_bulk(url: str) -> None:
         url,
         "INSERT INTO logs (log_id, name, format_version) VALUES (1, 'test.auditsvc.local/log', 2) "
         "ON CONFLICT DO NOTHING",
-        f"SELECT auditsvc_extend_partitions({BULK}, NULL)",  # events is partitioned by seq (migration 0008)
+        f"SELECT auditsvc_extend_partitions({BULK}, NULL)",  # events is partitioned by seq (migration 0010)
         f"""
         INSERT INTO events (log_id, seq, event_id, occurred_at, record, leaf_hash, chain_hash)
         SELECT 1, i, u, t, {record}, sha256(int8send(i)), sha256(int8send(-i))

@@ -79,7 +79,7 @@ def test_lookup_rows_stored_by_seq_are_rekeyed_by_event_id(empty_db: str) -> Non
 # -- 0005: the log handed to a dedicated owner role ---------------------------
 
 ALL_TABLES = (*LOG_TABLES, "api_tokens", "alembic_version")
-# The tables a log filled at 0004 already has (the read model comes with 0006, event_ids with 0008).
+# The tables a log filled at 0004 already has (the read model comes with 0006, event_ids with 0010).
 OLD_LOG_TABLES = tuple(t for t in LOG_TABLES if t not in (*READ_MODEL_TABLES, "system_pairs", "event_ids"))
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 LINKED = [("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-MIG-5"), ("urn:oid:2.16.840.1.113883.3.9999.0", "E-MIG-5")]

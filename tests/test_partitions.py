@@ -1,4 +1,4 @@
-"""``events`` partitioned by ``seq`` range (migration 0008), at 200 rows a partition.
+"""``events`` partitioned by ``seq`` range (migration 0010), at 200 rows a partition.
 
 Appends, duplicates, proofs, checkpoints, verification, reports and evidence
 export across partition boundaries; the append-only triggers on every

@@ -38,7 +38,7 @@ LINKED = hashlib.sha256(b"patient-7-empi").digest()  # patient 7's second identi
 
 FILL = (
     "INSERT INTO logs (log_id, name, format_version) VALUES (1, 'plans.test/log', 2)",
-    # Ten partitions of events (migration 0008): a page's records are read across them.
+    # Ten partitions of events (migration 0010): a page's records are read across them.
     "SELECT auditsvc_extend_partitions(100000, 10000)",
     # One event a minute; event i is about patient i % 2000 (50 events each).
     """

@@ -9,7 +9,7 @@ by the database, an independent derivation from the one ingest used), each
 ``patient_events`` row with the lookup index (already checked against the
 records) joined to its event. Rows the backfill has not reached yet
 (store/readmodel.py) are not required, but every row present must match.
-``event_ids`` (migration 0008: what keeps an ``event_id`` once across the
+``event_ids`` (migration 0010: what keeps an ``event_id`` once across the
 partitions of ``events``) is compared on the same read: each event has
 exactly its own row.
 """

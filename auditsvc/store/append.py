@@ -12,7 +12,7 @@ hashing the records and writing the ``events`` and ``event_ids`` rows. The
 lookup, identifier and link rows are written earlier in the same
 transaction, so the lock is held for about half as long as the whole append.
 
-``events`` is partitioned by ``seq`` range (migration 0008). Partitions are
+``events`` is partitioned by ``seq`` range (migration 0010). Partitions are
 created outside the lock: after a commit, when the head comes within one
 partition of the last one's end; and should a group still find no room (a
 group larger than a partition, or another process's appends), it rolls

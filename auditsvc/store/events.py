@@ -40,7 +40,7 @@ async def chain_hash_at(conn: Connection, log_id: int, seq: int) -> bytes | None
 
 async def event_by_id(conn: Connection, log_id: int, event_id: UUID) -> StoredEvent | None:
     row = await conn.fetchrow(
-        # event_ids names the seq; the seq names the partition (migration 0008).
+        # event_ids names the seq; the seq names the partition (migration 0010).
         "SELECT e.seq, e.record, e.leaf_hash, e.chain_hash FROM event_ids i "
         "JOIN events e ON e.log_id = i.log_id AND e.seq = i.seq WHERE i.log_id = $1 AND i.event_id = $2",
         log_id,

@@ -1,4 +1,4 @@
-"""The range partitions of ``events`` by ``seq`` (migration 0008).
+"""The range partitions of ``events`` by ``seq`` (migration 0010).
 
 The service creates them itself, ahead of need: the runtime role may not
 CREATE TABLE, so it calls ``auditsvc_extend_partitions(upto, width)``, a
@@ -72,7 +72,7 @@ async def list_partitions(conn: Connection) -> list[tuple[str, int, int]]:
 async def ensure_room(conn: Connection, log_id: int, rows: int) -> int:
     """At start-up: partitions reaching a whole partition (``rows``) past the
     log's head, so that even the first append finds its partition made.
-    Before migration 0008 (the service answers /readyz 503 until it is
+    Before migration 0010 (the service answers /readyz 503 until it is
     applied) there is nothing to do: 0."""
     try:
         return await extend_partitions(conn, await committed_size(conn, log_id) + rows, rows)

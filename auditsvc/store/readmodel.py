@@ -118,7 +118,7 @@ class ReadModelMismatch:
 # the last range also catches rows past the log's end), matched by seq; the
 # first that differs. Only events below the backfill's progress ($4, the
 # size when complete) must have a row; any row that exists must match.
-# event_ids (migration 0008; filled for every event, no backfill) rides on
+# event_ids (migration 0010; filled for every event, no backfill) rides on
 # the same read of the records: each event has exactly its own row.
 _FACTS_DIFF = f"""
 WITH expected AS (

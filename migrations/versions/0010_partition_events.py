@@ -36,8 +36,8 @@ check the range; nothing is rewritten), and ``event_ids`` is filled from
 them (about 60 bytes a row). An empty store gets no partition here: the
 service creates the first one with ``AUDITSVC_PARTITION_ROWS``.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -49,8 +49,8 @@ from typing import Any
 from alembic import op
 from sqlalchemy import text
 
-revision = "0008"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
