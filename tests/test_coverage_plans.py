@@ -29,6 +29,8 @@ REGISTRY_EVENTS = 10  # systems reg-0 .. reg-4, twice each
 
 FILL = (
     "INSERT INTO logs (log_id, name, format_version) VALUES (1, 'plans.test/log', 2)",
+    # Eleven partitions of events (migration 0010): rows are read from them by seq.
+    "SELECT auditsvc_extend_partitions(110000, 10000)",
     f"""
     INSERT INTO events (log_id, seq, event_id, occurred_at, record, leaf_hash, chain_hash)
     SELECT 1, i, gen_random_uuid(), timestamptz '2026-01-01 00:00:00+00' + i * interval '1 minute',

@@ -37,6 +37,8 @@ def event_id(i: int) -> uuid.UUID:
 
 FILL = (
     "INSERT INTO logs (log_id, name, format_version) VALUES (1, 'plans.test/log', 2)",
+    # Eleven partitions of events (migration 0010): rows are read from them by seq.
+    "SELECT auditsvc_extend_partitions(110000, 10000)",
     """
     INSERT INTO events (log_id, seq, event_id, occurred_at, record, leaf_hash, chain_hash)
     SELECT 1, i, md5('e' || i)::uuid, timestamptz '2026-01-01 00:00:00+00' + i * interval '1 minute',
