@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +19,16 @@ from ._common import cli_caller, console, fail
 
 M = TypeVar("M", bound=BaseModel)
 
+
+class Format(StrEnum):
+    """A report's output: a table on the terminal, or JSON or CSV text."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", help="table, json or csv")]
 FromOpt = Annotated[str | None, typer.Option("--from", help="first day or timestamp (inclusive)")]
 ToOpt = Annotated[str | None, typer.Option("--to", help="last day or timestamp (inclusive)")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")]

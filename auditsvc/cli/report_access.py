@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -29,18 +28,20 @@ from ..domain.access_reports import (
 from ..domain.activity import ActivityQuery, activity_records, activity_report
 from ..runtime import AuditLog
 from ._common import cli_caller, console, with_audit_log
-from ._reports import FromOpt, OutOpt, ToOpt, all_pages, as_json, day_or_timestamp, validated, write_output
+from ._reports import (
+    Format,
+    FormatOpt,
+    FromOpt,
+    OutOpt,
+    ToOpt,
+    all_pages,
+    as_json,
+    day_or_timestamp,
+    validated,
+    write_output,
+)
 
 ACTIVITY_COLUMNS = ("seq", "occurred_at", "activity", "actor_id", "actor_role", "actor_name", "channel", "details")
-
-
-class Format(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    CSV = "csv"
-
-
-FormatOpt = Annotated[Format, typer.Option("--format", help="table, json or csv")]
 
 
 async def _csv(

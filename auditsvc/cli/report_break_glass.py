@@ -22,7 +22,7 @@ from ..domain.reviews_csv import queue_csv
 from ..domain.tokens import Caller
 from ..runtime import AuditLog
 from ._common import cli_caller, console, fail, settings, with_audit_log
-from ._reports import FromOpt, OutOpt, ToOpt, all_pages, as_json, write_output
+from ._reports import Format, FormatOpt, FromOpt, OutOpt, ToOpt, all_pages, as_json, write_output
 
 
 class QueueStatus(StrEnum):
@@ -30,12 +30,6 @@ class QueueStatus(StrEnum):
     REVIEWED = "reviewed"
     ALL = "all"
     OVERDUE = "overdue"
-
-
-class Format(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    CSV = "csv"
 
 
 class VerdictOption(StrEnum):
@@ -75,7 +69,7 @@ def break_glass(
     ] = None,
     from_: FromOpt = None,
     to: ToOpt = None,
-    format_: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.TABLE,
+    format_: FormatOpt = Format.TABLE,
     out: OutOpt = None,
 ) -> None:
     """The break-glass review queue: emergency accesses with their latest verdict."""

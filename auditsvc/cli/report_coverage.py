@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -13,13 +12,7 @@ from ..domain.coverage import CoverageConfig, coverage_csv, coverage_report, par
 from ..domain.tokens import Role
 from ..runtime import AuditLog
 from ._common import cli_caller, console, settings, with_audit_log
-from ._reports import OutOpt, as_json, write_output
-
-
-class CoverageFormat(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    CSV = "csv"
+from ._reports import Format, FormatOpt, OutOpt, as_json, write_output
 
 
 def _when(stamp: str | None) -> str:
@@ -61,7 +54,7 @@ def coverage(
     from_: Annotated[str | None, typer.Option("--from", help="new pairs from this day or timestamp")] = None,
     to: Annotated[str | None, typer.Option("--to", help="new pairs up to this day or timestamp (inclusive)")] = None,
     silent_after: Annotated[str | None, typer.Option(help="silence window: 90m, 24h, 7d")] = None,
-    format_: Annotated[CoverageFormat, typer.Option("--format", help="table, json or csv")] = CoverageFormat.TABLE,
+    format_: FormatOpt = Format.TABLE,
     out: OutOpt = None,
 ) -> None:
     """Every system and emitter with its last event and usual rate; silent ones flagged; new pairs."""
@@ -71,10 +64,10 @@ def coverage(
         return await coverage_report(audit, query, cli_caller(Role.AUDITOR), CoverageConfig.from_settings(settings()))
 
     report = with_audit_log(_run)
-    if format_ is CoverageFormat.TABLE and out is None:
+    if format_ is Format.TABLE and out is None:
         render_coverage(report)
         return
-    if format_ is CoverageFormat.CSV:
+    if format_ is Format.CSV:
         write_output("".join(coverage_csv(report)), out, end="")
     else:
         write_output(as_json(report), out)
