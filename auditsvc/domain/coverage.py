@@ -31,7 +31,7 @@ from typing import Any
 
 from auditsvc_sdk import Identifier
 from auditsvc_sdk.chain import format_timestamp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..settings import Settings
@@ -41,7 +41,7 @@ from ..store.session import driver_connection
 from ..store.tokens import list_tokens
 from .backfill import require_read_model
 from .errors import InvalidInput
-from .ingest import validation_errors
+from .ingest import parse_params
 from .periods import DayOrTimestamp, bound
 from .read_audit import record_read
 from .reserved import is_reserved_system
@@ -92,11 +92,7 @@ class CoverageQuery(BaseModel):
 
 
 def parse_coverage_query(params: dict[str, str | None]) -> CoverageQuery:
-    try:
-        return CoverageQuery.model_validate({k: v for k, v in params.items() if v is not None})
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        raise InvalidInput(f"{len(errors)} invalid parameter(s) in the coverage request", errors) from None
+    return parse_params(CoverageQuery, params, "coverage request")
 
 
 def _internal(system_id: str) -> bool:

@@ -82,6 +82,16 @@ def parse_body(model: type[M], body: bytes, what: str) -> M:
         raise InvalidInput(f"{len(errors)} invalid field(s) in the {what}", errors) from None
 
 
+def parse_params(model: type[M], params: dict[str, Any], what: str) -> M:
+    """A request's query parameters (those given: None is absent), 422
+    naming each invalid one (values never quoted) of the ``what``."""
+    try:
+        return model.model_validate({k: v for k, v in params.items() if v is not None})
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        raise InvalidInput(f"{len(errors)} invalid parameter(s) in the {what}", errors) from None
+
+
 def parse_batch(body: bytes, max_events: int) -> list[WireEvent]:
     decode_json_body(body)
     try:

@@ -33,7 +33,7 @@ from uuid import UUID
 from auditsvc_sdk import Identifier, PhiAccess
 from auditsvc_sdk.chain import format_timestamp
 from auditsvc_sdk.wire import wire_event
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..runtime import AuditLog
 from ..settings import Settings
@@ -43,7 +43,7 @@ from ..store.session import driver_connection
 from .backfill import require_read_model
 from .cursors import encode_cursor, page_start
 from .errors import InvalidInput, NotFound
-from .ingest import parse_body, prepare, validation_errors
+from .ingest import parse_body, parse_params, prepare
 from .periods import DayOrTimestamp, report_period
 from .read_audit import read_event
 from .reserved import SERVICE_SYSTEM_ID
@@ -107,21 +107,13 @@ class QueueQuery(BaseModel):
     cursor: str | None = Field(default=None, max_length=400)
 
 
-def _invalid(exc: ValidationError, what: str) -> InvalidInput:
-    errors = validation_errors(exc)
-    return InvalidInput(f"{len(errors)} invalid field(s) in the {what}", errors)
-
-
 def parse_review(body: bytes) -> ReviewRequest:
     """The review request from raw body bytes, errors named by field (never quoting notes)."""
     return parse_body(ReviewRequest, body, "review")
 
 
 def parse_queue_query(params: dict[str, Any]) -> QueueQuery:
-    try:
-        return QueueQuery.model_validate({k: v for k, v in params.items() if v is not None})
-    except ValidationError as exc:
-        raise _invalid(exc, "queue request") from None
+    return parse_params(QueueQuery, params, "queue request")
 
 
 _CURSOR_KIND = "break-glass-queue"
