@@ -16,10 +16,12 @@ from ...domain.access_reports import (
     parse_access_query,
 )
 from ...domain.activity import ActivityQuery, activity_records, activity_report
+from ...domain.tokens import Caller
+from ...runtime import AuditLog
 from ..csv_stream import csv_response, events_csv
 from ..deps import AuditDep, EventReaderDep, PrivacyOfficerDep
 from ..formats import FormatDep, ReportFormat, report_responses
-from ..limits import BodyLimitsDep, read_json_body
+from ..limits import BodyLimits, BodyLimitsDep, read_json_body
 from ..schemas import PatientOut, request_body_schema
 from .reports import MAX_REPORT_BODY_BYTES
 
@@ -56,6 +58,22 @@ class AccessReport(BaseModel):
     next_cursor: str | None
 
 
+async def _answer(
+    request: Request,
+    audit: AuditLog,
+    caller: Caller,
+    limits: BodyLimits,
+    fmt: ReportFormat,
+    model: type[SystemAccessQuery] | type[ActorAccessQuery],
+    filename: str,
+) -> Any:
+    """The by-system or by-actor report, as JSON or streamed CSV."""
+    query = parse_access_query(model, await read_json_body(request, MAX_REPORT_BODY_BYTES, limits.json))
+    if fmt is ReportFormat.CSV:
+        return events_csv(await access_report_records(audit, query, caller, fmt.value), filename)
+    return await access_report(audit, query, caller)
+
+
 @router.post(
     "/system-access",
     response_model=AccessReport,
@@ -71,10 +89,7 @@ async def system_access(
     limits: BodyLimitsDep,
     fmt: FormatDep = ReportFormat.JSON,
 ) -> Any:
-    query = parse_access_query(SystemAccessQuery, await read_json_body(request, MAX_REPORT_BODY_BYTES, limits.json))
-    if fmt is ReportFormat.CSV:
-        return events_csv(await access_report_records(audit, query, caller, fmt.value), "system-access.csv")
-    return await access_report(audit, query, caller)
+    return await _answer(request, audit, caller, limits, fmt, SystemAccessQuery, "system-access.csv")
 
 
 @router.post(
@@ -92,10 +107,7 @@ async def actor_access(
     limits: BodyLimitsDep,
     fmt: FormatDep = ReportFormat.JSON,
 ) -> Any:
-    query = parse_access_query(ActorAccessQuery, await read_json_body(request, MAX_REPORT_BODY_BYTES, limits.json))
-    if fmt is ReportFormat.CSV:
-        return events_csv(await access_report_records(audit, query, caller, fmt.value), "actor-access.csv")
-    return await access_report(audit, query, caller)
+    return await _answer(request, audit, caller, limits, fmt, ActorAccessQuery, "actor-access.csv")
 
 
 class ActivityOut(BaseModel):
