@@ -674,6 +674,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL"),
         help="owner (superuser) DSN of an existing server (env BENCH_DATABASE_URL); default: embedded pgserver",
     )
+    parser.add_argument(
+        "--plan-cache-mode",
+        choices=("auto", "force_generic_plan"),
+        default="auto",
+        help="PostgreSQL's plan_cache_mode for the service's sessions; force_generic_plan runs every "
+        "prepared statement on its generic plan from the first execution (a plan that walks the log shows)",
+    )
     store = parser.add_mutually_exclusive_group()
     store.add_argument("--keep", type=Path, help="keep the filled log in DIR (a new directory) for --reuse")
     store.add_argument("--reuse", type=Path, help="measure the log kept in DIR by --keep (migrated to head first)")
@@ -704,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes = asyncio.run(storage(store.url, store.events))
             keys = load_keys(bench_settings(store.url, store.data_dir))
             env = service_env(store.url, store.data_dir)
+            asyncio.run(_set_plan_cache_mode(store.url, args.plan_cache_mode))
             service = start_service(env, args.workers, work / "serve.log")
             try:
                 token = create_token(env, "privacy_officer")
@@ -752,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         "population": {name: len(r) for name, r in population.bands.items()},
         "fill": store.fill,
         "reused": str(args.reuse) if args.reuse else None,
+        "plan_cache_mode": args.plan_cache_mode,
         "migration": store.migration,
         "reports_unavailable_s": measured.reports_unavailable_s,
         "storage": sizes,
@@ -774,6 +783,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(b["page_mismatches"] for b in bands.values()) else 0
 
 
+async def _set_plan_cache_mode(url: str, mode: str) -> None:
+    """Set (``auto``: reset) ``plan_cache_mode`` for every new session of the log's database."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        database = await conn.fetchval("SELECT current_database()")
+        action = "RESET plan_cache_mode" if mode == "auto" else f"SET plan_cache_mode = {mode}"
+        await conn.execute(f'ALTER DATABASE "{database}" {action}')
+    finally:
+        await conn.close()
+
+
 async def _server_facts(url: str) -> dict[str, Any]:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
@@ -789,6 +809,8 @@ def _print(payload: dict[str, Any]) -> None:
     if payload["fill"]:
         fill_s = payload["fill"]
         rows.append(("fill", f"{fill_s['seconds']:,} s ({payload['events'] / fill_s['seconds']:,.0f} events/s)"))
+    if payload.get("plan_cache_mode", "auto") != "auto":
+        rows.append(("plan_cache_mode of the service's sessions", payload["plan_cache_mode"]))
     if payload["migration"]:
         m = payload["migration"]
         rows.append(("reused; auditsvc migrate", f"{m['from']} -> {m['to']} in {m['seconds']} s"))
