@@ -538,7 +538,7 @@ async def fill(
         # read pass pays for them.
         await conn.execute(f"VACUUM ANALYZE {', '.join(vacuum)}")
         # Over its partitions (migration 0010; a plain table is its own tree).
-        size = await conn.fetchval("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events')")
+        size = await conn.fetchval("SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('events')")
     finally:
         await conn.close()
     if head.tree_size != events:
