@@ -20,6 +20,7 @@ from ..settings import Settings, get_settings
 from ..telemetry import setup_telemetry
 from .deps import install_access_control
 from .errors import install_error_handlers
+from .fhir_http import install_fhir_errors
 from .keepalive import KeepAliveLimit
 from .limits import BodyLimits
 from .openapi_doc import complete_openapi
@@ -29,6 +30,7 @@ from .routes import (
     coverage,
     disclosures,
     events,
+    fhir_search,
     health,
     proofs,
     reports,
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     )
     install_error_handlers(app)
     install_access_control(app, settings)
+    install_fhir_errors(app)  # after every other handler: it wraps them for /fhir
     app.state.body_limits = BodyLimits.from_settings(settings)
     app.add_middleware(KeepAliveLimit, max_requests=settings.keepalive_max_requests)
     require_client_certificates(app, settings)
@@ -77,6 +80,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(proofs.router)
     app.include_router(systems.router)
     app.include_router(coverage.router)
+    app.include_router(fhir_search.router)
     # Once per process (each uvicorn worker builds its app): exporters only
     # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.
     setup_telemetry(settings).instrument(app)

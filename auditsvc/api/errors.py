@@ -29,6 +29,7 @@ from ..domain.errors import (
     Unavailable,
 )
 from ..store.session import CONNECTION_ERRORS
+from .fhir_http import is_fhir_path, unexpected_error_outcome
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ class ContainUnexpectedErrors:
         except Exception as exc:
             log.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
             if not started:
-                await _response(500, "internal error")(scope, receive, send)
+                fhir = is_fhir_path(scope.get("path", ""))
+                await (unexpected_error_outcome() if fhir else _response(500, "internal error"))(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
