@@ -1,0 +1,189 @@
+"""Audit message bytes to a small element tree, refusing what a hostile sender could use.
+
+defusedxml's expat parser refuses any DTD (so no entity expansion, no
+billion laughs), entity declarations and external references (XXE); the size
+is checked before parsing and the nesting depth while parsing, so neither a
+2 MB message nor 10 000 nested elements costs more than the limit. A UTF-8
+byte order mark and surrounding white space (syslog senders add both) are
+removed first.
+
+The tree keeps what the mapping needs and forgives what real senders vary:
+namespaces are dropped from element and attribute names, and names are
+looked up case-insensitively (``UserIsRequestor`` / ``userIsRequestor``);
+``Node.value`` reads a field whether the sender wrote it as an attribute or
+as a child element.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import ParseError
+from xml.parsers import expat
+
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import DefusedXMLParser
+
+from .errors import AtnaUnmappable
+
+__all__ = ["AtnaLimits", "Document", "Node", "read_document"]
+
+_BOM = b"\xef\xbb\xbf"
+_DECLARED_ENCODING = re.compile(rb"^<\?xml[^>]*\bencoding\s*=", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class AtnaLimits:
+    """Bounds on one message: bytes (after the BOM), element nesting, patients (events) it may yield."""
+
+    max_bytes: int = 1_048_576
+    max_depth: int = 32
+    max_patients: int = 1000  # POST /v1/events takes at most 1000 events in one batch
+
+
+@dataclass(eq=False)
+class Node:
+    """One element: local name as sent, attributes by case-folded local name, direct text, children."""
+
+    name: str
+    attrs: dict[str, str]
+    children: list[Node] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.name.casefold()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts).strip()
+
+    def all(self, name: str) -> Iterator[Node]:
+        """The children called ``name`` (case-insensitive), in order."""
+        folded = name.casefold()
+        return (c for c in self.children if c.key == folded)
+
+    def first(self, name: str) -> Node | None:
+        return next(self.all(name), None)
+
+    def value(self, name: str) -> str | None:
+        """A field written as attribute ``name`` or as child element ``<name>text</name>``; None if absent or blank."""
+        found = self.attrs.get(name.casefold())
+        if found is None:
+            child = self.first(name)
+            found = child.text if child is not None else None
+        found = found.strip() if found is not None else None
+        return found or None
+
+
+@dataclass(frozen=True)
+class Document:
+    root: Node
+    digest: bytes  # SHA-256 of the canonical content (see ``content_digest``)
+
+
+def _local(name: str) -> str:
+    return name.rpartition("}")[2]
+
+
+class _TreeBuilder:
+    """An expat target that builds ``Node``s and stops at ``max_depth``."""
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self.stack: list[Node] = []
+        self.root: Node | None = None
+        self.path: list[str] = []
+
+    def start(self, tag: str, attrib: Mapping[str, str]) -> None:
+        name = _local(tag)
+        if len(self.stack) >= self.max_depth:
+            where = "/".join([*self.path[:3], "..."])
+            raise AtnaUnmappable("too_deep", f"elements nest deeper than {self.max_depth} levels (under {where})")
+        node = Node(name, {_local(k).casefold(): v for k, v in attrib.items()})
+        if self.stack:
+            self.stack[-1].children.append(node)
+        else:
+            self.root = node
+        self.stack.append(node)
+        self.path.append(name)
+
+    def end(self, tag: str) -> None:
+        self.stack.pop()
+        self.path.pop()
+
+    def data(self, text: str) -> None:
+        if self.stack:
+            self.stack[-1].parts.append(text)
+
+    def close(self) -> Node | None:
+        return self.root
+
+
+def _parse(data: bytes, limits: AtnaLimits) -> Node:
+    builder = _TreeBuilder(limits.max_depth)
+    parser = DefusedXMLParser(target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    try:
+        parser.feed(data)
+        root = parser.close()
+    except DTDForbidden:
+        raise AtnaUnmappable("xml_forbidden_construct", "a document type declaration (DTD) is not accepted") from None
+    except EntitiesForbidden:
+        raise AtnaUnmappable("xml_forbidden_construct", "entity declarations are not accepted") from None
+    except ExternalReferenceForbidden:
+        raise AtnaUnmappable("xml_forbidden_construct", "external references are not accepted") from None
+    except DefusedXmlException:
+        raise AtnaUnmappable("xml_forbidden_construct", "the document uses a construct that is not accepted") from None
+    except ParseError as exc:
+        line, column = exc.position
+        # expat's own wording for the error code (never the offending text), and where.
+        what = expat.ErrorString(exc.code) or "not well-formed"
+        raise AtnaUnmappable("xml_malformed", f"{what} at line {line}, column {column}") from None
+    if not isinstance(root, Node):
+        raise AtnaUnmappable("xml_malformed", "no root element")
+    return root
+
+
+def content_digest(root: Node) -> bytes:
+    """SHA-256 over the document's content, not its bytes: local names, attributes
+    sorted by name, text stripped, each length-prefixed. A relay that re-indents
+    the XML, reorders attributes, changes namespace prefixes or the encoding, or
+    adds a BOM leaves it unchanged; any change to a name or value changes it."""
+    hasher = hashlib.sha256(b"auditsvc/atna-content/v1\x00")
+
+    def put(kind: bytes, text: str) -> None:
+        raw = text.encode("utf-8", "surrogatepass")
+        hasher.update(kind + len(raw).to_bytes(4, "big") + raw)
+
+    stack: list[Node | None] = [root]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            hasher.update(b")")
+            continue
+        put(b"(", node.name)
+        for name in sorted(node.attrs):
+            put(b"@", name)
+            put(b"=", node.attrs[name])
+        put(b"#", node.text)
+        stack.append(None)
+        stack.extend(reversed(node.children))
+    return hasher.digest()
+
+
+def read_document(msg: bytes, limits: AtnaLimits) -> Document:
+    """Parse one audit message (the syslog MSG part) under ``limits``; ``AtnaUnmappable`` otherwise."""
+    data = msg.removeprefix(_BOM).strip()
+    if len(data) > limits.max_bytes:
+        raise AtnaUnmappable("too_large", f"the message is {len(data)} bytes; at most {limits.max_bytes} are accepted")
+    if not data:
+        raise AtnaUnmappable("xml_malformed", "the message is empty")
+    if not _DECLARED_ENCODING.match(data):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AtnaUnmappable("xml_malformed", f"the message is not valid UTF-8 (byte offset {exc.start})") from None
+    root = _parse(data, limits)
+    return Document(root, content_digest(root))
