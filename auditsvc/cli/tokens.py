@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..domain.errors import InvalidInput
+from ..domain.token_admin import token_state
 from ..domain.tokens import Role, new_token
 from ..keys import load_keys
 from ..store.engine import PoolConfig, create_engine
@@ -102,9 +103,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                 "name": t.name,
                 "created_at": t.created_at.isoformat(),
                 "expires_at": t.expires_at.isoformat() if t.expires_at else None,
-                "state": "revoked"
-                if t.revoked_at
-                else ("expired" if t.expires_at and t.expires_at <= now else "active"),
+                "state": token_state(t, now),
             }
             for t in rows
         ]

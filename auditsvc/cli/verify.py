@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 from auditsvc_sdk.note import Checkpoint, NoteError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..domain.verification_runs import record_cli_run
 from ..domain.verify import CheckpointClaim, LogRef, ResumeState, VerifyOptions, VerifyReport, verify_chain
 from ..keys import load_keys
 from ..store.engine import asyncpg_dsn
@@ -87,7 +89,12 @@ def verify(
                 dsn=asyncpg_dsn(url),
                 workers=workers or len(os.sched_getaffinity(0)),
             )
-            return await verify_chain(conn, LogRef.named(log_id, s.log_name), options, _advance)
+            log = LogRef.named(log_id, s.log_name)
+            # Recorded as a run (the console's auditor page shows the last one) when none is running.
+            report, _ = await record_cli_run(
+                conn, log_id, f"cli:{getpass.getuser()}", lambda: verify_chain(conn, log, options, _advance)
+            )
+            return report
         finally:
             await conn.close()
 

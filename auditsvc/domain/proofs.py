@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ..runtime import AuditLog
@@ -38,6 +40,29 @@ async def sign_now(audit: AuditLog) -> str:
     except CheckpointRefused as exc:
         raise Conflict(str(exc)) from None
     return await latest_note(audit, cp.tree_size)
+
+
+@dataclass(frozen=True)
+class CheckpointSummary:
+    """The latest signed checkpoint as the auditor page shows it."""
+
+    tree_size: int
+    root_hash: str  # hex
+    signed_at: datetime
+    vkey: str  # the key that signed it
+    note: str  # the signed note with the witnesses' cosignature lines
+    witnesses: list[tuple[str, datetime]]  # (name, when its cosignature came)
+
+
+async def latest_checkpoint_summary(audit: AuditLog) -> CheckpointSummary | None:
+    """The latest checkpoint, its note and its witnesses; None before the first."""
+    async with driver_connection(audit.engine) as conn:
+        cp = await store.latest_checkpoint(conn, audit.log_id)
+        if cp is None:
+            return None
+        note = await published_note(conn, audit.log_id, cp.tree_size)
+        witnesses = await store.cosignature_receipts(conn, audit.log_id, cp.tree_size)
+    return CheckpointSummary(cp.tree_size, cp.root_hash.hex(), cp.created_at, cp.vkey, note or cp.note, witnesses)
 
 
 async def _default_size(audit: AuditLog, tree_size: int | None) -> int:

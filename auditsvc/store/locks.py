@@ -15,6 +15,9 @@ TREE_LOCK_CLASS = 0x41545245  # "ATRE": extending the stored tree
 CHECKPOINT_LOCK_CLASS = 0x41434B50  # "ACKP": signing a checkpoint
 PUBLISH_LOCK_CLASS = CHECKPOINT_LOCK_CLASS + 1  # publishing the latest checkpoint to the sinks
 PARTITION_LOCK_CLASS = 0x41505254  # "APRT": creating partitions of events (taken in SQL by migration 0010's function)
+VERIFY_LOCK_CLASS = (
+    0x41564652  # "AVFR": a verification run (session-level: held for the run, store/verification_runs.py)
+)
 
 
 async def xact_lock(conn: Connection, lock_class: int, key: int) -> None:

@@ -62,3 +62,25 @@ async def revoke_token(conn: Connection, token_id: str) -> bool:
         "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL", token_id
     )
     return status != "UPDATE 0"
+
+
+async def issue_token(
+    conn: Connection,
+    token_id: str,
+    secret_hmac: bytes,
+    role: str,
+    systems: list[str],
+    name: str | None,
+    expires_at: datetime | None,
+) -> None:
+    """Insert a new token as the runtime role may: through migration 0011's
+    function, which only ever inserts."""
+    await conn.execute(
+        "SELECT auditsvc_issue_token($1, $2, $3, $4, $5, $6)", token_id, secret_hmac, role, systems, name, expires_at
+    )
+
+
+async def revoke_token_now(conn: Connection, token_id: str) -> bool:
+    """Revoke an active token as the runtime role may (migration 0011's
+    function: sets ``revoked_at``, never clears it); False when none is active."""
+    return bool(await conn.fetchval("SELECT auditsvc_revoke_token($1)", token_id))

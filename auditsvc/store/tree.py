@@ -149,6 +149,17 @@ async def cosignatures(conn: Connection, log_id: int, tree_size: int) -> list[tu
     return [(r["witness"], r["signature"]) for r in rows]
 
 
+async def cosignature_receipts(conn: Connection, log_id: int, tree_size: int) -> list[tuple[str, datetime]]:
+    """(witness name, when its cosignature was received) for one checkpoint."""
+    rows = await conn.fetch(
+        "SELECT witness, received_at FROM checkpoint_cosignatures WHERE log_id = $1 AND tree_size = $2 "
+        "ORDER BY witness",
+        log_id,
+        tree_size,
+    )
+    return [(r["witness"], r["received_at"]) for r in rows]
+
+
 async def last_cosigned_size(conn: Connection, log_id: int, witness: str) -> int | None:
     value = await conn.fetchval(
         "SELECT max(tree_size) FROM checkpoint_cosignatures WHERE log_id = $1 AND witness = $2", log_id, witness
