@@ -129,7 +129,7 @@ def test_a_run_whose_process_died_is_recorded_failed_on_the_next_look(settings: 
         deadline = time.monotonic() + 10
         while True:
             after = await verification_runs.latest_run(audit)
-            if after is not None and not after.running or time.monotonic() > deadline:
+            if (after is not None and not after.running) or time.monotonic() > deadline:
                 return while_alive, after
             await asyncio.sleep(0.05)
 
