@@ -29,6 +29,7 @@ from auditsvc.store.session import driver_connection
 from auditsvc.store.tokens import revoke_token
 
 from .conftest import REPO, TEST_SECRET_KEY, Service, _admin, _with_database, event, query, running_service
+from .fhir_feed_samples import patient_read
 from .idp import AUDIENCE, ISSUER, Key, claims, unsigned, write_jwks
 from .test_auth import insert
 
@@ -193,6 +194,8 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
             "json": {"recipient_system_id": "state-oig", "ends": "2099-01-01", "reference": "Letter"}
         },
         ("POST", "/v1/reviews"): {"json": {"event_id": world.event_id, "verdict": "investigate"}},
+        ("POST", "/fhir/AuditEvent"): {"json": patient_read("matrix")},
+        ("POST", "/fhir"): {"json": {"resourceType": "Bundle", "type": "batch", "entry": []}},
     }
     params: dict[str, dict[str, int]] = {
         "/v1/proofs/inclusion": {"seq": 0, "tree_size": world.tree_size},
@@ -203,6 +206,12 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
     except KeyError as exc:
         raise AssertionError(f"teach minimal_request a value for {exc} in {route_id(route)}") from None
     return {"method": method, "url": url, "params": params.get(path), **bodies.get(route, {})}
+
+
+def detail(response: httpx.Response) -> str:
+    """An error's text: ``detail``, or under /fhir the OperationOutcome's first diagnostics."""
+    body = response.json()
+    return str(body["issue"][0]["diagnostics"] if body.get("resourceType") == "OperationOutcome" else body["detail"])
 
 
 def send(world: World, route: Route, headers: dict[str, str]) -> httpx.Response:
@@ -230,12 +239,12 @@ def test_each_role_is_served_or_refused_as_the_matrix_says(world: World, route: 
     if via == "oidc" and role is Role.EMITTER:
         # An identity provider cannot make anyone an emitter.
         assert response.status_code == 403, response.text
-        assert "grants no auditsvc role" in response.json()["detail"]
+        assert "grants no auditsvc role" in detail(response)
     elif MATRIX[route][role] == "allowed":
         assert 200 <= response.status_code < 300, response.text
     else:
         assert response.status_code == 403, response.text
-        assert "this endpoint needs the role" in response.json()["detail"]
+        assert "this endpoint needs the role" in detail(response)
 
 
 # --- every route x every role x every bad credential -------------------------------
@@ -270,7 +279,7 @@ def test_every_bad_credential_is_401_on_every_route(world: World, route: Route, 
     response = world.http.request(headers=bad_headers(world, role, case), **request)
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"].lower().startswith("bearer")
-    assert response.json()["detail"]
+    assert detail(response)
     if route == ("POST", "/v1/events"):
         refused_id = request["json"]["events"][0]["event_id"]
         assert not query(

@@ -30,6 +30,7 @@ from .routes import (
     coverage,
     disclosures,
     events,
+    fhir_feed,
     fhir_search,
     health,
     proofs,
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(systems.router)
     app.include_router(coverage.router)
     app.include_router(fhir_search.router)
+    app.include_router(fhir_feed.router)
     # Once per process (each uvicorn worker builds its app): exporters only
     # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.
     setup_telemetry(settings).instrument(app)

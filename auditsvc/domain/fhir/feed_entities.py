@@ -56,7 +56,6 @@ _FHIR_ID = r"[A-Za-z0-9\-._]{1,64}"
 _ABSOLUTE_PATIENT = re.compile(rf"^(https?://\S+)/Patient/({_FHIR_ID})(?:/_history/\S*)?$")
 _RELATIVE_PATIENT = re.compile(rf"^Patient/({_FHIR_ID})(?:/_history/\S*)?$")
 _REFERENCED_TYPE = re.compile(rf"^(?:https?://\S+/)?([A-Z][A-Za-z]{{0,63}})/{_FHIR_ID}(?:/_history/\S*)?$")
-_QUERY_TYPE = re.compile(r"^(?:https?://[^?]*/|/)?([A-Z][A-Za-z]{0,63})(?:/_search)?(?:\?|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +219,12 @@ def _queried_type(entity: Mapping[str, Any]) -> str | None:
     if isinstance(entity.get("description"), str):
         texts.append(entity["description"])
     for query in texts:
-        m = _QUERY_TYPE.match(query.strip().removeprefix("GET ").removeprefix("POST ").strip())
-        if m:
-            return m.group(1)
+        words = query.split()
+        if len(words) > 1 and words[0].upper() in ("GET", "POST"):
+            words = words[1:]
+        segments = (words[0] if words else "").split("?", 1)[0].rstrip("/").split("/")
+        if segments[-1] == "_search":
+            segments.pop()
+        if segments and _RESOURCE_TYPE.match(segments[-1]):
+            return segments[-1]
     return None
