@@ -31,7 +31,7 @@ from .errors import AtnaUnmappable
 __all__ = ["AtnaLimits", "Document", "Node", "read_document"]
 
 _BOM = b"\xef\xbb\xbf"
-_DECLARED_ENCODING = re.compile(rb"^<\?xml[^>]*\bencoding\s*=", re.IGNORECASE)
+_DECLARED_ENCODING = re.compile(rb"""^<\?xml[^>]*\bencoding\s*=\s*["']([A-Za-z0-9._-]+)""", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,10 @@ def _parse(data: bytes, limits: AtnaLimits) -> Node:
         raise AtnaUnmappable("xml_forbidden_construct", "external references are not accepted") from None
     except DefusedXmlException:
         raise AtnaUnmappable("xml_forbidden_construct", "the document uses a construct that is not accepted") from None
+    except (LookupError, ValueError):
+        # An encoding Python does not know, or a multi-byte one expat cannot be given (the message
+        # names it: not quoted, it is the sender's text).
+        raise AtnaUnmappable("xml_malformed", "the XML declaration names an encoding that cannot be read") from None
     except ParseError as exc:
         line, column = exc.position
         # expat's own wording for the error code (never the offending text), and where.
@@ -180,7 +184,8 @@ def read_document(msg: bytes, limits: AtnaLimits) -> Document:
         raise AtnaUnmappable("too_large", f"the message is {len(data)} bytes; at most {limits.max_bytes} are accepted")
     if not data:
         raise AtnaUnmappable("xml_malformed", "the message is empty")
-    if not _DECLARED_ENCODING.match(data):
+    declared = _DECLARED_ENCODING.match(data)
+    if declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:

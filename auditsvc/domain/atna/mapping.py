@@ -60,10 +60,19 @@ _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:()/#+-]{0,95}")
 _NOT_SYSTEM_CHAR = re.compile(r"[^A-Za-z0-9_.:/@+~-]+")
 _EDGES = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
 _DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?",
+    re.ASCII,
 )
 _ACTIONS = frozenset("CRUDE")
 _OUTCOMES = frozenset({0, 4, 8, 12})
+_SMALL_NUMBER = re.compile(r"[0-9]{1,4}")
+# WS-Addressing's "reply to the caller": the UserID IHE gives a SOAP requestor that names no endpoint.
+_ANONYMOUS = frozenset(
+    {
+        "http://www.w3.org/2005/08/addressing/anonymous",
+        "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous",
+    }
+)
 
 
 class _Flag:
@@ -71,6 +80,7 @@ class _Flag:
 
     ACTION = "action_from_event_id"
     OUTCOME = "outcome_assumed_success"
+    OUTCOME_UNRECOGNISED = "outcome_unrecognised"
     TIME_ZONE = "time_zone_assumed_utc"
     EVENT_TYPE = "event_type_unknown"
     NO_PATIENT = "no_patient"
@@ -154,11 +164,11 @@ def _actor(message: AuditMessage, observer: str | None, common: _Common) -> dict
     people = [p for p in requestors if not _is_system(p)]
     chosen = people[0] if people else requestors[0] if requestors else None
     if chosen is None:
-        named = [p for p in message.participants if p.user_id or p.alternative_id]
+        named = [p for p in message.participants if _user_id(p) or p.alternative_id]
         chosen = next((p for p in named if codes.SOURCE_ROLE in p.role_codes), named[0] if named else None)
         if chosen is not None:
             common.assumed.append(_Flag.ACTOR_NOT_REQUESTOR)
-    actor_id = chosen.user_id if chosen else None
+    actor_id = _user_id(chosen) if chosen else None
     if chosen is not None and actor_id is None:
         actor_id = chosen.alternative_id
         common.assumed.append(_Flag.ACTOR_ID)
@@ -174,10 +184,18 @@ def _actor(message: AuditMessage, observer: str | None, common: _Common) -> dict
     return actor
 
 
+def _user_id(p: Participant) -> str | None:
+    return None if p.user_id in _ANONYMOUS else p.user_id
+
+
 def _participant_system(message: AuditMessage, role: str, common: _Common) -> str | None:
+    """The system id of the participant in ``role``: its UserID (AlternativeUserID is a process id,
+    new at every restart, so never a system's name)."""
     for p in message.participants:
         if role in p.role_codes:
-            return _system_id(p.user_id or p.alternative_id, common)
+            found = _system_id(_user_id(p), common)
+            if found is not None:
+                return found
     return None
 
 
@@ -226,13 +244,19 @@ def _outcome_and_action(message: AuditMessage, common: _Common) -> None:
         common.fields["action"] = codes.ACTION_BY_EVENT_ID.get(message.event_id.code, "R")
         common.assumed.append(_Flag.ACTION)
     outcome = (message.outcome or "").strip()
-    if outcome.isdigit() and int(outcome) in _OUTCOMES:
-        common.fields["outcome"] = int(outcome)
-    else:
+    number = int(outcome) if _SMALL_NUMBER.fullmatch(outcome) else None
+    if number in _OUTCOMES:
+        common.fields["outcome"] = number
+        return
+    if not outcome:
         common.fields["outcome"] = 0
         common.assumed.append(_Flag.OUTCOME)
-        if _code(outcome):
-            common.attributes["atna_outcome"] = outcome
+        return
+    # A value outside 0/4/8/12 still says something failed: the next severity up, never success.
+    common.fields["outcome"] = next((o for o in (4, 8, 12) if number is not None and number <= o), 12)
+    common.assumed.append(_Flag.OUTCOME_UNRECOGNISED)
+    if _code(outcome):
+        common.attributes["atna_outcome"] = outcome
 
 
 def _purpose(purposes: tuple[Coded, ...], common: _Common) -> None:
@@ -260,13 +284,14 @@ def _codes_attributes(message: AuditMessage, origin: AtnaOrigin, common: _Common
     attrs["atna_transport"] = origin.transport
 
 
-def _is_patient(obj: ObjectId, common: _Common) -> bool:
+def _patient_role(obj: ObjectId) -> str | None:
+    """Whether an object is a patient: ``"stated"`` (role 1), ``"assumed"`` (no role, a person
+    with ID type 2 "Patient Number"), or None."""
     if obj.role is not None:
-        return obj.role.strip() == codes.PATIENT_ROLE
+        return "stated" if obj.role.strip() == codes.PATIENT_ROLE else None
     if obj.type_code == codes.PERSON and obj.id_type is not None and obj.id_type.code == codes.PATIENT_NUMBER:
-        common.assumed.append(_Flag.PATIENT_ROLE)
-        return True
-    return False
+        return "assumed"
+    return None
 
 
 def _element(obj: ObjectId) -> str:
@@ -285,11 +310,12 @@ class _Patient:
     assumed: tuple[str, ...]
 
 
-def _patients(message: AuditMessage, source: str, policy: IdentifierPolicy, common: _Common) -> list[_Patient]:
+def _patients(message: AuditMessage, source: str, policy: IdentifierPolicy) -> list[_Patient]:
     found: list[_Patient] = []
     seen: set[tuple[tuple[str, str], ...]] = set()
     for obj in message.objects:
-        if not _is_patient(obj, common):
+        role = _patient_role(obj)
+        if role is None:
             continue
         type_code = obj.id_type.code if obj.id_type else None
         ids = cx_identifiers(obj.object_id or "", type_code, source, policy)
@@ -297,7 +323,8 @@ def _patients(message: AuditMessage, source: str, policy: IdentifierPolicy, comm
         if pairs and pairs in seen:
             continue  # the same patient listed twice
         seen.add(pairs)
-        found.append(_Patient(obj, pairs, tuple(ids.assumed)))
+        assumed = [_Flag.PATIENT_ROLE] if role == "assumed" else []
+        found.append(_Patient(obj, pairs, (*assumed, *ids.assumed)))
     return found
 
 
@@ -326,7 +353,8 @@ def _event(
         identifiers = [{"system": s, "value": v} for s, v in pairs]
         lifecycle = patient.obj.lifecycle if patient.obj else None
     elements = ["Patient"] if patient is not None else []
-    elements += [_element(o) for o in message.objects if patient is None or o is not patient.obj]
+    # Other objects name what was accessed; other patients are their own events, not data of this one.
+    elements += [_element(o) for o in message.objects if _patient_role(o) is None]
     elements = list(dict.fromkeys(elements))
     if len(elements) > 200:
         elements = elements[:200]
@@ -393,7 +421,7 @@ def map_audit_message(
         destination={"system_id": destination},
         actor=_actor(message, observer, common),
     )
-    patients = _patients(message, source, policy, common)
+    patients = _patients(message, source, policy)
     if len(patients) > limits.max_patients:
         raise AtnaUnmappable(
             "too_many_patients", f"the message names {len(patients)} patients; at most {limits.max_patients} are mapped"
