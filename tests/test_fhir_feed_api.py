@@ -324,3 +324,17 @@ async def test_bundles_that_are_not_feeds_are_refused(api: Facade, bundle: Any, 
         assert answer.entry[0].response.outcome.issue[0].expression == [expression]
     else:
         refused(response, 400, expression)
+
+
+async def test_a_request_stores_at_most_the_batch_limit_of_events(api: Facade) -> None:
+    limit = api.settings.max_batch_events
+    before = await stored(api)
+    # More entities than a JSON array may hold: refused by the body limits, before mapping.
+    resource = s.with_patients(s.patient_read("too-many"), *(f"MRN-MANY-{i}" for i in range(limit + 1)))
+    response = await post(api, "/fhir/AuditEvent", resource)
+    assert response.status_code == 422 and outcome(response).issue[1].expression == ["entity"]
+    # Within the entry limit, over the event limit (two patients an entry).
+    pair = s.with_patients(s.patient_read("pair"), "MRN-PAIR-1", "MRN-PAIR-2")
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [entry(pair)] * (limit // 2 + 1)}
+    refused(await post(api, "/fhir", bundle), 413, "Bundle.entry", "too-costly")
+    assert await stored(api) == before

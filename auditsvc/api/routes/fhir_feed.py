@@ -85,7 +85,7 @@ async def create_audit_event(
     ``Location: /fhir/AuditEvent/<event id>`` (the first patient's event)."""
     resource = await _resource(request, limits)
     try:
-        outcome = await feed_resource(audit, resource, caller, FeedContext(caller.systems))
+        outcome = await feed_resource(audit, resource, caller, FeedContext(caller.systems), limits.max_batch_events)
     except FeedRefusal as refusal:
         raise _refused(refusal) from None
     headers = {"Location": f"{FHIR_PREFIX}/{_location(outcome.event_ids[0])}"}

@@ -71,11 +71,20 @@ def _mapped(resource: Any, caller: Caller, context: FeedContext, path: str) -> M
     return mapped
 
 
-async def _append(audit: AuditLog, caller: Caller, mapped: Sequence[MappedAuditEvent]) -> list[EntryOutcome]:
+async def _append(
+    audit: AuditLog, caller: Caller, mapped: Sequence[MappedAuditEvent], max_events: int, where: str
+) -> list[EntryOutcome]:
     """Append every event of ``mapped`` in one call (one transaction); each AuditEvent's outcome."""
     events = [event for m in mapped for event in m.events]
     if not events:
         return []
+    if len(events) > max_events:
+        raise FeedRefusal(
+            where,
+            f"a request stores at most {max_events} events (one per patient); nothing was stored",
+            "too-costly",
+            413,
+        )
     results, _ = await audit.appender.append_batch(prepare(events, audit.keys, caller.token_id))
     outcomes, at = [], 0
     for m in mapped:
@@ -86,10 +95,12 @@ async def _append(audit: AuditLog, caller: Caller, mapped: Sequence[MappedAuditE
     return outcomes
 
 
-async def feed_resource(audit: AuditLog, resource: Any, caller: Caller, context: FeedContext) -> EntryOutcome:
+async def feed_resource(
+    audit: AuditLog, resource: Any, caller: Caller, context: FeedContext, max_events: int
+) -> EntryOutcome:
     """``POST /fhir/AuditEvent``: store one AuditEvent's events; ``FeedRefusal`` stores nothing."""
     mapped = _mapped(resource, caller, context, "AuditEvent")
-    return (await _append(audit, caller, [mapped]))[0]
+    return (await _append(audit, caller, [mapped], max_events, "AuditEvent.entity"))[0]
 
 
 def _entry_resource(entry: Any, path: str, bundle_type: str) -> Any:
@@ -108,11 +119,12 @@ def _entry_resource(entry: Any, path: str, bundle_type: str) -> Any:
 
 
 async def feed_bundle(
-    audit: AuditLog, bundle: Any, caller: Caller, context: FeedContext, max_entries: int
+    audit: AuditLog, bundle: Any, caller: Caller, context: FeedContext, max_events: int
 ) -> FeedAnswer:
     """``POST /fhir`` with a Bundle: per-entry outcomes (batch, collection),
     or all stored and every outcome a success (transaction; else the first
-    refusal is raised and nothing is stored)."""
+    refusal is raised and nothing is stored). At most ``max_events`` entries,
+    and events (one per patient), in all."""
     body = obj(bundle, "Bundle", required=True) or {}
     if body.get("resourceType") != "Bundle":
         raise FeedRefusal("Bundle.resourceType", "must be Bundle (or POST a lone AuditEvent to /fhir/AuditEvent)")
@@ -120,9 +132,9 @@ async def feed_bundle(
     if bundle_type not in BUNDLE_TYPES:
         raise FeedRefusal("Bundle.type", "must be batch, transaction or collection", "not-supported")
     entries = items(body.get("entry"), "Bundle.entry")
-    if len(entries) > max_entries:
+    if len(entries) > max_events:
         raise FeedRefusal(
-            "Bundle.entry", f"a Bundle holds at most {max_entries} entries; nothing was stored", "too-costly", 413
+            "Bundle.entry", f"a Bundle holds at most {max_events} entries; nothing was stored", "too-costly", 413
         )
     mapped: list[MappedAuditEvent | FeedRefusal] = []
     for i, entry in enumerate(entries):
@@ -134,6 +146,7 @@ async def feed_bundle(
             if bundle_type == "transaction":
                 raise  # all or nothing: nothing has been appended yet
             mapped.append(refusal)
-    stored = iter(await _append(audit, caller, [m for m in mapped if isinstance(m, MappedAuditEvent)]))
+    accepted = [m for m in mapped if isinstance(m, MappedAuditEvent)]
+    stored = iter(await _append(audit, caller, accepted, max_events, "Bundle.entry"))
     outcomes = [next(stored) if isinstance(m, MappedAuditEvent) else EntryOutcome(m.status, refusal=m) for m in mapped]
     return FeedAnswer(bundle_type, outcomes)
