@@ -238,3 +238,24 @@ def test_refusals_name_the_element_under_the_given_prefix() -> None:
     with pytest.raises(FeedRefusal) as caught:
         map_audit_event(resource, CONTEXT, "Bundle.entry[3].resource")
     assert caught.value.path == "Bundle.entry[3].resource.recorded"
+
+
+def test_older_balp_application_and_custodian_agents_are_read() -> None:
+    resource = s.patient_read()
+    resource["agent"] = [
+        {"type": {"coding": [{"code": "110150"}]}, "who": {"display": "portal.example.org"}, "requestor": False},
+        {"type": {"coding": [{"code": "custodian"}]}, "who": {"identifier": {"value": "epic-adt"}}, "requestor": False},
+    ]
+    [event] = events_of(resource)  # a read: from the server (custodian) to the client
+    assert event["source"]["system_id"] == "epic-adt" and event["destination"]["system_id"] == "portal.example.org"
+    resource["action"], resource["subtype"] = "C", [s.interaction("create")]
+    [event] = events_of(resource)  # a create: from the client to the server
+    assert event["source"]["system_id"] == "portal.example.org" and event["destination"]["system_id"] == "epic-adt"
+
+
+def test_a_list_of_identifiers_keys_resends_by_the_first() -> None:
+    one, two = s.patient_read("x-1"), s.patient_read("x-2")
+    one["identifier"] = [{"system": "urn:example:audit", "value": "ae-7"}]
+    two["identifier"] = {"system": "urn:example:audit", "value": "ae-7"}
+    assert events_of(one)[0]["event_id"] == events_of(two)[0]["event_id"]
+    assert events_of(one)[0]["attributes"]["fhir_identifier"] == "urn:example:audit|ae-7"

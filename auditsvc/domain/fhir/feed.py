@@ -200,7 +200,9 @@ def _resend_key(ae: Mapping[str, Any], draft: _Draft) -> str | None:
     if rid is not None:
         draft.attributes["fhir_id"] = short(rid)
         key = f"id:{rid}"
-    ident = sub(ae, "identifier")
+    # R4 has one identifier; R5 (and some R4 senders) a list: the first one counts.
+    found = ae.get("identifier")
+    ident = found[0] if isinstance(found, list) and found and isinstance(found[0], Mapping) else sub(ae, "identifier")
     value = text(ident.get("value"))
     if value is not None:
         written = f"{text(ident.get('system')) or ''}|{value}"

@@ -42,12 +42,15 @@ class Systems:
 
 
 def _agent_system(agent: Mapping[str, Any], path: str) -> tuple[dict[str, str], str] | None:
-    """A system the agent names, and the element it came from: ``who.identifier.value``,
-    a ``who.reference`` that is a usable system id, or ``network.address``."""
+    """A system the agent names, and the element it came from: the first of
+    ``who.identifier.value``, ``who.reference``, ``who.display`` (BALP's
+    examples name machines there) and ``network.address`` that is a usable
+    system id."""
     who = sub(agent, "who")
     for value, where in (
         (text(sub(who, "identifier").get("value")), f"{path}.who.identifier.value"),
         (text(who.get("reference")), f"{path}.who.reference"),
+        (text(who.get("display")), f"{path}.who.display"),
         (text(sub(agent, "network").get("address")), f"{path}.network.address"),
     ):
         if value is not None and SYSTEM_ID.match(value):
