@@ -11,7 +11,7 @@ either naming), ``cx`` (patient ids), ``codes`` (code tables), ``mapping``
 
 from .document import AtnaLimits
 from .errors import REASONS, AtnaUnmappable
-from .mapping import NO_PATIENT_SYSTEM, ORIGIN, map_audit_message
+from .mapping import ORIGIN, map_audit_message
 from .origin import AtnaOrigin
 
-__all__ = ["NO_PATIENT_SYSTEM", "ORIGIN", "REASONS", "AtnaLimits", "AtnaOrigin", "AtnaUnmappable", "map_audit_message"]
+__all__ = ["ORIGIN", "REASONS", "AtnaLimits", "AtnaOrigin", "AtnaUnmappable", "map_audit_message"]

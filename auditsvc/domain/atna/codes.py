@@ -62,6 +62,7 @@ ACTION_BY_EVENT_ID = {
     "110114": "E",
 }
 
+QUERY_EVENT = "110112"
 # ActiveParticipant RoleIDCode (CID 402).
 SOURCE_ROLE = "110153"
 DESTINATION_ROLE = "110152"
@@ -120,6 +121,7 @@ LIFECYCLE = {
     "15": "destruction",
 }
 DISCLOSURE_LIFECYCLE = "11"
+QUERY_ROLE = "24"
 # AuditSourceTypeCode (RFC 3881 5.4.3).
 SOURCE_TYPES = {
     "1": "end-user-interface",

@@ -14,6 +14,8 @@ Reasons::
     unknown_schema           well-formed XML whose root is not AuditMessage
     no_event_identification  no EventIdentification, or no EventID code in it
     bad_event_time           EventDateTime missing, unreadable or out of range
+    no_patient               no ParticipantObjectIdentification is a patient (role 1): a login,
+                             a security alert, audit log use; an event is an access to a patient's data
     too_many_patients        more patients than one batch of events may carry
     invalid_event            the event built fails the service's event validation
 """
@@ -31,6 +33,7 @@ REASONS = frozenset(
         "unknown_schema",
         "no_event_identification",
         "bad_event_time",
+        "no_patient",
         "too_many_patients",
         "invalid_event",
     }

@@ -8,10 +8,12 @@ docs/atna.md ("Mapping"); the short form:
   action, occurred_at, outcome and purpose_of_use; the raw codes go to
   ``attributes`` (``origin: atna-syslog``, ``atna_event_id``...).
 * The requestor (a person before an application) is the actor; the
-  participant with RoleIDCode 110153 (Source) is the source system, 110152
-  (Destination) the destination; the AuditSourceIdentification is the
-  observer (``attributes.observer``), and stands in as source when no
-  participant is the Source.
+  participants with RoleIDCode 110153 (Source) and 110152 (Destination) are
+  the source and destination systems, swapped in a query: there 110153 is
+  the system that asked, and the PHI flows from the one that answered to it
+  (as the FHIR feed reads BALP's agents, domain/fhir/feed_agents.py). The
+  AuditSourceIdentification is the observer (``attributes.observer``), and
+  stands in as source when no participant names one.
 * Each ParticipantObjectIdentification with role 1 (Patient) is a patient,
   its ParticipantObjectID read as a CX (``cx``); every other object names a
   data element (its role and ID type, never its id or contents).
@@ -19,8 +21,9 @@ docs/atna.md ("Mapping"); the short form:
   ParticipantObjectDetail, ParticipantObjectDescription, UserName) is
   dropped, never stored: ``attributes.phi_dropped`` names the elements.
 * A message naming no patient (login, security alert, audit log used) is
-  still an event: its patient is a stand-in that links nothing
-  (``urn:auditsvc:no-patient``, the event's id), flagged ``no_patient``.
+  refused (``no_patient``): an event is one access to one patient's data,
+  and a stand-in patient would count as one in every report's patient
+  count. The listener keeps it whole in quarantine; nothing is lost.
 * Whatever had to be assumed is listed in ``attributes.assumed``.
 """
 
@@ -44,11 +47,9 @@ from .errors import AtnaUnmappable
 from .message import AuditMessage, Coded, ObjectId, Participant, read_message
 from .origin import AtnaOrigin
 
-__all__ = ["NO_PATIENT_SYSTEM", "ORIGIN", "map_audit_message"]
+__all__ = ["ORIGIN", "map_audit_message"]
 
 ORIGIN = "atna-syslog"
-# The stand-in patient of an event that names none: its value is the event's own id, so it links nothing.
-NO_PATIENT_SYSTEM = "urn:auditsvc:no-patient"
 UNKNOWN_SYSTEM = "unknown"
 DEFAULT_LIMITS = AtnaLimits()
 DEFAULT_POLICY = IdentifierPolicy()
@@ -83,7 +84,6 @@ class _Flag:
     OUTCOME_UNRECOGNISED = "outcome_unrecognised"
     TIME_ZONE = "time_zone_assumed_utc"
     EVENT_TYPE = "event_type_unknown"
-    NO_PATIENT = "no_patient"
     PATIENT_ROLE = "patient_role_assumed"
     ACTOR_NOT_REQUESTOR = "actor_not_requestor"
     ACTOR_FROM_OBSERVER = "actor_from_observer"
@@ -199,8 +199,14 @@ def _participant_system(message: AuditMessage, role: str, common: _Common) -> st
     return None
 
 
+def _is_query(message: AuditMessage) -> bool:
+    return message.event_id.code == codes.QUERY_EVENT or any(o.role == codes.QUERY_ROLE for o in message.objects)
+
+
 def _systems(message: AuditMessage, observer: str | None, common: _Common) -> tuple[str, str]:
-    source = _participant_system(message, codes.SOURCE_ROLE, common)
+    initiator = _participant_system(message, codes.SOURCE_ROLE, common)
+    responder = _participant_system(message, codes.DESTINATION_ROLE, common)
+    source, destination = (responder, initiator) if _is_query(message) else (initiator, responder)
     if source is None:
         for application in codes.APPLICATION_ROLES:
             source = _participant_system(message, application, common)
@@ -213,7 +219,6 @@ def _systems(message: AuditMessage, observer: str | None, common: _Common) -> tu
     if source is None:
         source = UNKNOWN_SYSTEM
         common.assumed.append(Assumed.SOURCE_UNKNOWN)
-    destination = _participant_system(message, codes.DESTINATION_ROLE, common)
     if destination is None:
         destination = source
         common.assumed.append(_Flag.DESTINATION_FROM_SOURCE)
@@ -305,7 +310,7 @@ def _element(obj: ObjectId) -> str:
 
 @dataclass(frozen=True)
 class _Patient:
-    obj: ObjectId | None
+    obj: ObjectId
     pairs: tuple[tuple[str, str], ...]
     assumed: tuple[str, ...]
 
@@ -336,26 +341,18 @@ def _dropped(message: AuditMessage) -> str | None:
 
 
 def _event(
-    common: _Common, patient: _Patient | None, index: int, count: int, message: AuditMessage, digest: bytes
+    common: _Common, patient: _Patient, index: int, count: int, message: AuditMessage, digest: bytes
 ) -> dict[str, Any]:
     event_id = uuid.uuid5(EVENT_ID_NAMESPACE, f"{digest.hex()}/{index}")
-    assumed = list(common.assumed)
+    assumed = [*common.assumed, *patient.assumed]
     attributes = dict(common.attributes)
-    if patient is None:
-        identifiers = [{"system": NO_PATIENT_SYSTEM, "value": str(event_id)}]
-        assumed.append(_Flag.NO_PATIENT)
-        lifecycle = None
-    else:
-        assumed.extend(patient.assumed)
-        pairs = patient.pairs or ((UNLINKED_SYSTEM, str(event_id)),)
-        if not patient.pairs:
-            assumed.append(Assumed.PATIENT_UNIDENTIFIED)
-        identifiers = [{"system": s, "value": v} for s, v in pairs]
-        lifecycle = patient.obj.lifecycle if patient.obj else None
-    elements = ["Patient"] if patient is not None else []
+    pairs = patient.pairs or ((UNLINKED_SYSTEM, str(event_id)),)
+    if not patient.pairs:
+        assumed.append(Assumed.PATIENT_UNIDENTIFIED)
+    identifiers = [{"system": s, "value": v} for s, v in pairs]
+    lifecycle = patient.obj.lifecycle
     # Other objects name what was accessed; other patients are their own events, not data of this one.
-    elements += [_element(o) for o in message.objects if _patient_role(o) is None]
-    elements = list(dict.fromkeys(elements))
+    elements = list(dict.fromkeys(["Patient", *(_element(o) for o in message.objects if _patient_role(o) is None)]))
     if len(elements) > 200:
         elements = elements[:200]
         assumed.append(_Flag.DATA_ELEMENTS_CAPPED)
@@ -374,7 +371,7 @@ def _event(
         **common.fields,
         "event_type": event_type,
         "patient": {"identifiers": identifiers},
-        "data_elements": elements or ["none"],
+        "data_elements": elements,
         "attributes": attributes,
     }
 
@@ -426,10 +423,13 @@ def map_audit_message(
         raise AtnaUnmappable(
             "too_many_patients", f"the message names {len(patients)} patients; at most {limits.max_patients} are mapped"
         )
-    drafts = [_event(common, p, i, len(patients), message, document.digest) for i, p in enumerate(patients)]
-    if not drafts:
-        drafts = [_event(common, None, 0, 0, message, document.digest)]
-    return _validated(drafts)
+    if not patients:
+        raise AtnaUnmappable(
+            "no_patient",
+            "no AuditMessage/ParticipantObjectIdentification has ParticipantObjectTypeCodeRole 1 (Patient): "
+            "the service records accesses to a patient's data",
+        )
+    return _validated([_event(common, p, i, len(patients), message, document.digest) for i, p in enumerate(patients)])
 
 
 def _validated(drafts: list[dict[str, Any]]) -> list[dict[str, Any]]:
