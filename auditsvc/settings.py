@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     """The coverage report flags a system or emitter silent after this long without an event
     (``90m``, ``24h``, ``7d``; a bare number is seconds); ``?silent_after=`` overrides it."""
 
+    # The web console (auditsvc/api/console, docs/console/README.md).
+    console_idle_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+    """A console session unused this long is signed out (HIPAA 164.312(a)(2)(iii) automatic logoff)."""
+    console_session_hours: float = Field(default=12.0, gt=0, le=7 * 24)
+    """A console session ends this long after sign-in, however active."""
+
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
         configured = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url, self.oidc_jwks_file)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from auditsvc.api.app import create_app
+from auditsvc.api.console.guard import is_console_path
 from auditsvc.domain.tokens import Role
 from auditsvc.settings import Settings
 from auditsvc.store.engine import PoolConfig, create_engine
@@ -71,6 +72,7 @@ def application_routes() -> list[Route]:
         (method, path.replace(":path}", "}"))  # as OpenAPI names it
         for route in routes
         if isinstance(path := getattr(route, "path", None), str)
+        and not is_console_path(path)  # the console's session-cookie pages: tests/test_console_*.py
         for method in getattr(route, "methods", None) or ()
         if method != "HEAD"
     }

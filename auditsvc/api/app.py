@@ -18,6 +18,7 @@ from ..domain.systems import SystemEntryIn
 from ..runtime import open_audit_log
 from ..settings import Settings, get_settings
 from ..telemetry import setup_telemetry
+from . import console
 from .deps import install_access_control
 from .errors import install_error_handlers
 from .fhir_http import install_fhir_errors
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(coverage.router)
     app.include_router(fhir_search.router)
     app.include_router(fhir_feed.router)
+    console.mount(app, settings)  # the web console at / (auditsvc/api/console)
     # Once per process (each uvicorn worker builds its app): exporters only
     # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.
     setup_telemetry(settings).instrument(app)

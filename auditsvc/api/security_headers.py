@@ -18,6 +18,11 @@ executable, framed, or leak its URL in a Referer:
 
 The interactive API documentation pages (``/docs``, ``/redoc``) load their
 script and style sheet from a CDN; they get a policy that allows exactly that.
+
+The web console (every path the API does not own: api/console) gets a
+policy that lets its pages load the script, style sheet and images the
+service ships, and nothing else: no inline script or style, no ``eval``, no
+other origin, forms posted only to the console itself.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ DOCS_CSP = (
     b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     b"connect-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+
+CONSOLE_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+API_PREFIXES = ("/v1/", "/fhir", "/healthz", "/readyz", "/metrics", "/openapi.json")
+"""Paths the API answers; every other path is the console's."""
 
 _ALWAYS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -52,7 +64,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope.get("path") in self.docs_paths else API_CSP
+        path = scope.get("path", "")
+        if path in self.docs_paths:
+            csp = DOCS_CSP
+        elif path.startswith(API_PREFIXES):
+            csp = API_CSP
+        else:
+            csp = CONSOLE_CSP
         https = scope.get("scheme") == "https"
 
         async def _send(message: Message) -> None:
