@@ -2,12 +2,13 @@
 
 Fixtures (for every browser test, the console's pages and the others'):
 
-* ``console`` (session scope): the service on a loopback port against a
+* ``console`` (package scope): the service on a loopback port against a
   fresh test database, seeded once with synthetic data (``SEED``: a patient
   known by two linked identifiers, accessed by several systems over a week,
   one break-glass access, one failed access; a second patient), and a token
   for every role (``console.tokens[Role.X]``).
-* ``browser`` (session scope): one Chromium for the whole run.
+* ``browser`` (package scope): one Chromium for all of tests/browser (torn down
+  after it: Playwright's sync API keeps an event loop running in this thread).
 * ``page``: a fresh browser context (no cookies) and page for one test. It
   records console errors, uncaught page errors and Content Security Policy
   violations and fails the test if any occurred; and every URL the page
@@ -163,7 +164,7 @@ class Console:
         return self.service.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console(server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     with module_service(server_url, template_db, tmp_path_factory.mktemp("browser") / "data") as service:
         running = Console(service)
@@ -183,7 +184,7 @@ def console(server_url: str, template_db: str, tmp_path_factory: pytest.TempPath
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(console: Console) -> Iterator[Browser]:
     # After ``console``: Playwright's sync API runs an event loop in this
     # thread, and the database set-up (asyncio.run) must come before it and
