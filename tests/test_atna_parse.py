@@ -142,8 +142,8 @@ def test_in_a_query_the_phi_flows_from_the_system_that_answered_to_the_one_that_
 def test_disclosure_names_the_recipient_and_purpose_for_the_accounting() -> None:
     [event] = mapped("dicom-disclosure.xml")
     assert event["event_type"] == "disclosure"
-    assert event["destination"] == {"system_id": "payer-acme-health"}
-    assert event["purpose_of_use"] == "HPAYMT"
+    assert event["destination"] == {"system_id": "state-immunization-registry"}
+    assert event["purpose_of_use"] == "PUBHLTH"
     assert event["attributes"]["atna_lifecycle"] == "disclosure"
 
 
