@@ -82,6 +82,34 @@ class Settings(BaseSettings):
     optional, and ``POST /v1/events`` refused without one; ``required`` no
     handshake without one. A certificate from another CA always fails the handshake."""
 
+    # ATNA audit messages over syslog (auditsvc/syslog/, docs/atna.md); each listener off unless its port is set.
+    syslog_host: str = "127.0.0.1"
+    """Bind address of the syslog listeners (``0.0.0.0`` to take senders from the network)."""
+    syslog_tls_port: int | None = Field(default=None, ge=0, le=65535)
+    """RFC 5425 syslog over TLS (octet counting); IANA's port is 6514."""
+    syslog_tcp_port: int | None = Field(default=None, ge=0, le=65535)
+    """RFC 6587 plain TCP (octet counting or LF / NUL / CRLF trailers), for trusted networks."""
+    syslog_udp_port: int | None = Field(default=None, ge=0, le=65535)
+    """RFC 5426 UDP; one message per datagram; drops are counted."""
+    syslog_tls_cert_file: Path | None = None
+    """The TLS listener's certificate chain (PEM). Unset: ``tls_cert_file``."""
+    syslog_tls_key_file: Path | None = None
+    """Its private key (PEM). Unset: ``tls_key_file``."""
+    syslog_tls_client_ca_file: Path | None = None
+    """CA bundle that senders' client certificates must chain to. Unset: ``tls_client_ca_file``."""
+    syslog_tls_client_auth: Literal["required", "optional"] = "required"
+    """``required``: no handshake without a client certificate from the client CA;
+    ``optional``: a sender without one is treated as on plain TCP (source from the message)."""
+    syslog_cn_map: dict[str, list[str]] = {}
+    """Client certificate subject CN -> further source systems it may write as, as JSON
+    (``{"pacs-01": ["pacs", "ris"]}``); the CN itself is always allowed."""
+    syslog_max_message_bytes: int = Field(default=256 * 1024, ge=64 * 1024, le=16 * 1024 * 1024)
+    """Longest syslog message taken (frame or datagram); a longer TCP frame closes its connection."""
+    syslog_queue_messages: int = Field(default=2000, ge=1)
+    """Messages received and not yet appended; when full, TCP/TLS connections stop being read."""
+    syslog_batch_messages: int = Field(default=200, ge=1, le=5000)
+    """Messages appended together in one batch."""
+
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch_events: int = 1000
     # Structure of JSON bodies, checked before parsing (auditsvc/api/limits.py).

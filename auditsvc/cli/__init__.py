@@ -15,7 +15,7 @@ from ..keys import ensure_signing_key, load_keys
 from ..store.engine import runtime_url
 from ..store.migrate import upgrade_head
 from ..telemetry import export_plan
-from . import keys, report, systems, tokens
+from . import keys, quarantine, report, syslog, systems, tokens
 from ._common import build_read_model, configure_logging, console, database, fail, settings
 from .checkpoints import checkpoint
 from .demo import demo
@@ -33,6 +33,8 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(report.app, name="report")
 app.add_typer(keys.app, name="keys")
 app.add_typer(systems.app, name="systems")
+app.add_typer(syslog.app, name="syslog")
+app.add_typer(quarantine.app, name="quarantine")
 app.command()(verify)
 app.command()(checkpoint)
 app.command()(export)
@@ -89,17 +91,21 @@ def serve(
     if workers == 1:
         from ..api import asgi  # noqa: F401 - built now, so no signal falls between the handlers below and uvicorn's
     _stop_quietly_on_signals()
-    uvicorn.run(
-        "auditsvc.api.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=log_config,  # each worker applies it: path-only access log, text or JSON
-        log_level=None,
-        proxy_headers=True,
-        server_header=False,
-        **tls,
-    )
+    listener = syslog.start_listener_process(s)  # ATNA syslog, when a port is set: one process for all workers
+    try:
+        uvicorn.run(
+            "auditsvc.api.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config,  # each worker applies it: path-only access log, text or JSON
+            log_level=None,
+            proxy_headers=True,
+            server_header=False,
+            **tls,
+        )
+    finally:
+        syslog.stop_listener_process(listener)
     console.print("auditsvc stopped", highlight=False)
 
 

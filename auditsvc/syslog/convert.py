@@ -1,0 +1,86 @@
+"""One syslog frame -> validated events bound to the sender, or a rejection.
+
+The steps, each with its rejection reason (a stable code for metrics and the
+quarantine; the detail never quotes the message):
+
+1. the syslog header (``syslog-header``);
+2. the ATNA mapping, auditsvc/domain/atna.py (its own reasons; a fault in
+   the mapper is ``mapping-fault``, never a crash of the listener);
+3. the events' validation, the one ``POST /v1/events`` uses (``invalid-event``);
+4. each event's source system against the sender's (``source-not-allowed``).
+
+The same function serves the listeners and a replay from quarantine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from auditsvc_sdk.wire import WireEvent, parse_event_batch
+from pydantic import ValidationError
+
+from ..domain.atna import AtnaOrigin, AtnaUnmappable, map_audit_message
+from ..domain.ingest import validation_errors
+from .header import HeaderError, SyslogMessage, parse_syslog
+from .identity import SenderIdentity
+
+log = logging.getLogger(__name__)
+
+Transport = Literal["tls", "tcp", "udp", "replay"]
+Mapper = Callable[[bytes, AtnaOrigin], list[dict[str, Any]]]
+
+
+class Rejected(Exception):
+    """The frame cannot become events: ``reason`` (stable code), ``detail`` (no PHI)."""
+
+    def __init__(self, reason: str, detail: str, message: SyslogMessage | None = None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.message = reason, detail, message
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    message: SyslogMessage
+    events: list[WireEvent]
+
+
+def convert_frame(
+    frame: bytes,
+    transport: Transport,
+    peer: str | None,
+    sender: SenderIdentity,
+    mapper: Mapper = map_audit_message,
+) -> Converted:
+    """The frame's events, validated and allowed for ``sender``; ``Rejected`` otherwise."""
+    try:
+        message = parse_syslog(frame)
+    except HeaderError as exc:
+        raise Rejected("syslog-header", exc.detail) from None
+    try:
+        mapped = mapper(message.msg, AtnaOrigin(transport, peer, message.msgid))
+    except AtnaUnmappable as exc:
+        raise Rejected(exc.reason, exc.detail, message) from None
+    except Exception as exc:  # a mapper bug must cost one message, not the listener
+        log.error("the ATNA mapping failed on a message (%s); it is quarantined", type(exc).__name__)
+        raise Rejected("mapping-fault", f"the mapping raised {type(exc).__name__}", message) from None
+    if not mapped:
+        raise Rejected("no-events", "the message maps to no event", message)
+    try:
+        events = parse_event_batch(orjson.dumps({"events": mapped}))
+    except (ValidationError, TypeError) as exc:
+        errors = validation_errors(exc) if isinstance(exc, ValidationError) else []
+        where = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or "not JSON"
+        raise Rejected("invalid-event", f"the mapped events are not valid ({where})", message) from None
+    for event in events:
+        system = event.json["source"]["system_id"]
+        if not sender.may_write_as(system):
+            raise Rejected(
+                "source-not-allowed",
+                f"source system {system!r} is not one sender {sender.emitter!r} may write as",
+                message,
+            )
+    return Converted(message, events)
