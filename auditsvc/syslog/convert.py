@@ -3,11 +3,11 @@
 The steps, each with its rejection reason (a stable code for metrics and the
 quarantine; the detail never quotes the message):
 
-1. the syslog header (``syslog-header``);
+1. the syslog header (``syslog_header``);
 2. the ATNA mapping, auditsvc/domain/atna.py (its own reasons; a fault in
-   the mapper is ``mapping-fault``, never a crash of the listener);
-3. the events' validation, the one ``POST /v1/events`` uses (``invalid-event``);
-4. each event's source system against the sender's (``source-not-allowed``).
+   the mapper is ``mapping_fault``, never a crash of the listener);
+3. the events' validation, the one ``POST /v1/events`` uses (``invalid_event``);
+4. each event's source system against the sender's (``source_not_allowed``).
 
 The same function serves the listeners and a replay from quarantine.
 """
@@ -59,27 +59,27 @@ def convert_frame(
     try:
         message = parse_syslog(frame)
     except HeaderError as exc:
-        raise Rejected("syslog-header", exc.detail) from None
+        raise Rejected("syslog_header", exc.detail) from None
     try:
         mapped = mapper(message.msg, AtnaOrigin(transport, peer, message.msgid))
     except AtnaUnmappable as exc:
         raise Rejected(exc.reason, exc.detail, message) from None
     except Exception as exc:  # a mapper bug must cost one message, not the listener
         log.error("the ATNA mapping failed on a message (%s); it is quarantined", type(exc).__name__)
-        raise Rejected("mapping-fault", f"the mapping raised {type(exc).__name__}", message) from None
+        raise Rejected("mapping_fault", f"the mapping raised {type(exc).__name__}", message) from None
     if not mapped:
-        raise Rejected("no-events", "the message maps to no event", message)
+        raise Rejected("no_events", "the message maps to no event", message)
     try:
         events = parse_event_batch(orjson.dumps({"events": mapped}))
     except (ValidationError, TypeError) as exc:
         errors = validation_errors(exc) if isinstance(exc, ValidationError) else []
         where = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or "not JSON"
-        raise Rejected("invalid-event", f"the mapped events are not valid ({where})", message) from None
+        raise Rejected("invalid_event", f"the mapped events are not valid ({where})", message) from None
     for event in events:
         system = event.json["source"]["system_id"]
         if not sender.may_write_as(system):
             raise Rejected(
-                "source-not-allowed",
+                "source_not_allowed",
                 f"source system {system!r} is not one sender {sender.emitter!r} may write as",
                 message,
             )

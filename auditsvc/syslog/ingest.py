@@ -14,7 +14,7 @@ appends). A frame that cannot become events is quarantined instead
 (domain/quarantine.py). While the database is unavailable the batch is
 retried (the queue fills and the TCP senders wait); if an append fails for
 another reason, the batch's messages are appended one by one and the one
-that fails is quarantined (``append-failed``).
+that fails is quarantined (``append_failed``).
 
 Syslog has no acknowledgement: what is in the queue when the process dies
 is lost to the sender as well (RFC 5425 §4.3). The queue is bounded to keep
@@ -96,7 +96,7 @@ class SyslogIngest:
         try:
             self._queue.put_nowait(received)
         except asyncio.QueueFull:
-            metrics.dropped(received.transport, "queue-full")
+            metrics.dropped(received.transport, "queue_full")
             return False
         return True
 
@@ -127,7 +127,7 @@ class SyslogIngest:
             except Exception as exc:  # never let one batch stop the listener
                 log.error("syslog batch of %d messages failed (%s)", len(batch), type(exc).__name__)
                 for received in batch:
-                    metrics.dropped(received.transport, "ingest-fault")
+                    metrics.dropped(received.transport, "ingest_fault")
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -152,7 +152,7 @@ class SyslogIngest:
                 try:
                     await self._append([one])
                 except AppendFailed:
-                    await self._quarantine(one.received, Rejected("append-failed", "the append transaction failed"))
+                    await self._quarantine(one.received, Rejected("append_failed", "the append transaction failed"))
 
     async def _append(self, ready: Sequence[_Ready]) -> None:
         events = [event for one in ready for event in one.events]
@@ -186,5 +186,5 @@ class SyslogIngest:
                 await asyncio.sleep(self._config.retry_seconds)
             except Exception as exc:  # never the exception text: it may quote the row
                 log.error("a syslog message could not be quarantined (%s); it is lost", type(exc).__name__)
-                metrics.dropped(received.transport, "quarantine-failed")
+                metrics.dropped(received.transport, "quarantine_failed")
                 return

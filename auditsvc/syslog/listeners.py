@@ -151,8 +151,12 @@ class SyslogListeners:
             finally:
                 self._connections.discard(task)
 
-        tls_options = {"ssl": context, "ssl_handshake_timeout": 30.0} if context is not None else {}
-        server = await asyncio.start_server(connected, self.config.host, port, limit=READ_CHUNK, **tls_options)
+        if context is None:
+            server = await asyncio.start_server(connected, self.config.host, port, limit=READ_CHUNK)
+        else:
+            server = await asyncio.start_server(
+                connected, self.config.host, port, limit=READ_CHUNK, ssl=context, ssl_handshake_timeout=30.0
+            )
         self._servers.append(server)
         self.ports[transport] = server.sockets[0].getsockname()[1]
 
@@ -178,7 +182,7 @@ class SyslogListeners:
             metrics.connection_closed(transport, exc.reason)
             log.warning("syslog %s connection closed: %s", transport, exc.detail)  # no PHI: sizes and codes
         except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
-            metrics.connection_closed(transport, "connection-error")
+            metrics.connection_closed(transport, "connection_error")
             log.info("syslog %s connection failed (%s)", transport, type(exc).__name__)
         finally:
             writer.close()
