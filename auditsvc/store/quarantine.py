@@ -1,4 +1,4 @@
-"""Queries on ``syslog_quarantine`` (migration 0012): ATNA messages kept
+"""Queries on ``syslog_quarantine`` (migration 0013): ATNA messages kept
 whole, sealed, until a replay maps them or an admin discards them.
 
 Listing walks ``(log_id, status[, reason], id)`` with a keyset and LIMIT, so a

@@ -15,8 +15,8 @@ new reason. The runtime role may INSERT, SELECT and UPDATE; nobody DELETEs
 (a trigger refuses it and TRUNCATE): a message that is given up on is
 ``discarded``, and stays.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
