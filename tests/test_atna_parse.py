@@ -152,7 +152,7 @@ def test_several_patients_are_one_event_each_and_a_repeated_patient_is_one() -> 
     assert [e["attributes"]["patient_index"] for e in events] == [0, 1, 2]
     assert {e["attributes"]["patients_in_message"] for e in events} == {3}
     # The query is a data element of each; the other patients are not.
-    assert {tuple(e["data_elements"]) for e in events} == {("Patient", "Query (Patient Demographics Query)")}
+    assert {tuple(e["data_elements"]) for e in events} == {("Patient", "Query (ITI-21)")}
     assert events[2]["patient"]["identifiers"] == [
         {"system": "urn:oid:2.16.840.1.113883.3.72.5.9.9", "value": "SYN-C3"},
         {"system": "WESTCLINIC^MR", "value": "SYN-C3-MR"},
@@ -271,6 +271,22 @@ def test_outcome_is_never_recorded_as_success_when_the_sender_said_otherwise(
     assert (flag in event["attributes"].get("assumed", "")) if flag else "assumed" not in event["attributes"]
 
 
+def test_objects_are_named_by_their_id_type_code_never_the_senders_display_text() -> None:
+    objects = (
+        '<ParticipantObjectIdentification ParticipantObjectID="SYN-1^^^&amp;1.2.3&amp;ISO" '
+        'ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1"/>'
+        '<ParticipantObjectIdentification ParticipantObjectID="ACC-1" ParticipantObjectTypeCode="2" '
+        'ParticipantObjectTypeCodeRole="3"><ParticipantObjectIDTypeCode csd-code="110180" originalText="Doe John"/>'
+        "</ParticipantObjectIdentification>"
+        '<ParticipantObjectIdentification ParticipantObjectID="X" ParticipantObjectTypeCode="2" '
+        'ParticipantObjectTypeCodeRole="4"><ParticipantObjectIDTypeCode csd-code="LOCAL7" originalText="Doe Jane"/>'
+        "</ParticipantObjectIdentification>"
+    )
+    [event] = map_audit_message(_with(TEMPLATE, objects=objects), ORIGIN)
+    assert event["data_elements"] == ["Patient", "Report (Study Instance UID)", "Resource (LOCAL7)"]
+    assert "Doe" not in json.dumps(event)
+
+
 def test_an_unknown_event_id_still_maps_flagged_with_its_code() -> None:
     event_id = '<EventID csd-code="IHE0001" codeSystemName="IHE" originalText="Health Service Event"/>'
     [event] = map_audit_message(_with(TEMPLATE, event_id=event_id, action=""), ORIGIN)
@@ -312,6 +328,12 @@ def test_a_message_without_event_id_is_refused(event_id: str, detail: str) -> No
     with pytest.raises(AtnaUnmappable) as caught:
         map_audit_message(_with(TEMPLATE, event_id=event_id), ORIGIN)
     assert caught.value.reason == "no_event_identification" and detail in caught.value.detail
+
+
+def test_the_public_names() -> None:
+    import auditsvc.domain.atna as atna
+
+    assert atna.__all__ == ["ORIGIN", "REASONS", "AtnaLimits", "AtnaOrigin", "AtnaUnmappable", "map_audit_message"]
 
 
 def test_the_mapper_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "ACTION_BY_EVENT_ID",
     "DESTINATION_ROLE",
     "EVENT_TYPES",
+    "ID_TYPES",
     "LIFECYCLE",
     "OBJECT_ROLES",
     "OBJECT_TYPES",
@@ -102,6 +103,31 @@ OBJECT_ROLES = {
 }
 # ParticipantObjectIDTypeCode 2 (RFC 3881 5.5.4): "Patient Number".
 PATIENT_NUMBER = "2"
+# ParticipantObjectIDTypeCode by code: RFC 3881 5.5.4, DICOM CID 404, and the IHE XDS metadata UUIDs
+# that ITI transactions use. Objects are named from this table (or by their code), never by the
+# sender's display text: a data element is stored in clear.
+ID_TYPES = {
+    "1": "Medical Record Number",
+    "2": "Patient Number",
+    "3": "Encounter Number",
+    "4": "Enrollee Number",
+    "5": "Social Security Number",
+    "6": "Account Number",
+    "7": "Guarantor Number",
+    "8": "Report Name",
+    "9": "Report Number",
+    "10": "Search Criteria",
+    "11": "User Identifier",
+    "12": "URI",
+    "110180": "Study Instance UID",
+    "110181": "SOP Class UID",
+    "110182": "Node ID",
+    "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd": "XDS Submission Set",
+    "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1": "XDS Document Entry",
+    "urn:uuid:d9d542f3-6cc4-48b6-8870-ea235fbc94c2": "XDS Folder",
+    "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab": "XDS Document Entry unique id",
+    "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8": "XDS Submission Set unique id",
+}
 # ParticipantObjectDataLifeCycle (RFC 3881 5.5.3, ISO 21089).
 LIFECYCLE = {
     "1": "origination",

@@ -20,9 +20,11 @@ import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from xml.etree.ElementTree import ParseError
 from xml.parsers import expat
 
+import orjson
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
@@ -43,22 +45,17 @@ class AtnaLimits:
     max_patients: int = 1000  # POST /v1/events takes at most 1000 events in one batch
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
-    """One element: local name as sent, attributes by case-folded local name, direct text, children."""
+    """One element: local name as sent (and case-folded), attributes by case-folded local name,
+    direct text (stripped, once the element has ended), children."""
 
     name: str
     attrs: dict[str, str]
+    key: str = ""
+    text: str = ""
     children: list[Node] = field(default_factory=list)
     parts: list[str] = field(default_factory=list)
-
-    @property
-    def key(self) -> str:
-        return self.name.casefold()
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts).strip()
 
     def all(self, name: str) -> Iterator[Node]:
         """The children called ``name`` (case-insensitive), in order."""
@@ -66,7 +63,11 @@ class Node:
         return (c for c in self.children if c.key == folded)
 
     def first(self, name: str) -> Node | None:
-        return next(self.all(name), None)
+        folded = name.casefold()
+        for child in self.children:
+            if child.key == folded:
+                return child
+        return None
 
     def value(self, name: str) -> str | None:
         """A field written as attribute ``name`` or as child element ``<name>text</name>``; None if absent or blank."""
@@ -102,7 +103,7 @@ class _TreeBuilder:
         if len(self.stack) >= self.max_depth:
             where = "/".join([*self.path[:3], "..."])
             raise AtnaUnmappable("too_deep", f"elements nest deeper than {self.max_depth} levels (under {where})")
-        node = Node(name, {_local(k).casefold(): v for k, v in attrib.items()})
+        node = Node(name, {_local(k).casefold(): v for k, v in attrib.items()}, name.casefold())
         if self.stack:
             self.stack[-1].children.append(node)
         else:
@@ -111,7 +112,9 @@ class _TreeBuilder:
         self.path.append(name)
 
     def end(self, tag: str) -> None:
-        self.stack.pop()
+        node = self.stack.pop()
+        node.text = "".join(node.parts).strip()
+        node.parts.clear()
         self.path.pop()
 
     def data(self, text: str) -> None:
@@ -155,26 +158,13 @@ def content_digest(root: Node) -> bytes:
     sorted by name, text stripped, each length-prefixed. A relay that re-indents
     the XML, reorders attributes, changes namespace prefixes or the encoding, or
     adds a BOM leaves it unchanged; any change to a name or value changes it."""
-    hasher = hashlib.sha256(b"auditsvc/atna-content/v1\x00")
 
-    def put(kind: bytes, text: str) -> None:
-        raw = text.encode("utf-8", "surrogatepass")
-        hasher.update(kind + len(raw).to_bytes(4, "big") + raw)
+    # Each element as [name, [[attribute, value], ...] sorted, text, children...], serialised as
+    # JSON (unambiguous: strings quoted and escaped) and hashed once.
+    def canonical(node: Node) -> list[Any]:
+        return [node.name, sorted(node.attrs.items()), node.text, *(canonical(c) for c in node.children)]
 
-    stack: list[Node | None] = [root]
-    while stack:
-        node = stack.pop()
-        if node is None:
-            hasher.update(b")")
-            continue
-        put(b"(", node.name)
-        for name in sorted(node.attrs):
-            put(b"@", name)
-            put(b"=", node.attrs[name])
-        put(b"#", node.text)
-        stack.append(None)
-        stack.extend(reversed(node.children))
-    return hasher.digest()
+    return hashlib.sha256(b"auditsvc/atna-content/v1\x00" + orjson.dumps(canonical(root))).digest()
 
 
 def read_document(msg: bytes, limits: AtnaLimits) -> Document:

@@ -300,11 +300,12 @@ def _patient_role(obj: ObjectId) -> str | None:
 
 
 def _element(obj: ObjectId) -> str:
-    """A data element naming an object by its role and ID type: never its id, name or contents."""
+    """A data element naming an object by its role and ID type (``codes.ID_TYPES``, else the code):
+    never its id, name or contents, nor the sender's display text for the type."""
     base = codes.OBJECT_ROLES.get(obj.role or "") or codes.OBJECT_TYPES.get(obj.type_code or "") or "Object"
     kind = None
     if obj.id_type is not None:
-        kind = _label(obj.id_type.display) or _label(obj.id_type.code)
+        kind = codes.ID_TYPES.get(obj.id_type.code) or _code(obj.id_type.code)
     return f"{base} ({kind})"[:128] if kind and kind != base else base
 
 
