@@ -204,6 +204,10 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=12.0, gt=0, le=7 * 24)
     """A console session ends this long after sign-in, however active."""
 
+    fhir_patient_system: str | None = Field(default=None, min_length=1, max_length=256)
+    """The patient identifier system whose values are FHIR Patient ids: the FHIR
+    search's ``patient=Patient/<id>`` finds identifier (this system, id); unset, it is refused."""
+
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
         configured = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url, self.oidc_jwks_file)

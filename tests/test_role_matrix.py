@@ -198,10 +198,12 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
         ("POST", "/v1/reviews"): {"json": {"event_id": world.event_id, "verdict": "investigate"}},
         ("POST", "/fhir/AuditEvent"): {"json": patient_read("matrix")},
         ("POST", "/fhir"): {"json": {"resourceType": "Bundle", "type": "batch", "entry": []}},
+        ("POST", "/fhir/AuditEvent/_search"): {"data": {"date": "ge2000"}},
     }
-    params: dict[str, dict[str, int]] = {
+    params: dict[str, dict[str, int | str]] = {
         "/v1/proofs/inclusion": {"seq": 0, "tree_size": world.tree_size},
         "/v1/proofs/consistency": {"first": 1, "second": world.tree_size},
+        "/fhir/AuditEvent": {"date": "ge2000"},
     }
     try:
         url = path.format(event_id=world.event_id, tree_size=world.tree_size, system_id="lab-lis")

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
+
+from ..domain.fhir.outcome import FhirError, Issue, operation_outcome
 
 __all__ = [
     "FHIR_JSON",
@@ -90,51 +91,6 @@ class FhirResponse(JSONResponse):
         if media_type is not None and "charset=" not in media_type:
             media_type = f"{media_type}; charset=utf-8"
         super().__init__(content, status_code, headers, media_type)
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """One OperationOutcome.issue. ``diagnostics`` never quotes a value a
-    client sent (it may be PHI); ``expression`` names the element or the
-    search parameter (FHIRPath, or the parameter's name)."""
-
-    severity: str  # fatal | error | warning | information
-    code: str  # issue-type: invalid, required, not-found, not-supported, processing, security, forbidden...
-    diagnostics: str
-    expression: list[str] | None = None
-
-
-def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
-    """The OperationOutcome resource for ``issues``."""
-    out: list[dict[str, Any]] = []
-    for issue in issues:
-        entry: dict[str, Any] = {"severity": issue.severity, "code": issue.code, "diagnostics": issue.diagnostics}
-        if issue.expression:
-            entry["expression"] = list(issue.expression)
-        out.append(entry)
-    return {"resourceType": "OperationOutcome", "issue": out}
-
-
-class FhirError(Exception):
-    """An error a FHIR route answers with ``status`` and an OperationOutcome."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        diagnostics: str,
-        expression: list[str] | None = None,
-        *,
-        issues: Sequence[Issue] = (),
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(diagnostics)
-        self.status = status
-        self.issues = [Issue("error", code, diagnostics, expression), *issues]
-        self.headers = headers
-
-    def response(self) -> FhirResponse:
-        return FhirResponse(operation_outcome(self.issues), status_code=self.status, headers=self.headers)
 
 
 def is_fhir_path(path: str) -> bool:
@@ -223,6 +179,6 @@ def install_fhir_errors(app: FastAPI) -> None:
 
     async def _fhir_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, FhirError)
-        return exc.response()
+        return FhirResponse(exc.outcome(), status_code=exc.status, headers=exc.headers)
 
     app.add_exception_handler(FhirError, _fhir_error)
