@@ -13,7 +13,7 @@ only. Drivers:
   ``event_facts_source`` / ``_destination`` / ``_actor`` per value;
 * ``IDS_SCAN_SQL``: ``_id``, through ``event_ids``;
 * ``DATE_SCAN_SQL``: the period alone, through ``event_facts_occurred``
-  (migration 0013).
+  (migration 0014).
 
 Parameters: ``$1`` the log, ``$2`` the subjects (where the driver has
 them), then the period [start, end), the snapshot, the keyset position

@@ -10,8 +10,8 @@ alone would read the log. With it, a page reads the rows of its period in
 An index on the read model that migration 0006 made append-only; no new
 table, no grant.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
