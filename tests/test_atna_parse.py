@@ -81,7 +81,7 @@ MAPPED = [p for p in FILES if "events" in json.loads(p.with_suffix(".json").read
 
 def test_every_corpus_event_is_accepted_by_the_service_as_a_batch() -> None:
     events = [event for path in MAPPED for event in map_audit_message(path.read_bytes(), ORIGIN)]
-    assert len(events) == 13
+    assert len(events) == 14
     body = json.dumps({"events": events}).encode()
     assert len(parse_batch(body, max_events=1000)) == len(events)
     EventBatch.model_validate({"events": events})
@@ -89,7 +89,7 @@ def test_every_corpus_event_is_accepted_by_the_service_as_a_batch() -> None:
 
 def test_the_corpus_covers_the_common_atna_events_in_both_namings() -> None:
     types = {e["event_type"] for path in MAPPED for e in map_audit_message(path.read_bytes(), ORIGIN)}
-    assert {"patient-record", "query", "import", "export", "disclosure"} <= types
+    assert {"patient-record", "query", "import", "export", "disclosure", "break-glass"} <= types
     event_ids = {code for p in FILES for code in re.findall(r'code="(1101\d\d)"', p.read_text(encoding="utf-8-sig"))}
     assert {"110113", "110114", "110101"} <= event_ids  # security alert, login, audit log used
     texts = [p.read_text(encoding="utf-8-sig") for p in FILES]

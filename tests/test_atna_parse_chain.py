@@ -92,3 +92,13 @@ async def test_a_disclosure_from_syslog_is_in_the_patients_accounting(api: Facad
     [entry] = accounting["entries"]
     assert entry["recipient"]["system_id"] == "state-immunization-registry"
     assert entry["count"] == 1
+
+
+async def test_an_emergency_override_from_syslog_is_in_the_break_glass_queue(api: Facade) -> None:
+    [event] = map_audit_message((CORPUS / "rfc3881-break-glass.xml").read_bytes(), ORIGIN)
+    await append(api, [event])  # accepted, or a duplicate of the first test's
+    response = await api.http.get(
+        "/v1/reviews/break-glass", params={"status": "unreviewed"}, headers=api.auth(Role.PRIVACY_OFFICER)
+    )
+    assert response.status_code == 200, response.text
+    assert event["event_id"] in [item["event"]["event_id"] for item in response.json()["items"]]

@@ -41,6 +41,9 @@ EVENT_TYPES = {
     "110114": "user-authentication",
 }
 UNKNOWN_EVENT_TYPE = "atna-event"
+# EventTypeCode 110127 (CID 401 "Emergency Override Started"): the service's break-glass, which the
+# review queue lists (store/readmodel.py; the FHIR feed maps it alike).
+BREAK_GLASS_TYPE = "110127"
 # EventTypeCode of 110114 (CID 403): a login or a logout, more useful than "user-authentication".
 _AUTHENTICATION_TYPES = {"110122": "login", "110123": "logout"}
 
@@ -166,9 +169,12 @@ def event_type_of(event_id: str, type_codes: list[str], lifecycle: str | None) -
     """The event_type for an EventID, its EventTypeCodes and the patient's data life cycle;
     and whether the EventID was known. A patient object whose life cycle is
     11 (Disclosure) makes the event a ``disclosure``, which the accounting of
-    disclosures (§164.528) counts."""
+    disclosures (§164.528) counts; EventTypeCode 110127 (Emergency Override
+    Started) a ``break-glass``, which the review queue lists."""
     if lifecycle == DISCLOSURE_LIFECYCLE:
         return "disclosure", event_id in EVENT_TYPES
+    if BREAK_GLASS_TYPE in type_codes:
+        return "break-glass", event_id in EVENT_TYPES
     if event_id == "110114":
         for code in type_codes:
             if code in _AUTHENTICATION_TYPES:

@@ -18,8 +18,8 @@ docs/atna.md ("Mapping"); the short form:
   its ParticipantObjectID read as a CX (``cx``); every other object names a
   data element (its role and ID type, never its id or contents).
 * Free text that may be PHI (ParticipantObjectName, ParticipantObjectQuery,
-  ParticipantObjectDetail, ParticipantObjectDescription, UserName) is
-  dropped, never stored: ``attributes.phi_dropped`` names the elements.
+  ParticipantObjectDetail, ParticipantObjectDescription, UserName,
+  EventOutcomeDescription) is dropped, never stored: ``attributes.phi_dropped`` names the elements.
 * A message naming no patient (login, security alert, audit log used) is
   refused (``no_patient``): an event is one access to one patient's data,
   and a stand-in patient would count as one in every report's patient
@@ -338,6 +338,8 @@ def _dropped(message: AuditMessage) -> str | None:
     names = {name for obj in message.objects for name in obj.free_text}
     if any(p.has_user_name for p in message.participants):
         names.add("UserName")
+    if message.has_outcome_description:
+        names.add("EventOutcomeDescription")
     return ",".join(sorted(names)) or None
 
 

@@ -70,6 +70,7 @@ class AuditMessage:
     date_time: str | None
     outcome: str | None
     purposes: tuple[Coded, ...]
+    has_outcome_description: bool  # EventOutcomeDescription: free text, never read
     participants: tuple[Participant, ...]
     sources: tuple[AuditSource, ...]
     objects: tuple[ObjectId, ...]
@@ -161,6 +162,7 @@ def read_message(root: Node) -> AuditMessage:
         date_time=ident.value("EventDateTime"),
         outcome=ident.value("EventOutcomeIndicator"),
         purposes=_codes(ident, "PurposeOfUse"),
+        has_outcome_description=ident.value("EventOutcomeDescription") is not None,
         participants=tuple(_participant(n) for n in root.all("ActiveParticipant")),
         sources=tuple(_audit_source(n) for n in root.all("AuditSourceIdentification")),
         objects=tuple(_object(i, n) for i, n in enumerate(root.all("ParticipantObjectIdentification"))),
