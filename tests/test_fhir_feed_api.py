@@ -338,3 +338,26 @@ async def test_a_request_stores_at_most_the_batch_limit_of_events(api: Facade) -
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [entry(pair)] * (limit // 2 + 1)}
     refused(await post(api, "/fhir", bundle), 413, "Bundle.entry", "too-costly")
     assert await stored(api) == before
+
+
+async def test_fed_events_are_found_by_the_fhir_search_and_read(api: Facade) -> None:
+    resource = with_mrn(s.patient_query("round-trip"), "MRN-ROUND-TRIP")
+    response = await post(api, "/fhir/AuditEvent", resource)
+    assert response.status_code == 201
+    event_id = response.headers["location"].rsplit("/", 1)[1]
+    params = [
+        ("patient.identifier", f"{s.MRN_SYSTEM}|MRN-ROUND-TRIP"),
+        ("date", "ge2026-11-24"),
+        ("date", "lt2026-11-25"),
+    ]
+    found = await api.http.get("/fhir/AuditEvent", params=params, headers=api.auth(Role.PRIVACY_OFFICER))
+    assert found.status_code == 200, found.text
+    bundle = Bundle.model_validate(found.json())
+    [hit] = bundle.entry
+    assert hit.resource.id == event_id
+    read = await api.http.get(f"/fhir/AuditEvent/{event_id}", headers=api.auth(Role.AUDITOR))
+    event = AuditEvent.model_validate(read.json())
+    assert event.action == "E" and event.period.start.isoformat().startswith("2026-11-24T09:30:00.123")
+    # What the facade serves is what was fed: the same systems, and the patient.
+    agents = {a.type.coding[0].code: a.network.address for a in event.agent if a.network}
+    assert agents == {"110153": s.CLIENT, "110152": s.SERVER}
