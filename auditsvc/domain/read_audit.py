@@ -79,6 +79,22 @@ itself (a fresh id per export) as the subject, so exports never link
 patients together, and its range in ``attributes``."""
 
 
+def _export_event(actor: dict[str, Any], destination: str, from_seq: int, to_seq: int | None) -> tuple[str, PhiAccess]:
+    export_id = str(uuid.uuid4())
+    event = read_event(
+        [Identifier(system=EXPORT_SUBJECT_SYSTEM, value=export_id)],
+        actor=actor,
+        destination=destination,
+        data_elements=["AuditEvent"],
+        attributes={
+            "query": "evidence-export",
+            "from_seq": str(from_seq),
+            "to_seq": "newest" if to_seq is None else str(to_seq),
+        },
+    )
+    return export_id, event
+
+
 async def record_export(
     conn: Connection,
     log_id: int,
@@ -91,19 +107,26 @@ async def record_export(
     """Append the ``audit-log-query`` event for an evidence export run from the
     command line (the operating-system user as actor), before the package is
     written. Returns the export's id and the event's seq."""
-    export_id = str(uuid.uuid4())
     user = getpass.getuser()
-    event = read_event(
-        [Identifier(system=EXPORT_SUBJECT_SYSTEM, value=export_id)],
-        actor={"id": f"cli:{user}@{socket.gethostname()}", "type": "user", "role": "operator", "name": user},
-        destination=f"{SERVICE_SYSTEM_ID}:export",
-        data_elements=["AuditEvent"],
-        attributes={
-            "query": "evidence-export",
-            "from_seq": str(from_seq),
-            "to_seq": "newest" if to_seq is None else str(to_seq),
-        },
+    export_id, event = _export_event(
+        {"id": f"cli:{user}@{socket.gethostname()}", "type": "user", "role": "operator", "name": user},
+        f"{SERVICE_SYSTEM_ID}:export",
+        from_seq,
+        to_seq,
     )
     batch = PendingBatch(prepare([wire_event(event)], keys, "cli"))
     [[result]], _ = await append_group(conn, log_id, genesis_hash(log_name), [batch])
+    return export_id, result.seq
+
+
+async def record_export_by(audit: AuditLog, reader: Caller, *, from_seq: int, to_seq: int | None) -> tuple[str, int]:
+    """The same for an export a signed-in person asked for (the console's
+    auditor page): the reader as actor. Returns the export's id and seq."""
+    export_id, event = _export_event(
+        {"id": reader.token_id, "type": "user", "role": reader.role.value, "name": reader.name},
+        f"{SERVICE_SYSTEM_ID}:{reader.role.value}",
+        from_seq,
+        to_seq,
+    )
+    [result], _ = await audit.appender.append_batch(prepare([wire_event(event)], audit.keys, reader.token_id))
     return export_id, result.seq
