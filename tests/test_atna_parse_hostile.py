@@ -53,6 +53,10 @@ HOSTILE = {
     "empty_internal_dtd": (b"<!DOCTYPE AuditMessage []><AuditMessage/>", "xml_forbidden_construct"),
     "undeclared_entity": (b"<AuditMessage>&x;</AuditMessage>", "xml_malformed"),
     "deep_nesting": (b"<AuditMessage>" + b"<a>" * 10_000 + b"</a>" * 10_000 + b"</AuditMessage>", "too_deep"),
+    "deep_nesting_under_phi_names": (
+        b"<AuditMessage><SYN-Doe>" + b"<SYNTHETIC>" * 40 + b"</SYNTHETIC>" * 40 + b"</SYN-Doe></AuditMessage>",
+        "too_deep",
+    ),
     "two_megabytes": (
         PDQ.replace(b"<ParticipantObjectQuery>", b"<ParticipantObjectQuery>" + b"QUJD" * 500_000),
         "too_large",

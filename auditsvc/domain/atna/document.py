@@ -101,8 +101,9 @@ class _TreeBuilder:
     def start(self, tag: str, attrib: Mapping[str, str]) -> None:
         name = _local(tag)
         if len(self.stack) >= self.max_depth:
-            where = "/".join([*self.path[:3], "..."])
-            raise AtnaUnmappable("too_deep", f"elements nest deeper than {self.max_depth} levels (under {where})")
+            # Element names are the sender's text too: name only the root, if it is the audit message's.
+            under = " under AuditMessage" if self.path and self.path[0].casefold() == "auditmessage" else ""
+            raise AtnaUnmappable("too_deep", f"elements nest deeper than {self.max_depth} levels{under}")
         node = Node(name, {_local(k).casefold(): v for k, v in attrib.items()}, name.casefold())
         if self.stack:
             self.stack[-1].children.append(node)
