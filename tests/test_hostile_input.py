@@ -148,7 +148,7 @@ def test_deep_and_wide_bodies_are_refused_quickly_and_never_reach_the_parser(ser
         for name, (body, kind) in hostile.items():
             started = time.monotonic()
             response = post(client, body)
-            assert time.monotonic() - started < 3, name
+            assert time.monotonic() - started < 15, name  # a guard against runaway work, not a speed target
             assert response.status_code == 422, (name, response.text[:300])
             assert response.json()["errors"][0]["type"] == kind, name
     assert tree_size(service) == 0
@@ -160,7 +160,9 @@ def test_many_invalid_fields_are_listed_up_to_a_bound_with_their_total(service: 
     with service.client(token) as client:
         started = time.monotonic()
         response = post(client, json.dumps({"events": bad}).encode())
-    assert time.monotonic() - started < 5
+    # A guard against work that grows with the square of the batch, not a
+    # speed target (those are in bench/): generous enough for a loaded CI box.
+    assert time.monotonic() - started < 30
     body = refused(response, 422, "invalid field(s)")
     assert len(body["errors"]) == MAX_LISTED_ERRORS
     assert int(body["detail"].split()[0]) > 100_000  # the total, not the listed few
