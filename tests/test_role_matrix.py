@@ -198,6 +198,7 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
         ("POST", "/v1/reviews"): {"json": {"event_id": world.event_id, "verdict": "investigate"}},
         ("POST", "/fhir/AuditEvent"): {"json": patient_read("matrix")},
         ("POST", "/fhir"): {"json": {"resourceType": "Bundle", "type": "batch", "entry": []}},
+        ("POST", "/fhir/"): {"json": {"resourceType": "Bundle", "type": "batch", "entry": []}},
         ("POST", "/fhir/AuditEvent/_search"): {"data": {"date": "ge2000"}},
     }
     params: dict[str, dict[str, int | str]] = {

@@ -115,6 +115,7 @@ def _response_bundle(answer: FeedAnswer) -> dict[str, Any]:
 
 
 @router.post("", include_in_schema=False)
+@router.post("/", include_in_schema=False)  # the base as clients write it (fhirclient: with its slash)
 async def post_bundle(
     request: Request, audit: AuditDep, caller: EmitterDep, limits: BodyLimitsDep, media: FhirFormatDep
 ) -> Response:
