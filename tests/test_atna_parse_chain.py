@@ -102,3 +102,16 @@ async def test_an_emergency_override_from_syslog_is_in_the_break_glass_queue(api
     )
     assert response.status_code == 200, response.text
     assert event["event_id"] in [item["event"]["event_id"] for item in response.json()["items"]]
+
+
+async def test_syslog_events_are_found_by_the_fhir_audit_event_search(api: Facade) -> None:
+    [event] = map_audit_message((CORPUS / "dicom-pix-query.xml").read_bytes(), ORIGIN)
+    await append(api, [event])  # accepted, or a duplicate of the first test's
+    identifier = event["patient"]["identifiers"][0]
+    params = [("patient.identifier", f"{identifier['system']}|{identifier['value']}"), ("date", "ge2026-11-24")]
+    found = await api.http.get("/fhir/AuditEvent", params=params, headers=api.auth(Role.PRIVACY_OFFICER))
+    assert found.status_code == 200, found.text
+    bundle = found.json()
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset"
+    # The privacy office's own reads of this patient (earlier tests) are events of the chain too.
+    assert event["event_id"] in [e["resource"]["id"] for e in bundle["entry"]]
