@@ -13,7 +13,17 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from ...settings import Settings
-from . import auth, home, pages_admin, pages_auditor, pages_break_glass, pages_disclosures, pages_patient
+from . import (
+    auth,
+    home,
+    pages_access,
+    pages_admin,
+    pages_auditor,
+    pages_break_glass,
+    pages_coverage,
+    pages_disclosures,
+    pages_patient,
+)
 from .guard import install_console_errors
 from .render import HERE
 from .session import ConsoleConfig
@@ -28,7 +38,17 @@ def mount(app: FastAPI, settings: Settings) -> None:
     app.state.console = ConsoleConfig.from_settings(settings)
     install_console_errors(app)
     served: set[str] = set()
-    for module in (auth, home, pages_patient, pages_disclosures, pages_break_glass, pages_auditor, pages_admin):
+    for module in (
+        auth,
+        home,
+        pages_patient,
+        pages_access,
+        pages_disclosures,
+        pages_break_glass,
+        pages_coverage,
+        pages_auditor,
+        pages_admin,
+    ):
         app.include_router(module.router)
         served.update(str(getattr(route, "path", "")) for route in module.router.routes)
     app.state.console_paths = frozenset(served)  # the navigation lists the pages served
