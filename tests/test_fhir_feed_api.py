@@ -361,3 +361,25 @@ async def test_fed_events_are_found_by_the_fhir_search_and_read(api: Facade) -> 
     # What the facade serves is what was fed: the same systems, and the patient.
     agents = {a.type.coding[0].code: a.network.address for a in event.agent if a.network}
     assert agents == {"110153": s.CLIENT, "110152": s.SERVER}
+
+
+async def test_a_retried_transaction_of_resources_without_ids_is_recognised_by_full_url(api: Facade) -> None:
+    resource = with_mrn(s.patient_read(), "MRN-FULLURL")
+    del resource["id"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"fullUrl": "urn:uuid:9a4c1d52-0d6e-4f3e-8f7e-0b1f9e7a0c11", **entry(resource)}],
+    }
+    first = Bundle.model_validate((await post(api, "/fhir", bundle)).json())
+    before = await stored(api)
+    again = Bundle.model_validate((await post(api, "/fhir", bundle)).json())
+    assert [e.response.status for e in (*first.entry, *again.entry)] == ["201 Created", "200 OK"]
+    assert again.entry[0].response.location == first.entry[0].response.location
+    assert await stored(api) == before
+
+
+async def test_a_byte_order_mark_before_the_json_is_taken(api: Facade) -> None:
+    body = b"\xef\xbb\xbf" + json.dumps(with_mrn(s.patient_read("bom"), "MRN-BOM")).encode()
+    response = await api.http.post("/fhir/AuditEvent", content=body, headers={**FHIR, **api.auth(Role.EMITTER)})
+    assert response.status_code == 201, response.text

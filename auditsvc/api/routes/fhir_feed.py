@@ -45,7 +45,7 @@ async def _resource(request: Request, limits: BodyLimitsDep) -> Any:
     _content_type(request)
     body = await read_json_body(request, limits.max_body_bytes, limits.json)
     try:
-        return orjson.loads(body)
+        return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))  # some FHIR clients write a BOM
     except orjson.JSONDecodeError:
         raise FhirError(400, "structure", "the request body is not valid JSON (nothing was stored)") from None
 

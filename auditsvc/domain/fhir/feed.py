@@ -132,16 +132,20 @@ class _Draft:
         self.assumed += [c for c in codes if c not in self.assumed]
 
 
-def map_audit_event(resource: Any, context: FeedContext, path: str = "AuditEvent") -> MappedAuditEvent:
+def map_audit_event(
+    resource: Any, context: FeedContext, path: str = "AuditEvent", full_url: str | None = None
+) -> MappedAuditEvent:
     """The events of one AuditEvent (one per patient entity); ``FeedRefusal``
     if it cannot be mapped. ``path`` is where the resource sits in the request
-    (``Bundle.entry[2].resource``), the prefix of every element named."""
+    (``Bundle.entry[2].resource``), the prefix of every element named;
+    ``full_url`` its Bundle entry's ``fullUrl``, which recognises a resent
+    Bundle when the resource has neither identifier nor id."""
     ae = obj(resource, path, required=True)
     assert ae is not None
     if ae.get("resourceType") != "AuditEvent":
         raise FeedRefusal(f"{path}.resourceType", "must be AuditEvent", "not-supported")
     draft = _Draft(path)
-    resend_key = _resend_key(ae, draft)
+    resend_key = _resend_key(ae, draft) or (f"fullUrl:{full_url}" if full_url else None)
     occurred_at = _occurred_at(ae, path)
     action, is_query = _action(ae, draft)
     outcome = _outcome(ae, draft)

@@ -57,8 +57,10 @@ class FeedAnswer:
     outcomes: list[EntryOutcome]
 
 
-def _mapped(resource: Any, caller: Caller, context: FeedContext, path: str) -> MappedAuditEvent:
-    mapped = map_audit_event(resource, context, path)
+def _mapped(
+    resource: Any, caller: Caller, context: FeedContext, path: str, full_url: str | None = None
+) -> MappedAuditEvent:
+    mapped = map_audit_event(resource, context, path, full_url)
     try:
         check_source_systems(mapped.events, caller.systems)
     except Forbidden:
@@ -103,8 +105,9 @@ async def feed_resource(
     return (await _append(audit, caller, [mapped], max_events, "AuditEvent.entity"))[0]
 
 
-def _entry_resource(entry: Any, path: str, bundle_type: str) -> Any:
-    """An entry's resource, its ``request`` checked in a batch or transaction (POST AuditEvent)."""
+def _entry_resource(entry: Any, path: str, bundle_type: str) -> tuple[Any, str | None]:
+    """An entry's resource and ``fullUrl``, its ``request`` checked in a
+    batch or transaction (POST AuditEvent)."""
     found = obj(entry, path) or {}
     if bundle_type != "collection":
         request = obj(found.get("request"), f"{path}.request", required=True) or {}
@@ -115,7 +118,7 @@ def _entry_resource(entry: Any, path: str, bundle_type: str) -> Any:
         url = (text(request.get("url")) or "").split("?", 1)[0].rstrip("/")
         if url != "AuditEvent" and not url.endswith("/AuditEvent"):
             raise FeedRefusal(f"{path}.request.url", "must be AuditEvent", "not-supported")
-    return obj(found.get("resource"), f"{path}.resource", required=True)
+    return obj(found.get("resource"), f"{path}.resource", required=True), text(found.get("fullUrl"))
 
 
 async def feed_bundle(
@@ -140,8 +143,8 @@ async def feed_bundle(
     for i, entry in enumerate(entries):
         path = f"Bundle.entry[{i}]"
         try:
-            resource = _entry_resource(entry, path, bundle_type)
-            mapped.append(_mapped(resource, caller, context, f"{path}.resource"))
+            resource, full_url = _entry_resource(entry, path, bundle_type)
+            mapped.append(_mapped(resource, caller, context, f"{path}.resource", full_url))
         except FeedRefusal as refusal:
             if bundle_type == "transaction":
                 raise  # all or nothing: nothing has been appended yet
