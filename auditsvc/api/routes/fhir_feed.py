@@ -18,7 +18,7 @@ from ...domain.fhir.feed import FeedContext, FeedRefusal
 from ...domain.fhir.feed_ingest import CREATED, EntryOutcome, FeedAnswer, feed_bundle, feed_resource
 from ..deps import AuditDep, EmitterDep
 from ..fhir_http import FHIR_JSON, FHIR_PREFIX, FhirError, FhirFormatDep, FhirResponse, Issue, operation_outcome
-from ..limits import BodyLimitsDep, read_json_body
+from ..limits import BodyLimits, BodyLimitsDep, read_json_body
 
 router = APIRouter(prefix=FHIR_PREFIX, tags=["fhir"])
 
@@ -40,7 +40,7 @@ def _content_type(request: Request) -> None:
         raise FhirError(415, "not-supported", "the body must be FHIR JSON (Content-Type: application/fhir+json)")
 
 
-async def _resource(request: Request, limits: BodyLimitsDep) -> Any:
+async def _resource(request: Request, limits: BodyLimits) -> Any:
     """The body as JSON, within the API's body limits (413, 422)."""
     _content_type(request)
     body = await read_json_body(request, limits.max_body_bytes, limits.json)
@@ -51,7 +51,8 @@ async def _resource(request: Request, limits: BodyLimitsDep) -> Any:
 
 
 def _refused(refusal: FeedRefusal) -> FhirError:
-    return FhirError(refusal.status, refusal.code, f"{refusal.message}; nothing was stored", [refusal.path])
+    said = refusal.message if "nothing was stored" in refusal.message else f"{refusal.message}; nothing was stored"
+    return FhirError(refusal.status, refusal.code, said, [refusal.path])
 
 
 def _prefer_return(request: Request) -> str:
