@@ -81,7 +81,7 @@ MAPPED = [p for p in FILES if "events" in json.loads(p.with_suffix(".json").read
 
 def test_every_corpus_event_is_accepted_by_the_service_as_a_batch() -> None:
     events = [event for path in MAPPED for event in map_audit_message(path.read_bytes(), ORIGIN)]
-    assert len(events) == 14
+    assert len(events) == 16
     body = json.dumps({"events": events}).encode()
     assert len(parse_batch(body, max_events=1000)) == len(events)
     EventBatch.model_validate({"events": events})

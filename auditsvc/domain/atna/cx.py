@@ -116,6 +116,9 @@ def cx_identifiers(text: str, type_code: str | None, source: str, policy: Identi
         value = _unescape(components[0])
         if not value or value == '""':
             continue
+        if policy.is_placeholder(value):
+            found.assumed.append(Assumed.PLACEHOLDER_IDENTIFIER)
+            continue
         authority = components[3] if len(components) > 3 else ""
         id_type = _unescape(components[4]).upper() if len(components) > 4 else ""
         system, assumed = _system(authority, id_type, value, type_code, source, policy)

@@ -52,7 +52,8 @@ __all__ = ["ORIGIN", "map_audit_message"]
 ORIGIN = "atna-syslog"
 UNKNOWN_SYSTEM = "unknown"
 DEFAULT_LIMITS = AtnaLimits()
-DEFAULT_POLICY = IdentifierPolicy()
+# The SDK helpers' policy, and the stand-ins archives write for "no patient id" (dcm4chee: "<none>").
+DEFAULT_POLICY = IdentifierPolicy().with_placeholders({"<none>", "<unknown>", "<null>", "<empty>"})
 # Fixed for ever: changing it would store every resent message a second time.
 EVENT_ID_NAMESPACE = uuid.UUID("6d1f3c52-0b9e-5a7e-9c41-3a2e8f0d7b19")
 
@@ -60,6 +61,8 @@ _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:()/#+-]{0,95}")
 _NOT_SYSTEM_CHAR = re.compile(r"[^A-Za-z0-9_.:/@+~-]+")
 _EDGES = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
+# "APPLICATION|FACILITY", the HL7 v2 sender as DICOM and IHE write it in UserID.
+_HL7_APPLICATION = re.compile(r"([^|]+)\|([^|]+)")
 _DATETIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?",
     re.ASCII,
@@ -117,7 +120,10 @@ def _system_id(text: str | None, common: _Common) -> str | None:
     """A participant's id as a system id (``[A-Za-z0-9][A-Za-z0-9_.:/@+~-]{0,127}``), rewritten (flagged) if need be."""
     if not text:
         return None
-    name = _EDGES.sub("", _NOT_SYSTEM_CHAR.sub("-", text.strip()))[:128]
+    hl7 = _HL7_APPLICATION.fullmatch(text.strip())
+    # As the SDK's HL7 v2 helper names the sender of MSH-3/MSH-4, so the two sources of one interface agree.
+    raw = f"{hl7[1]}@{hl7[2]}" if hl7 else text.strip()
+    name = _EDGES.sub("", _NOT_SYSTEM_CHAR.sub("-", raw))[:128]
     name = _EDGES.sub("", name)
     if not name:
         return None

@@ -116,9 +116,11 @@ def _participant(node: Node) -> Participant:
 
 def _audit_source(node: Node) -> AuditSource:
     types: list[str] = []
-    attr = node.attrs.get("auditsourcetypecode")
-    if attr:
-        types.append(attr.strip())
+    # As an attribute: AuditSourceTypeCode="4", or (some RFC 3881 senders) code="4".
+    for name in ("auditsourcetypecode", "code"):
+        attr = node.attrs.get(name)
+        if attr and attr.strip():
+            types.append(attr.strip())
     types.extend(c.code for c in _codes(node, "AuditSourceTypeCode"))
     return AuditSource(node.value("AuditSourceID"), node.value("AuditEnterpriseSiteID"), tuple(types))
 
