@@ -250,9 +250,15 @@ def sign_in(page: Page, console: Console, role: Role) -> None:
     page.wait_for_url(f"{console.url}/")
 
 
+DOC_SHOTS = frozenset({"patient-report", "accounting", "break-glass-queue", "auditor"})
+"""Screenshots also kept in docs/console/ when AUDITSVC_CONSOLE_DOCS=1 (how they are refreshed)."""
+
+
 def shot(page: Page, name: str) -> Path:
-    """A full-page screenshot kept as a test artifact."""
+    """A full-page screenshot kept as a test artifact (and in docs/console/, see ``DOC_SHOTS``)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("AUDITSVC_CONSOLE_DOCS") == "1" and name in DOC_SHOTS:
+        shutil.copyfile(path, REPO / "docs" / "console" / f"{name}.png")
     return path

@@ -45,10 +45,3 @@ def test_the_actor_report_and_an_unknown_actor(page: Page, console: Console) -> 
     page.goto("/actor?actor_id=nobody-at-all")
     expect(page.get_by_role("alert")).to_contain_text("unknown actor")
     page.problems.clear()  # type: ignore[attr-defined]  # the refusal is a 422 page
-
-
-def test_an_auditor_is_refused_the_system_report(page: Page, console: Console) -> None:
-    sign_in(page, console, Role.AUDITOR)
-    page.goto("/system")
-    expect(page.get_by_role("heading", name="Not available to your role")).to_be_visible()
-    page.problems.clear()  # type: ignore[attr-defined]

@@ -100,10 +100,3 @@ def test_create_a_token_see_it_once_and_revoke_it(page: Page, console: Console) 
         f"{console.url}/v1/events", json={"events": []}, headers={"Authorization": f"Bearer {new_token}"}
     )
     assert answer.status_code == 401 and "revoked" in answer.json()["detail"]
-
-
-def test_a_privacy_officer_is_refused_the_admin_page(page: Page, console: Console) -> None:
-    sign_in(page, console, Role.PRIVACY_OFFICER)
-    page.goto("/admin")
-    expect(page.get_by_role("heading", name="Not available to your role")).to_be_visible()
-    page.problems.clear()  # type: ignore[attr-defined]

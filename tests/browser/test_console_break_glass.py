@@ -55,10 +55,3 @@ def test_a_review_without_a_verdict_is_refused_naming_the_field(page: Page, cons
     form.get_by_role("button", name="Record the review").click()
     expect(page.get_by_role("alert")).to_contain_text("verdict")
     page.problems.clear()  # type: ignore[attr-defined]  # Chromium logs the 422 answer
-
-
-def test_an_auditor_is_refused_the_queue(page: Page, console: Console) -> None:
-    sign_in(page, console, Role.AUDITOR)
-    page.goto("/break-glass")
-    expect(page.get_by_role("heading", name="Not available to your role")).to_be_visible()
-    page.problems.clear()  # type: ignore[attr-defined]

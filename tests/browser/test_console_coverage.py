@@ -35,11 +35,3 @@ def test_the_activity_record_shows_what_was_run_without_the_patient(page: Page, 
     expect(record).to_contain_text("system access report")
     expect(record).to_contain_text("Pat Privacy (synthetic officer)")
     expect(record).not_to_contain_text("MRN-SYN-000451")
-
-
-def test_an_admin_is_refused_coverage_and_activity(page: Page, console: Console) -> None:
-    sign_in(page, console, Role.ADMIN)
-    for path in ("/coverage", "/activity"):
-        page.goto(path)
-        expect(page.get_by_role("heading", name="Not available to your role")).to_be_visible()
-    page.problems.clear()  # type: ignore[attr-defined]

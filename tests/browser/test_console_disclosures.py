@@ -88,10 +88,3 @@ def test_the_accounting_lists_the_disclosures_and_its_pdf_says_so(page: Page, di
     assert "State Immunization Registry (synthetic)" in text and "County Court Clerk (synthetic)" in text
     assert "3 disclosures to 2 recipients" in text and "cardiology-clinic" not in text
     assert all(PATIENT[1] not in url and EMPI[1] not in url for url in page.visited)  # type: ignore[attr-defined]
-
-
-def test_an_auditor_is_refused_the_accounting(page: Page, disclosed: Console) -> None:
-    sign_in(page, disclosed, Role.AUDITOR)
-    page.goto("/accounting")
-    expect(page.get_by_role("heading", name="Not available to your role")).to_be_visible()
-    page.problems.clear()  # type: ignore[attr-defined]
