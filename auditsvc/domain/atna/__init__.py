@@ -5,8 +5,9 @@ The syslog listeners hand each message's MSG part to
 (one per patient, in the JSON shape ``POST /v1/events`` takes) or raises
 :class:`AtnaUnmappable` with a stable ``reason`` for the quarantine. Modules:
 ``document`` (hardened XML parsing), ``message`` (the message's parts in
-either naming), ``cx`` (patient ids), ``codes`` (code tables), ``mapping``
-(the rules). docs/atna.md ("Mapping") has the decisions.
+either naming), ``cx`` (patient ids), ``participants`` (actor, systems,
+observer), ``codes`` (code tables), ``draft`` (what one message's events
+share, and the assumption flags), ``mapping`` (the rules and the events). docs/atna.md ("Mapping") has the decisions.
 """
 
 from .document import AtnaLimits
