@@ -5,6 +5,7 @@ one AuditEvent, parsing every answer with its own models."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -15,7 +16,6 @@ from fhirclient.models.bundle import Bundle
 from fhirclient.models.fhirsearch import FHIRSearch
 
 from auditsvc.domain.tokens import Role
-from auditsvc.settings import Settings
 
 from .conftest import Service, running_service
 from .fhir_facade import P1_MRN, P4_EVENTS, P4_MRN, emitter_token, seed_events
@@ -89,3 +89,36 @@ def test_the_facade_speaks_over_real_http(live) -> None:
     service, _ = live
     response = httpx.get(f"{service.url}/fhir/metadata", headers={"Accept": "application/fhir+json"}, timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/fhir+json")
+
+
+def test_the_cli_writes_the_same_bundle(live, tmp_path) -> None:
+    from fhir.resources.R4B.bundle import Bundle as R4BBundle
+
+    from .conftest import run_cli
+
+    service, events = live
+    out = tmp_path / "patient.json"
+    identifier = "|".join(P1_MRN)
+    done = run_cli(
+        service.settings,
+        "report",
+        "patient",
+        "--identifier",
+        identifier,
+        "--to",
+        "2026-11-30",
+        "--format",
+        "fhir",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    written = R4BBundle.model_validate_json(out.read_text())
+    assert written.type == "searchset"
+    ids = [entry.resource.id for entry in written.entry]
+    assert ids == [events[name]["event_id"] for name in ("e1", "e2", "e3")]
+    with service.client(service.token(Role.PRIVACY_OFFICER)) as http:
+        api = http.get("/fhir/AuditEvent", params={"patient.identifier": identifier, "date": "le2026-11-30"}).json()
+    # The same AuditEvents the API answers the same search with.
+    assert [e["resource"] for e in api["entry"]] == [e["resource"] for e in json.loads(out.read_text())["entry"]]
+    assert "MRN-FHIR" not in done.stdout + done.stderr

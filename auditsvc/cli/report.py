@@ -10,9 +10,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..domain.fhir.bundle import searchset
+from ..domain.fhir.outcome import FhirError
+from ..domain.fhir.search import every_match
+from ..domain.fhir.search_params import escape
 from ..domain.reports import PatientAccessQuery, patient_access_report
+from ..runtime import AuditLog
 from . import report_coverage
-from ._common import console, with_audit_log
+from ._common import cli_caller, console, fail, with_audit_log
 from ._reports import (
     FromOpt,
     IdentifierOpt,
@@ -42,6 +47,7 @@ class Format(StrEnum):
     JSON = "json"
     CSV = "csv"
     PDF = "pdf"
+    FHIR = "fhir"
 
 
 def _csv(report: dict[str, Any]) -> str:
@@ -112,12 +118,27 @@ def render_table(report: dict[str, Any]) -> None:
     console.print(f"{len(report['events'])} access events in range.")
 
 
+async def patient_bundle(audit: AuditLog, identifier: str, from_: str | None, to: str | None) -> dict[str, Any]:
+    """The searchset Bundle ``GET /fhir/AuditEvent?patient.identifier=...&date=...``
+    answers, every page of it in one Bundle (each page recorded in the chain)."""
+    wanted = patient_identifier(identifier)
+    params = [("patient.identifier", f"{escape(wanted['system'])}|{escape(wanted['value'])}")]
+    params += [("date", f"ge{from_}" if from_ else "ge0001"), *([("date", f"le{to}")] if to else [])]
+    try:
+        resources = await every_match(audit, params, cli_caller())
+    except FhirError as exc:
+        fail(str(exc))
+    return searchset(None, resources, self_url=None, next_url=None)
+
+
 @app.command("patient")
 def patient(
     identifier: IdentifierOpt,
     from_: FromOpt = None,
     to: ToOpt = None,
-    format_: Annotated[Format, typer.Option("--format", help="table, json, csv or pdf (with --out)")] = Format.TABLE,
+    format_: Annotated[
+        Format, typer.Option("--format", help="table, json, csv, fhir (a searchset Bundle) or pdf (with --out)")
+    ] = Format.TABLE,
     out: OutOpt = None,
 ) -> None:
     """Every system that accessed the patient's record, by any linked identifier."""
@@ -127,6 +148,8 @@ def patient(
     )
     if format_ is Format.PDF:
         return patient_pdf(query, out)
+    if format_ is Format.FHIR:
+        return write_output(as_json(with_audit_log(lambda audit: patient_bundle(audit, identifier, from_, to))), out)
     report = with_audit_log(lambda audit: all_pages(audit, patient_access_report, query, "events"))
     if format_ is Format.TABLE and out is None:
         render_table(report)

@@ -16,9 +16,11 @@ def page_url(base: str, token: str) -> str:
 
 
 def searchset(
-    base: str, resources: Sequence[dict[str, Any]], *, self_url: str | None, next_url: str | None
+    base: str | None, resources: Sequence[dict[str, Any]], *, self_url: str | None, next_url: str | None
 ) -> dict[str, Any]:
-    """A searchset Bundle of ``resources`` (all matches: ``search.mode`` ``match``)."""
+    """A searchset Bundle of ``resources`` (all matches: ``search.mode``
+    ``match``); with no ``base`` (written offline) each ``fullUrl`` is the
+    event's ``urn:uuid``."""
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -32,6 +34,11 @@ def searchset(
     if links:
         bundle["link"] = links
     bundle["entry"] = [
-        {"fullUrl": f"{base}/AuditEvent/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in resources
+        {
+            "fullUrl": f"{base}/AuditEvent/{r['id']}" if base else f"urn:uuid:{r['id']}",
+            "resource": r,
+            "search": {"mode": "match"},
+        }
+        for r in resources
     ]
     return bundle

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import __version__
+from .codes import BALP_PROFILES
 
 FHIR_VERSION = "4.0.1"
 BALP_ARR_CAPABILITY = "https://profiles.ihe.net/ITI/BALP/CapabilityStatement/IHE.BALP.ATNA.AuditRecordRepository"
@@ -20,19 +21,19 @@ PUBLISHED = "2026-12-06"
 
 # (name, type, FHIRPath definition in the core spec, what this server does)
 SEARCH_PARAMETERS: tuple[tuple[str, str, str], ...] = (
-    ("date", "date", "Required. Prefixes eq (default), ne is not supported; ge, gt, le, lt; repeated to bound."),
-    ("patient", "reference", "Patient/<id>: the id is taken as the value of a patient identifier (any system)."),
-    ("patient.identifier", "token", "system|value, |value or value; any identifier linked to the patient."),
+    ("date", "date", "Required. Prefixes eq (default), ge, gt, le, lt, sa, eb (not ne, ap); repeat to bound."),
+    ("patient", "reference", "Patient/<id>: identifier (AUDITSVC_FHIR_PATIENT_SYSTEM, id); privacy_officer only."),
+    ("patient.identifier", "token", "system|value (system required); every linked identifier; privacy_officer only."),
     ("entity.identifier", "token", "As patient.identifier: the patient entity's identifiers."),
-    ("entity-type", "token", "audit-entity-type codes 1 (Person) and 2 (System Object)."),
-    ("entity-role", "token", "object-role codes 1 (Patient) and 4 (Domain Resource)."),
-    ("agent.identifier", "token", "The user agent's id, or a source/destination system's id."),
-    ("source.identifier", "token", "The observer: the event's source system id."),
-    ("address", "string", "A system id carried as agent.network.address (exact or prefix)."),
-    ("type", "token", "AuditEvent.type code (DICOM, audit-event-type)."),
-    ("subtype", "token", "AuditEvent.subtype code (the service's event_type, IHE transaction)."),
-    ("outcome", "token", "0, 4, 8 or 12."),
-    ("_id", "token", "The event_id."),
+    ("entity-type", "token", "audit-entity-type: 1 Person (the patient), 2 System Object (data, query); :not."),
+    ("entity-role", "token", "object-role: 1 Patient, 4 Domain Resource, 24 Query; :not."),
+    ("agent.identifier", "token", "urn:auditsvc:actor|<actor id> or urn:auditsvc:system|<system id>, or a bare id."),
+    ("source.identifier", "token", "The observer: urn:auditsvc:system|<source system id>, or a bare id."),
+    ("address", "string", "A source or destination system id: case-insensitive prefix, or :exact."),
+    ("type", "token", "AuditEvent.type (rest, DCM 110106 Export, DCM 110101 Audit Log Used); :not."),
+    ("subtype", "token", "restful-interaction, ISO 21089 disclose, ITI-81, DCM 110127, the event_type; :not."),
+    ("outcome", "token", "0, 4, 8 or 12; :not."),
+    ("_id", "token", "The event_id (a UUID)."),
     ("_lastUpdated", "date", "As date, on the time the service received the event."),
 )
 _DEFINITIONS = {
@@ -57,7 +58,13 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         if name in _DEFINITIONS:
             param["definition"] = _DEFINITIONS[name]
         params.append(param)
-    params.append({"name": "_count", "type": "number", "documentation": "Page size, 1..1000 (default 100)."})
+    params.append(
+        {
+            "name": "_count",
+            "type": "number",
+            "documentation": "Page size, 1..1000 (default 100); a page may hold fewer (a scan budget per page).",
+        }
+    )
     return {
         "resourceType": "CapabilityStatement",
         "id": "auditsvc",
@@ -84,14 +91,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "resource": [
                     {
                         "type": "AuditEvent",
-                        "supportedProfile": [
-                            "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead",
-                            "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientQuery",
-                            "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientCreate",
-                            "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientUpdate",
-                            "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientDelete",
-                            "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PrivacyDisclosure.Source",
-                        ],
+                        "supportedProfile": list(BALP_PROFILES),
                         "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}],
                         "versioning": "no-version",
                         "readHistory": False,

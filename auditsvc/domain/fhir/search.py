@@ -184,6 +184,18 @@ async def search_page(
     return SearchPage(resources, state, next_state)
 
 
+async def every_match(audit: AuditLog, params: list[tuple[str, str]], reader: Caller) -> list[dict[str, Any]]:
+    """Every AuditEvent a search matches, page after page (each page recorded)."""
+    resources: list[dict[str, Any]] = []
+    state: PageState | None = None
+    while True:
+        page = await search_page(audit, state, params, reader)
+        resources.extend(page.resources)
+        if page.next_state is None:
+            return resources
+        state = page.next_state
+
+
 def _searched_identifiers(query: SearchQuery) -> list[Identifier]:
     found: list[Identifier] = []
     for tokens in query.patients:
@@ -235,4 +247,13 @@ async def read_audit_event(audit: AuditLog, event_id: str, reader: Caller) -> di
     return resource
 
 
-__all__ = ["PageState", "Reveal", "SearchPage", "open_page", "read_audit_event", "seal_page", "search_page"]
+__all__ = [
+    "PageState",
+    "Reveal",
+    "SearchPage",
+    "every_match",
+    "open_page",
+    "read_audit_event",
+    "seal_page",
+    "search_page",
+]

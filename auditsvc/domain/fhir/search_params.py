@@ -149,9 +149,17 @@ def _date_condition(name: str, text: str, modifier: str | None) -> tuple[datetim
     return MIN_TIME, high  # le
 
 
+_BAR = re.compile(r"(?<!\\)\|")
+
+
 def _split_or(text: str) -> list[str]:
     """Values separated by unescaped commas (``\\,`` is a comma, ``\\|`` a bar, ``\\\\`` a backslash)."""
     return [part for part in re.split(r"(?<!\\),", text)]
+
+
+def escape(text: str) -> str:
+    """A value as a search parameter carries it (``\\``, ``\\,``, ``\\|``, ``\\$`` escaped)."""
+    return re.sub(r"([,|$\\])", r"\\\1", text)
 
 
 def _unescape(text: str) -> str:
@@ -164,8 +172,9 @@ def _tokens(name: str, text: str) -> tuple[Token, ...]:
         raise invalid_parameter(name, f"at most {MAX_VALUES} values may be OR'ed")
     tokens = []
     for part in parts:
-        system, bar, value = part.partition("|") if re.search(r"(?<!\\)\|", part) else (None, "", part)
-        if bar and re.search(r"(?<!\\)\|", value):
+        bar = _BAR.search(part)
+        system, value = (part[: bar.start()], part[bar.end() :]) if bar else (None, part)
+        if bar and _BAR.search(value):
             raise invalid_parameter(name, "a token has at most one unescaped | (system|value)")
         value = _unescape(value)
         if not value:
