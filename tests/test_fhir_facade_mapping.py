@@ -94,15 +94,16 @@ def test_each_kind_of_event_gets_its_balp_profile_type_and_subtype(overrides, pr
     assert resource["action"] == overrides["action"]
 
 
-def test_a_push_names_its_source_the_110153_client_and_a_pull_its_destination() -> None:
-    push = mapped()  # an HL7 v2 message: the sender initiated
-    assert system_of(agent(push, "110153")) == "epic-adt" and system_of(agent(push, "110152")) == "lab-lis"
-    # A FHIR read: the client (the destination, which received the PHI) is 110153, as BALP has it.
-    pull = mapped(event_type="fhir-rest", source={"system_id": "epic-fhir"}, destination={"system_id": "app"})
-    assert system_of(agent(pull, "110153")) == "app" and system_of(agent(pull, "110152")) == "epic-fhir"
-    query = mapped(event_type="query", action="E")
-    assert system_of(agent(query, "110153")) == "lab-lis"
-    for resource in (push, pull, query):
+def test_110153_is_the_source_of_the_phi_except_in_a_query_where_it_is_the_client() -> None:
+    message = mapped()  # an HL7 v2 message
+    assert system_of(agent(message, "110153")) == "epic-adt" and system_of(agent(message, "110152")) == "lab-lis"
+    # A FHIR read (BALP Read): the server, where the PHI came from, is 110153; the client 110152.
+    read = mapped(event_type="fhir-rest", source={"system_id": "epic-fhir"}, destination={"system_id": "app"})
+    assert system_of(agent(read, "110153")) == "epic-fhir" and system_of(agent(read, "110152")) == "app"
+    # A query (BALP Query): the client that asked (and received) is 110153, the server 110152.
+    query = mapped(event_type="query", action="E", source={"system_id": "mpi"}, destination={"system_id": "app"})
+    assert system_of(agent(query, "110153")) == "app" and system_of(agent(query, "110152")) == "mpi"
+    for resource in (message, read, query):
         for a in resource["agent"][1:]:
             assert a["requestor"] is False and a["network"] == {"address": system_of(a), "type": "1"}
 

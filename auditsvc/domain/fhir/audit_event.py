@@ -18,13 +18,15 @@ coding, and break-glass (purpose ``ETREAT`` or event type ``break-glass``)
 adds DCM 110127 Emergency Override Started and ``ETREAT`` as the user's
 ``purposeOfUse`` as well as ``purposeOfEvent``.
 
-BALP's agent roles name who *initiated* the exchange, not where the PHI
-went: the client is 110153 Source Role ID and the server 110152 Destination
-Role ID. In a pull (a FHIR REST read or search, a query: the event's
-``destination`` asked for the PHI) the client is the event's destination;
-in a push (an HL7 v2 message, a create, update or delete, a disclosure) the
-client is the event's source. ``agent.network.address`` is the system id
-(type 1, machine name).
+BALP's agent roles follow DICOM: 110153 Source Role ID and 110152
+Destination Role ID. In a read, a create, update or delete, a disclosure
+and a message, they name where the PHI came from and went to: the event's
+source is 110153, its destination 110152. In a query (action ``E``, event
+type ``query``, and the service's own reads of the log) BALP names the
+client 110153 and the server 110152, although the PHI flows from the server
+to the client: the event's destination (which asked, and received) is
+110153, its source 110152 (the FHIR feed reads them back the same way).
+``agent.network.address`` is the system id (type 1, machine name).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from ..read_audit import READ_EVENT_TYPE
 from . import codes as c
 
 DISCLOSURE_EVENT_TYPES = frozenset({"disclosure", "export"})
-PULL_EVENT_TYPES = frozenset({"fhir-rest", "query"})
 QUERY_EVENT_TYPES = frozenset({"query"})
 BREAK_GLASS_EVENT_TYPE = "break-glass"
 FHIR_READ_QUERIES = frozenset({"fhir-search", "fhir-read"})
@@ -58,6 +59,7 @@ class Classification:
     type: dict[str, Any]
     subtypes: tuple[dict[str, Any], ...]
     client_is_destination: bool
+    """A query: BALP's 110153 (the client) is the event's destination."""
     break_glass: bool
     audit_log_used: bool
 
@@ -91,7 +93,7 @@ def classify(
         interaction = "search-type" if query else c.INTERACTION_BY_ACTION.get(action, "read")
         profile = c.PATIENT_QUERY if query else c.PROFILE_BY_ACTION.get(action, c.PATIENT_READ)
         kind = c.REST
-        pull = query or (event_type in PULL_EVENT_TYPES and action == "R")
+        pull = query
         subtypes = [c.coding(c.RESTFUL_INTERACTION, interaction), own]
     if break_glass:
         subtypes.append(c.EMERGENCY_OVERRIDE)
@@ -208,17 +210,14 @@ def to_audit_event(record: dict[str, Any], chain: ChainPosition, reveal: Reveal)
         purpose = c.BREAK_GLASS_PURPOSE
     source = record.get("source") or {}
     destination = record.get("destination") or {}
-    client, server = (destination, source) if kind.client_is_destination else (source, destination)
-    client_role = [c.INFORMATION_RECIPIENT] if kind.profile == c.PRIVACY_DISCLOSURE else []
+    # 110153 names where the PHI came from, except in a query (the client that asked).
+    first, second = (destination, source) if kind.client_is_destination else (source, destination)
+    recipient = [c.INFORMATION_RECIPIENT] if kind.profile == c.PRIVACY_DISCLOSURE else []
     agents = [
         _user_agent(record.get("actor") or {}, purpose),
-        _system_agent(client, c.SOURCE_ROLE),
-        _system_agent(server, c.DESTINATION_ROLE, *client_role),
+        _system_agent(first, c.SOURCE_ROLE),
+        _system_agent(second, c.DESTINATION_ROLE, *recipient),
     ]
-    if kind.profile == c.PRIVACY_DISCLOSURE:
-        # The recipient is where the PHI went: the event's destination, whatever initiated it.
-        agents[1] = _system_agent(source, c.SOURCE_ROLE)
-        agents[2] = _system_agent(destination, c.DESTINATION_ROLE, c.INFORMATION_RECIPIENT)
     identifiers = [reveal(i) for i in (record.get("patient") or {}).get("identifiers") or []]
     patient, contained = _patient_entity(identifiers)
     event: dict[str, Any] = {"resourceType": "AuditEvent", "id": str(record["event_id"])}
