@@ -259,3 +259,18 @@ def test_a_list_of_identifiers_keys_resends_by_the_first() -> None:
     two["identifier"] = {"system": "urn:example:audit", "value": "ae-7"}
     assert events_of(one)[0]["event_id"] == events_of(two)[0]["event_id"]
     assert events_of(one)[0]["attributes"]["fhir_identifier"] == "urn:example:audit|ae-7"
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        (lambda r: r.update(id="ex\x00nul"), "AuditEvent.id"),
+        (lambda r: r["source"].update(site="a\x00b"), "AuditEvent.source.site"),
+        (lambda r: r["agent"][2].update(name="Dr\x00Nul"), "AuditEvent.agent"),
+    ],
+)
+def test_text_that_cannot_be_stored_is_refused_naming_the_element(change: Any, path: str) -> None:
+    resource = s.patient_read()
+    change(resource)
+    refusal = refusal_of(resource)
+    assert (refusal.path, refusal.code) == (path, "value") and "NUL" in refusal.message

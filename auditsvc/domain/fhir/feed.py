@@ -55,6 +55,7 @@ from auditsvc_sdk.helpers import ASSUMED_ATTRIBUTE, IdentifierPolicy
 from auditsvc_sdk.wire import WireEvent, parse_event_batch
 from pydantic import ValidationError
 
+from ..ingest import validation_errors
 from .feed_agents import Agent, actor_of, purpose_of, systems_of
 from .feed_entities import entities_of, is_query_entity
 from .feed_reading import (
@@ -320,6 +321,15 @@ _ELEMENT_OF_FIELD = {
     "outcome": "outcome",
     "message_id": "entity",
 }
+_ELEMENT_OF_ATTRIBUTE = {
+    "fhir_id": "id",
+    "fhir_identifier": "identifier",
+    "fhir_type": "type",
+    "fhir_subtype": "subtype",
+    "fhir_observer": "source.observer",
+    "fhir_site": "source.site",
+    "fhir_purposes": "purposeOfEvent",
+}
 
 
 def _validated(events: list[dict[str, Any]], path: str) -> list[WireEvent]:
@@ -328,9 +338,12 @@ def _validated(events: list[dict[str, Any]], path: str) -> list[WireEvent]:
         validated: list[WireEvent] = parse_event_batch(orjson.dumps({"events": events}))
         return validated
     except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
+        err = validation_errors(exc)[0]  # the service's wording, the input never quoted
         loc = err["loc"]
-        element = _ELEMENT_OF_FIELD.get(str(loc[2]) if len(loc) > 2 else "", "")
+        field_name = str(loc[2]) if len(loc) > 2 else ""
+        element = _ELEMENT_OF_FIELD.get(field_name, "")
+        if field_name == "attributes" and len(loc) > 3:
+            element = _ELEMENT_OF_ATTRIBUTE.get(str(loc[3]), "")
         raise FeedRefusal(
             f"{path}.{element}" if element else path, f"cannot be stored: {err['msg']}", "value"
         ) from None
