@@ -243,3 +243,24 @@ def shaped(draw: st.DrawFn) -> bytes:
 @given(shaped())
 def test_audit_shaped_documents_map_or_are_refused_and_nothing_else(msg: bytes) -> None:
     _outcome(msg)
+
+
+_CX_PARTS = st.one_of(
+    st.sampled_from(["^", "&", "~", "\\S\\", "\\T\\", "ISO", "UUID", "URI", "1.2.3", "MR", "SS", "DL", "NY", "<none>"]),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_CX_PARTS, max_size=12).map("".join), st.one_of(st.none(), st.sampled_from(["2", "1.2.3", "SS", "x"])))
+def test_any_participant_object_id_gives_storable_identifiers_or_none(text: str, type_code: str | None) -> None:
+    from auditsvc_sdk import Identifier
+
+    from auditsvc.domain.atna.cx import cx_identifiers
+    from auditsvc.domain.atna.mapping import DEFAULT_POLICY
+
+    found = cx_identifiers(text, type_code, "ehr-main", DEFAULT_POLICY)
+    for system, value in found.pairs:
+        Identifier(system=system, value=value)  # the event's own bounds: 1..256 and 1..128, no NUL
+        assert not DEFAULT_POLICY.is_placeholder(value)
+    assert len(set(found.pairs)) == len(found.pairs)
