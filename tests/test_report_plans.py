@@ -135,3 +135,54 @@ def test_the_table_is_large_enough_to_tell(big_log: str) -> None:
     whole = "SELECT seq FROM event_facts WHERE log_id = $1 AND actor_type = $2 ORDER BY occurred_at, seq LIMIT $3"
     with pytest.raises(PlanNotBounded):
         bounded(big_log, whole, (LOG, "system", 10), bound=4, constant=200)
+
+
+# The console's filters (system, action, purpose, break-glass only, outcome)
+# and its timeline: every statement still reads the patient's events at most.
+FILTERS = {
+    "none": (None, None, None, False, None),
+    "system-and-action": ("sys-3", "R", None, False, 0),
+    "break-glass-only": (None, None, None, True, None),
+    "matches-nothing": ("no-such-system", None, None, False, None),
+}
+
+
+@pytest.mark.parametrize("filters", FILTERS.values(), ids=FILTERS.keys())
+def test_filtered_summary_and_timeline_read_only_the_patients_events(big_log: str, filters: tuple) -> None:
+    params = (LOG, PATIENT, *ALL_TIME, EVENTS, *filters)
+    bounded(big_log, q.FILTERED_SYSTEMS_SQL, params, rows=PATIENT_EVENTS, bound=10, constant=200)
+    bounded(big_log, q.DAILY_SQL, params, rows=PATIENT_EVENTS, bound=10, constant=200)
+
+
+@pytest.mark.parametrize("filters", FILTERS.values(), ids=FILTERS.keys())
+def test_filtered_event_pages_read_at_most_the_patients_events(big_log: str, filters: tuple) -> None:
+    # A filter that few events pass reads on through the patient's events for a page.
+    first = (LOG, PATIENT, *ALL_TIME, EVENTS, MIN_TIME - timedelta(days=1), -1, 11, *filters)
+    bounded(big_log, q.FILTERED_EVENTS_SQL, first, rows=PATIENT_EVENTS, bound=4, constant=50)
+
+
+def test_filters_filter(big_log: str) -> None:
+    async def go(conn: asyncpg.Connection) -> tuple[int, int, int]:
+        start, end = ALL_TIME
+        after = (MIN_TIME, -1)
+        only_r = await q.filtered_access_events(
+            conn, LOG, PATIENT, start, end, EVENTS, after, 1000, (None, "R", None, False, None)
+        )
+        glass = await q.filtered_access_events(
+            conn, LOG, PATIENT, start, end, EVENTS, after, 1000, (None, None, None, True, None)
+        )
+        days = await q.daily_accesses(conn, LOG, PATIENT, start, end, EVENTS, (None, None, None, False, None))
+        return len(only_r), len(glass), sum(n for system, _, n in days if system.startswith("sys-"))
+
+    only_r, glass, day_total = on(big_log, go)
+    patient_seqs = [i for i in range(EVENTS) if i % PATIENTS == 7]
+    assert only_r == sum(1 for i in patient_seqs if i % 3 == 0)  # action (R, C, U)[i % 3]
+    assert glass == sum(1 for i in patient_seqs if i % 97 == 0)
+    # Each event counts once per system it touched (source sys-(i%20), destination sys-(i%7)).
+    assert day_total == sum(1 if i % 20 == i % 7 else 2 for i in patient_seqs)
+
+
+def test_identifier_systems_skip_scan(big_log: str) -> None:
+    from auditsvc.store import console_sessions
+
+    bounded(big_log, console_sessions.IDENTIFIER_SYSTEMS_SQL, (LOG, 200), bound=4, constant=20)

@@ -57,10 +57,7 @@ facts AS MATERIALIZED (
 # frequent patient's thousands of events make a few pairs), then each pair
 # counted for its source as source and for its destination as destination
 # (once, as both, when they are the same system).
-SYSTEMS_SQL = (
-    "WITH "
-    + _HITS
-    + """,
+_SYSTEMS_TAIL = """,
 pairs AS MATERIALIZED (
     SELECT src, dst, count(*) AS n, min(occurred_at) AS first_access, max(occurred_at) AS last_access
     FROM facts GROUP BY src, dst
@@ -106,7 +103,7 @@ JOIN actors p ON p.system_id = c.system_id
 LEFT JOIN elements e ON e.system_id = c.system_id
 ORDER BY c.count DESC, c.system_id
 """
-)
+SYSTEMS_SQL = "WITH " + _HITS + _SYSTEMS_TAIL
 
 # A page: per identifier, the next ``$8`` rows after the keyset position in
 # (occurred_at, seq) order, merged; then the records of that page only.
@@ -117,6 +114,80 @@ WITH page AS (
     FROM unnest($2::bytea[]) AS h(id_hmac)
     CROSS JOIN LATERAL (
         SELECT pe.occurred_at, pe.seq FROM patient_events pe
+        WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
+          AND (pe.occurred_at, pe.seq) > ($6, $7) AND pe.occurred_at >= $3 AND pe.occurred_at <= $4
+          AND pe.seq < $5
+        ORDER BY pe.occurred_at, pe.seq
+        LIMIT $8
+    ) p
+    ORDER BY p.occurred_at, p.seq
+    LIMIT $8
+)"""
+    + PAGE_RECORDS
+)
+
+
+def _facts_filter(first: int) -> str:
+    """The report's filters on event_facts ``f`` as parameters ``$first`` ...
+    ``$first+4``: a system (as source or destination), an action, a purpose of
+    use, break-glass only, an outcome; a NULL (or false) parameter filters nothing."""
+    system, action, purpose, break_glass, outcome = (f"${first + i}" for i in range(5))
+    return (
+        f"({system}::text IS NULL OR f.source_system = {system} OR f.destination_system = {system})"
+        f" AND ({action}::text IS NULL OR f.action = {action})"
+        f" AND ({purpose}::text IS NULL OR f.purpose_of_use = {purpose})"
+        f" AND (NOT {break_glass}::boolean OR f.break_glass)"
+        f" AND ({outcome}::smallint IS NULL OR f.outcome = {outcome})"
+    )
+
+
+# The patient's events that pass the filters ($6..$10): each hit's facts
+# looked up by seq, with the filters, so the rows read are the patient's.
+_FILTERED_HITS = (
+    PATIENT_HITS
+    + f""",
+facts AS MATERIALIZED (
+    SELECT f.*
+    FROM hits
+    CROSS JOIN LATERAL (
+        SELECT f.occurred_at, f.action, f.data_elements, f.source_system AS src, f.destination_system AS dst,
+               f.actor_id, f.actor_type, f.actor_role, f.actor_name
+        FROM event_facts f WHERE f.log_id = $1 AND f.seq = hits.seq AND {_facts_filter(6)} LIMIT 1
+    ) f
+)
+"""
+)
+FILTERED_SYSTEMS_SQL = "WITH " + _FILTERED_HITS + _SYSTEMS_TAIL
+
+# Accesses per system per UTC day (the console's timeline), filtered as above;
+# an event counts once for each system it touched.
+DAILY_SQL = (
+    "WITH "
+    + _FILTERED_HITS
+    + """,
+days AS MATERIALIZED (
+    SELECT src, dst, date_trunc('day', occurred_at, 'UTC') AS day, count(*) AS n FROM facts GROUP BY 1, 2, 3
+)
+SELECT system_id, day, sum(n)::bigint AS count
+FROM (SELECT src AS system_id, day, n FROM days UNION ALL SELECT dst, day, n FROM days WHERE src <> dst) r
+GROUP BY system_id, day
+ORDER BY system_id, day
+"""
+)
+
+# A page of the events that pass the filters ($9..$13): per identifier, its
+# events in keyset order, each one's facts looked up by seq and filtered,
+# until ``$8`` pass; merged. The rows read are bounded by the patient's.
+FILTERED_EVENTS_SQL = (
+    f"""
+WITH page AS (
+    SELECT DISTINCT p.occurred_at, p.seq
+    FROM unnest($2::bytea[]) AS h(id_hmac)
+    CROSS JOIN LATERAL (
+        SELECT pe.occurred_at, pe.seq FROM patient_events pe
+        CROSS JOIN LATERAL (
+            SELECT 1 FROM event_facts f WHERE f.log_id = $1 AND f.seq = pe.seq AND {_facts_filter(9)} LIMIT 1
+        ) passes
         WHERE pe.log_id = $1 AND pe.id_hmac = h.id_hmac
           AND (pe.occurred_at, pe.seq) > ($6, $7) AND pe.occurred_at >= $3 AND pe.occurred_at <= $4
           AND pe.seq < $5
@@ -169,11 +240,24 @@ async def identifiers_for(
     return [(r["system"], r["value"], r["value_enc"]) for r in rows]
 
 
+FilterParams = tuple[str | None, str | None, str | None, bool, int | None]
+"""The filters' parameters: system, action, purpose of use, break-glass only, outcome."""
+
+
 async def system_accesses(
-    conn: Connection, log_id: int, hmacs: list[bytes], start: datetime, end: datetime, as_of: int
+    conn: Connection,
+    log_id: int,
+    hmacs: list[bytes],
+    start: datetime,
+    end: datetime,
+    as_of: int,
+    filters: FilterParams | None = None,
 ) -> list[SystemAccess]:
     """Per-system rows over events with ``seq < as_of`` (the report's snapshot)."""
-    rows = await conn.fetch(SYSTEMS_SQL, log_id, hmacs, start, end, as_of)
+    if filters is None:
+        rows = await conn.fetch(SYSTEMS_SQL, log_id, hmacs, start, end, as_of)
+    else:
+        rows = await conn.fetch(FILTERED_SYSTEMS_SQL, log_id, hmacs, start, end, as_of, *filters)
     return [
         SystemAccess(
             system_id=r["system_id"],
@@ -202,3 +286,34 @@ async def access_events(
 ) -> list[tuple[int, datetime, str]]:
     """Events in (occurred_at, seq) order after the keyset position ``after``."""
     return await fetch_page(conn, EVENTS_SQL, log_id, hmacs, start, end, as_of, after[0], after[1], limit)
+
+
+async def filtered_access_events(
+    conn: Connection,
+    log_id: int,
+    hmacs: list[bytes],
+    start: datetime,
+    end: datetime,
+    as_of: int,
+    after: tuple[datetime, int],
+    limit: int,
+    filters: FilterParams,
+) -> list[tuple[int, datetime, str]]:
+    """``access_events`` of the events that pass ``filters``."""
+    return await fetch_page(
+        conn, FILTERED_EVENTS_SQL, log_id, hmacs, start, end, as_of, after[0], after[1], limit, *filters
+    )
+
+
+async def daily_accesses(
+    conn: Connection,
+    log_id: int,
+    hmacs: list[bytes],
+    start: datetime,
+    end: datetime,
+    as_of: int,
+    filters: FilterParams,
+) -> list[tuple[str, datetime, int]]:
+    """(system, UTC day, accesses) of the patient's events that pass ``filters``."""
+    rows = await conn.fetch(DAILY_SQL, log_id, hmacs, start, end, as_of, *filters)
+    return [(r["system_id"], r["day"], r["count"]) for r in rows]

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ...domain.errors import DomainError
+from ...domain.errors import DomainError, InvalidInput
 from ...domain.tokens import Role
 from ..errors import STATUS
 from ..security_headers import API_PREFIXES
@@ -79,6 +79,11 @@ async def _answer(result: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+def _field(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query")]
+    return ".".join(parts) or "request"
+
+
 def _role_names(roles: tuple[Role, ...]) -> str:
     return " or ".join(r.value for r in roles)
 
@@ -108,7 +113,7 @@ def install_console_errors(app: FastAPI) -> None:
     async def _csrf(request: Request, exc: CsrfRefused) -> Response:
         return error_page(
             request,
-            None,
+            getattr(request.state, "console_user", None),
             403,
             "Request refused",
             f"The request was refused to protect your session: {exc.reason}. Reload the page and try again.",
@@ -121,7 +126,12 @@ def install_console_errors(app: FastAPI) -> None:
         if not is_console_path(request.url.path) or not isinstance(exc, DomainError):
             return await _answer(domain_handler(request, exc))
         status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
-        return error_page(request, getattr(request.state, "console_user", None), status, "Not done", exc.message)
+        message = exc.message
+        if isinstance(exc, InvalidInput) and exc.errors:
+            # The fields and reasons; never the values (they may be PHI).
+            named = "; ".join(f"{_field(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors)
+            message = f"{message}. {named}"
+        return error_page(request, getattr(request.state, "console_user", None), status, "Not done", message)
 
     async def _http(request: Request, exc: Exception) -> Any:
         if not is_console_path(request.url.path) or not isinstance(exc, StarletteHTTPException):

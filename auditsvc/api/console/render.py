@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,15 @@ def navigation(request: Request, user: ConsoleUser | None) -> list[dict[str, Any
     ]
 
 
-def _as_datetime(value: datetime | str) -> datetime:
+def _as_datetime(value: datetime | date | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    elif not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
     return value.astimezone(UTC)
 
 
-def utc_time(value: datetime | str | None, *, date_only: bool = False) -> Markup:
+def utc_time(value: datetime | date | str | None, *, date_only: bool = False) -> Markup:
     """``<time datetime="...Z">`` showing UTC; console.js shows it in the user's zone, UTC on hover."""
     if value is None or value == "":
         return Markup("")
