@@ -160,13 +160,14 @@ def test_an_identifier_too_long_is_refused_with_the_field_named(officer: tuple[h
     assert answer.status_code == 422 and "Identifier value" in answer.text and "V" * 500 not in answer.text
 
 
-def test_the_event_page_shows_the_record_and_its_hashes(officer: tuple[httpx.Client, str]) -> None:
+def test_the_event_page_shows_the_record_and_its_hashes(service: Service, officer: tuple[httpx.Client, str]) -> None:
     client, credential = officer
     target = SEEDED[4]
     page = client.get(f"/events/{target['event_id']}")
     assert page.status_code == 200
     assert "ETREAT" in page.text and "Leaf hash" in page.text and "Chain hash" in page.text
     assert MRN[1] in page.text  # a privacy officer sees the identifiers opened
+    assert reads_by(service, credential.split("_")[1])[-1] == "event-read"
     assert client.get("/events/not-a-uuid").status_code == 404
 
 
