@@ -274,3 +274,43 @@ def test_text_that_cannot_be_stored_is_refused_naming_the_element(change: Any, p
     change(resource)
     refusal = refusal_of(resource)
     assert (refusal.path, refusal.code) == (path, "value") and "NUL" in refusal.message
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        s.patient_read(),
+        s.patient_query(),
+        s.patient_change("C", "c"),
+        s.patient_change("U", "u"),
+        s.patient_change("D", "d"),
+        s.privacy_disclosure(),
+        s.break_glass(),
+    ],
+    ids=lambda r: r["id"],
+)
+def test_what_the_facade_serves_feeds_back_to_the_same_event(resource: dict[str, Any]) -> None:
+    from auditsvc.domain.fhir.audit_event import ChainPosition, to_audit_event
+
+    [event] = events_of(resource)
+    served = to_audit_event(dict(event), ChainPosition("log", 7, b"\0" * 32, b"\0" * 32), lambda i: i)
+    [again] = events_of(served)
+    fields = ("occurred_at", "action", "event_type", "patient", "data_elements", "source", "destination")
+    assert {f: again[f] for f in fields} == {f: event[f] for f in fields}
+    assert (again["actor"], again.get("purpose_of_use"), again["outcome"]) == (
+        event["actor"],
+        event.get("purpose_of_use"),
+        event["outcome"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "taken"),
+    [("Patient.name", True), ("Observation.value[x]", True), ("PID-5", True), ("OBX-5.1", True), ("Jane Test", False),
+     ("Smith", False), ("Smith.john", False)],
+)  # fmt: skip
+def test_entity_names_are_data_elements_only_when_they_name_one(name: str, taken: bool) -> None:
+    resource = s.patient_read()
+    resource["entity"][1] = {"type": s.OBJECT_TYPE, "role": s.DOMAIN_RESOURCE, "name": name}
+    [event] = events_of(resource)
+    assert event["data_elements"] == ([name] if taken else ["Patient"])

@@ -56,6 +56,7 @@ from auditsvc_sdk.wire import WireEvent, parse_event_batch
 from pydantic import ValidationError
 
 from ..ingest import validation_errors
+from .codes import EVENT_TYPE_SYSTEM
 from .feed_agents import Agent, actor_of, purpose_of, systems_of
 from .feed_entities import entities_of, is_query_entity
 from .feed_reading import (
@@ -90,6 +91,7 @@ ACTION_BY_INTERACTION = {
     "search": "E", "search-type": "E", "search-system": "E", "operation": "E",
     "create": "C", "update": "U", "patch": "U", "delete": "D",
 }  # fmt: skip
+EMERGENCY_OVERRIDE = "110127"  # DCM Emergency Override Started, as a type or a subtype
 # DICOM / audit-event-type codes with a name of their own in the service.
 EVENT_TYPE_BY_CODE = {
     "110106": "export",
@@ -274,8 +276,13 @@ def _event_type(ae: Mapping[str, Any], draft: _Draft, is_query: bool) -> str:
     subtypes = [c for s in items(ae.get("subtype"), f"{draft.path}.subtype") for c in codings(s) if c.get("code")]
     if subtypes:
         draft.attributes["fhir_subtype"] = short(",".join(coding_text(c) for c in subtypes))
+    own = next((str(c["code"]) for c in subtypes if c.get("system") == EVENT_TYPE_SYSTEM), None)
+    if own is not None and CODE.match(own):
+        return own  # the service's own event type, as the facade writes it: read back as it was
     if any(c.get("code") == "disclose" and c.get("system") in (LIFECYCLE, None) for c in subtypes):
         return "disclosure"  # BALP PrivacyDisclosure, at the source (110106 Export) or the recipient (110107 Import)
+    if any(c.get("code") == EMERGENCY_OVERRIDE and c.get("system") in (DCM, None) for c in [coding, *subtypes]):
+        return "break-glass"
     if is_query:
         return "query"
     known = EVENT_TYPE_BY_CODE.get(code)

@@ -10,8 +10,10 @@ system, flagged ``base_from_source``. Identifiers are canonicalised by the
 SDK's ``IdentifierPolicy`` (placeholders never link).
 
 Other entities say what was accessed: a resource type from ``what``, from a
-resource-types ``type``, or, for a query (role 24), the type it searched.
-Never an id, a name, or a query's parameters, which may hold PHI. An
+resource-types ``type``, or, for a query (role 24), the type it searched;
+else the entity's ``name`` (or ``what.display``) when it is a resource type,
+a path into one or an HL7 v2 field (the facade writes data elements there).
+Never an id, free text, or a query's parameters, which may hold PHI. An
 X-Request-Id entity (BALP ``XrequestId``) gives the ``message_id``.
 """
 
@@ -31,6 +33,7 @@ from .feed_reading import (
     BALP_ENTITY_TYPE,
     ENTITY_TYPE,
     OBJECT_ROLE,
+    RESOURCE_TYPE_NAMES,
     RESOURCE_TYPES,
     FeedAssumed,
     FeedRefusal,
@@ -55,6 +58,10 @@ _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _FHIR_ID = r"[A-Za-z0-9\-._]{1,64}"
 _ABSOLUTE_PATIENT = re.compile(rf"^(https?://\S+)/Patient/({_FHIR_ID})(?:/_history/\S*)?$")
 _RELATIVE_PATIENT = re.compile(rf"^Patient/({_FHIR_ID})(?:/_history/\S*)?$")
+# A path into a resource (``Patient.name``, ``Observation.value[x]``) or an
+# HL7 v2 field (``PID-5``, ``OBX-5.1``): data element names, not free text.
+_ELEMENT_PATH = re.compile(r"^([A-Z][A-Za-z]{0,63})(\.[a-z][A-Za-z0-9]{0,63}(\[x\])?){1,8}$")
+_HL7_FIELD = re.compile(r"^[A-Z][A-Z0-9]{2}-\d{1,3}(\.\d{1,3}){0,2}$")
 _REFERENCED_TYPE = re.compile(rf"^(?:https?://\S+/)?([A-Z][A-Za-z]{{0,63}})/{_FHIR_ID}(?:/_history/\S*)?$")
 
 
@@ -207,7 +214,20 @@ def _data_element(entity: Mapping[str, Any]) -> str | None:
             return code
     if is_query_entity(entity):
         return _queried_type(entity) or "query"
+    for named in (text(entity.get("name")), text(what.get("display"))):
+        if named is not None and _is_element_name(named):
+            return named
     return None
+
+
+def _is_element_name(value: str) -> bool:
+    """A data element's name (as the facade writes them in ``entity.name``),
+    never free text that may name a person: a FHIR resource type, a path into
+    one, or an HL7 v2 field."""
+    if value in RESOURCE_TYPE_NAMES or _HL7_FIELD.match(value):
+        return True
+    m = _ELEMENT_PATH.match(value)
+    return m is not None and m.group(1) in RESOURCE_TYPE_NAMES
 
 
 def _queried_type(entity: Mapping[str, Any]) -> str | None:

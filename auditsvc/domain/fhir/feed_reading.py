@@ -29,6 +29,40 @@ SYSTEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+~-]{0,127}$")
 _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
 MAX_ATTRIBUTE_TEXT = 1024
 
+# Every resource type of FHIR R4 and R4B: a data element named by an entity's
+# free text (``name``, ``what.display``) is taken only when it is one (or a
+# path into one), never a name that may be a person's.
+RESOURCE_TYPE_NAMES = frozenset(
+    """
+    Account ActivityDefinition AdministrableProductDefinition AdverseEvent AllergyIntolerance Appointment
+    AppointmentResponse AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle
+    CapabilityStatement CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Citation Claim
+    ClaimResponse ClinicalImpression ClinicalUseDefinition CodeSystem Communication CommunicationRequest
+    CompartmentDefinition Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
+    CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest
+    DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis Encounter
+    Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceReport
+    EvidenceVariable ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group
+    GuidanceResponse HealthcareService ImagingStudy Immunization ImmunizationEvaluation ImmunizationRecommendation
+    ImplementationGuide Ingredient InsurancePlan Invoice Library Linkage List Location ManufacturedItemDefinition
+    Measure MeasureReport Media Medication MedicationAdministration MedicationDispense MedicationKnowledge
+    MedicationRequest MedicationStatement MedicinalProduct MedicinalProductAuthorization
+    MedicinalProductContraindication MedicinalProductDefinition MedicinalProductIndication
+    MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured MedicinalProductPackaged
+    MedicinalProductPharmaceutical MedicinalProductUndesirableEffect MessageDefinition MessageHeader
+    MolecularSequence NamingSystem NutritionOrder NutritionProduct Observation ObservationDefinition
+    OperationDefinition OperationOutcome Organization OrganizationAffiliation PackagedProductDefinition Parameters
+    Patient PaymentNotice PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole Procedure
+    Provenance Questionnaire QuestionnaireResponse RegulatedAuthorization RelatedPerson RequestGroup
+    ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
+    RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition
+    StructureDefinition StructureMap Subscription SubscriptionStatus SubscriptionTopic Substance
+    SubstanceDefinition SubstanceNucleicAcid SubstancePolymer SubstanceProtein SubstanceReferenceInformation
+    SubstanceSourceMaterial SubstanceSpecification SupplyDelivery SupplyRequest Task TerminologyCapabilities
+    TestReport TestScript ValueSet VerificationResult VisionPrescription
+    """.split()  # noqa: SIM905 (a word list reads best as words)
+)
+
 
 class FeedAssumed:
     """Assumptions of the feed, beside the SDK's ``Assumed`` codes (``attributes["assumed"]``)."""
