@@ -72,6 +72,12 @@ def test_register_edit_and_import_systems(page: Page, console: Console) -> None:
     expect(page.get_by_role("status").filter(has_text="Imported 2 systems")).to_be_visible()
     expect(page.get_by_role("table").first).to_contain_text("Dictation Service (synthetic)")
     assert admin.get("/v1/systems/synthetic-dictation").json()["baa"]["reference"] == "BAA-2025-17"
+    registry = page.get_by_role("table", name=re.compile("registered system"))
+    registry.get_by_role("link", name="Name").click()
+    registry.get_by_role("link", name="Name").click()  # descending
+    expect(page.locator("th[aria-sort=descending]")).to_contain_text("Name")
+    names = registry.locator("tbody tr:not(.edit-row) td:nth-child(2)").all_inner_texts()
+    assert names == sorted(names, key=str.lower, reverse=True) and len(names) >= 3
     shot(page, "admin-registry")
 
 

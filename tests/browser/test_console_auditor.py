@@ -4,13 +4,22 @@ a privacy officer refused."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import pytest
 from auditsvc_sdk import verify_package
 from playwright.sync_api import Page, expect
 
 from auditsvc.domain.tokens import Role
+from auditsvc.store import verification_runs as runs
+from auditsvc.store.engine import asyncpg_dsn, runtime_url
 
 from .conftest import SEED, Console, shot, sign_in
 
@@ -48,3 +57,57 @@ def test_the_evidence_package_downloads_and_verifies_offline(page: Page, console
     vkey = console.service.client(console.tokens[Role.AUDITOR]).get("/v1/checkpoints/verifier-key").text.strip()
     report = verify_package(path, trusted_log_keys=[vkey])  # the SDK alone, no database
     assert report.origin == "test.auditsvc.local/log" and report.log_keys_pinned and report.to_seq >= len(SEED)
+
+
+class OtherProcess:
+    """A verification run by another process: its own connection holding the
+    log's verification lock, writing the run's rows as it goes (on an event
+    loop of its own thread, as Playwright's runs in this one)."""
+
+    def __init__(self, url: str) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.loop = self.pool.submit(asyncio.new_event_loop).result()
+        self.conn: asyncpg.Connection = self.call(lambda: asyncpg.connect(asyncpg_dsn(url)))
+
+    def call(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        return self.pool.submit(lambda: self.loop.run_until_complete(work())).result()
+
+    def close(self) -> None:
+        self.call(self.conn.close)
+        self.pool.submit(self.loop.close).result()
+        self.pool.shutdown()
+
+
+@pytest.fixture
+def other_process(console: Console) -> Iterator[OtherProcess]:
+    other = OtherProcess(runtime_url(console.service.settings))
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+def test_a_running_verification_shows_its_progress_as_it_goes(
+    page: Page, console: Console, other_process: OtherProcess
+) -> None:
+    conn = other_process.conn
+    log_id = other_process.call(lambda: conn.fetchval("SELECT log_id FROM logs"))
+    assert other_process.call(lambda: runs.try_run_lock(conn, log_id))
+    run_id = uuid.uuid4()
+    other_process.call(
+        lambda: runs.insert_run(conn, run_id, log_id, "Other Auditor (synthetic)", "auditor", "cli", 1000)
+    )
+    other_process.call(lambda: runs.insert_progress(conn, run_id, 250, 1000))
+    sign_in(page, console, Role.AUDITOR)
+    page.goto("/auditor")
+    expect(page.locator("#run-status")).to_have_text("RUNNING")
+    expect(page.locator("#run-progress")).to_have_attribute("value", "25")
+    expect(page.get_by_role("button", name="Verify now")).to_be_disabled()
+    # The page's script polls the status: the next heartbeat shows without a reload.
+    other_process.call(lambda: runs.insert_progress(conn, run_id, 600, 1000))
+    expect(page.locator("#run-progress")).to_have_attribute("value", "60")
+    expect(page.locator("#run-counts")).to_have_text("600 of 1,000 events checked")
+    other_process.call(lambda: runs.insert_result(conn, run_id, "intact", tree_size=1000, checked_rows=1000))
+    other_process.call(lambda: runs.release_run_lock(conn, log_id))
+    expect(page.locator("#verification-status")).to_have_class(re.compile(r"\bintact\b"))
+    expect(page.get_by_role("button", name="Verify now")).to_be_enabled()

@@ -40,6 +40,7 @@ from .form_errors import named_fields
 from .guard import acting_as, console_user, csrf_user
 from .render import page_roles, render
 from .session import ConsoleUser, check_csrf, current_user
+from .tables import Sort, sort_rows, sort_url
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,16 +51,30 @@ MAX_IMPORT_BYTES = 2 * 1024 * 1024
 TOKEN_ROLES = tuple(r.value for r in Role)
 
 
+REGISTRY_KEYS = {
+    "system_id": lambda s: s["system_id"],
+    "name": lambda s: (s["name"] or "").lower(),
+    "relationship": lambda s: s["relationship"] or "",
+    "baa": lambda s: (s["baa"] or {}).get("status") or "",
+    "expires": lambda s: (s["baa"] or {}).get("expires") or "9999",
+}
+
+
 async def _page(request: Request, user: ConsoleUser, **extra: Any) -> Response:
     audit = request.app.state.audit
+    sort = Sort.from_request(request, REGISTRY_KEYS, "system_id")
     context = {
-        "systems": await list_registry(audit),
+        "systems": sort_rows(await list_registry(audit), sort, REGISTRY_KEYS),
+        "sort": sort,
+        # Answers to the POSTs render this page too: its links go to /admin.
+        "sort_urls": {key: "/admin" + sort_url(request, sort, key)[len(request.url.path) :] for key in REGISTRY_KEYS},
         "tokens": await token_admin.list_token_views(audit),
         "relationships": RELATIONSHIPS,
         "baa_statuses": BAA_STATUSES,
         "token_roles": TOKEN_ROLES,
         "csv_columns": CSV_COLUMNS,
         "saved": request.query_params.get("saved"),
+        "imported": request.query_params.get("imported"),
         "revoked": request.query_params.get("revoked"),
         **extra,
     }
@@ -126,7 +141,7 @@ async def import_systems(request: Request) -> Response:
     if not entries:
         return await _page(request, user, import_errors=[(0, "the file has a header but no rows")])
     stored = await set_entries(request.app.state.audit, user.caller, entries)
-    return await _page(request, user, imported=len(stored))
+    return RedirectResponse(f"/admin?imported={len(stored)}#registry", status_code=303)
 
 
 @router.post("/admin/tokens")
