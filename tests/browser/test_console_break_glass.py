@@ -45,6 +45,11 @@ def test_review_a_break_glass_access_and_find_the_review_in_the_chain(page: Page
     reviewed = page.locator("article.queue-item").filter(has_text="Dr Synthetic Emergency")
     expect(reviewed.locator(".tag.verdict-appropriate").first).to_be_visible()
     expect(reviewed).to_contain_text(f"seq {seq}")
+    # From the access to the patient's whole report (the identifier posted, never in the URL).
+    reviewed.get_by_role("button", name="Patient access report").click()
+    expect(page.get_by_role("heading", name="Patient access report")).to_be_visible()
+    expect(page.locator("#main")).to_contain_text("MRN-SYN-000451")  # linked to the access's EMPI id
+    assert all("E-SYN-7731" not in url for url in page.visited)  # type: ignore[attr-defined]
 
 
 def test_a_review_without_a_verdict_is_refused_naming_the_field(page: Page, console: Console) -> None:
