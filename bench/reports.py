@@ -25,7 +25,10 @@
      covers).
    The two alternate which goes first. p50/p95 per band and the ratio
    report / bare read.
-4. The by-system report (``POST /v1/reports/system-access``) for each source
+4. The FHIR AuditEvent search (ITI-81, bench/reports_fhir.py): by patient
+   identifier and date for the same patients, by source and date, by date
+   alone with ``_count``, and next pages.
+5. The by-system report (``POST /v1/reports/system-access``) for each source
    system, over one hour and over the whole log, when the service has it
    (skipped with a note otherwise); the by-actor report for a few interface
    channels, the activity record, and the busiest system's whole report as
@@ -90,6 +93,7 @@ from ._common import (
 )
 from .ingest import create_token, start_service
 from .reports_documents import measure_documents
+from .reports_fhir import fhir_rows, measure_fhir
 
 DEFAULT_EVENTS = 1_000_000
 QUICK_EVENTS = 30_000
@@ -746,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
                     by_system = {"skipped": "the service has no POST /v1/reports/system-access yet"}
                     csv_export = None
                 documents = asyncio.run(measure_documents(service.base_url, token, chosen, _report_body))
+                fhir_span = asyncio.run(_log_span(store.url, store.log_id))
+                fhir = asyncio.run(measure_fhir(service.base_url, token, chosen, fhir_span, 2 if args.quick else 3))
             finally:
                 service.stop()
             facts = asyncio.run(_server_facts(store.url))
@@ -769,6 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         "by_system": by_system,
         "csv_export": csv_export,
         "documents": documents,
+        "fhir": fhir,
         "service_workers": args.workers,
         "machine": machine_facts(),
         "code": code_facts(),
@@ -862,6 +869,7 @@ def _print(payload: dict[str, Any]) -> None:
         )
         rss = f"{export['service_peak_rss_mb_before']} -> {export['service_peak_rss_mb_after']} MB"
         rows.append(("  service peak RSS before -> after", rss))
+    rows.extend(fhir_rows(payload.get("fhir") or {}))
     print_table(f"bench.reports: {payload['events']:,} events, {payload['server']['label']} PostgreSQL", rows)
 
 
