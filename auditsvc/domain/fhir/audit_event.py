@@ -32,6 +32,7 @@ to the client: the event's destination (which asked, and received) is
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,10 @@ FHIR_READ_QUERIES = frozenset({"fhir-search", "fhir-read"})
 """``attributes.query`` of the service's own FHIR reads of the log (ITI-81)."""
 QUERY_ATTRIBUTE = "fhir_query"
 """The FHIR query of a search, in chunks ``fhir_query.0``, ``fhir_query.1``, ..."""
+
+RESOURCE_TYPE = re.compile(r"^(?:[A-Z][a-z]+)+$")
+"""A data element that names a FHIR resource type (``Observation``; not ``PID`` or ``Patient.name``):
+its entity's ``what.type`` names it too."""
 
 Reveal = Callable[[dict[str, Any]], dict[str, str]]
 """A stored identifier to ``{"system", "value"}`` (opened, or left sealed)."""
@@ -165,9 +170,10 @@ def _entities(record: dict[str, Any], kind: Classification) -> list[dict[str, An
             {"type": c.SYSTEM_OBJECT, "role": c.QUERY_ROLE, "query": base64.b64encode(query.encode()).decode()}
         )
     for element in record.get("data_elements") or []:
+        what = {"type": element, "display": element} if RESOURCE_TYPE.match(element) else {"display": element}
         entities.append(
             {
-                "what": {"display": element},
+                "what": what,
                 "type": c.SYSTEM_OBJECT,
                 "role": c.DOMAIN_RESOURCE_ROLE,
                 "name": element,
