@@ -252,3 +252,12 @@ def test_the_latest_runs_read_about_the_runs_shown(runs_log: str) -> None:
     import uuid
 
     bounded(runs_log, store.RUN_SQL, (uuid.UUID(bytes=bytes(16)),), rows=1, bound=4, constant=20)
+
+
+def test_a_stopping_service_stops_the_verifying_thread_at_its_next_report() -> None:
+    progress = verification_runs._Progress(10)
+    progress(5, 10)
+    assert progress.value == (5, 10)
+    progress.stopped = True
+    with pytest.raises(verification_runs.RunStopped):
+        progress(6, 10)

@@ -195,14 +195,24 @@ async def get_run(audit: AuditLog, run_id: str) -> RunView:
 # --- running ------------------------------------------------------------------------------
 
 
+class RunStopped(Exception):
+    """The service is stopping: the verification thread gives up."""
+
+
 class _Progress:
     """The latest ``(done, total)`` the verification reported (written by its
-    thread, read by the heartbeat: two ints, replaced whole)."""
+    thread, read by the heartbeat: two ints, replaced whole). Once ``stopped``
+    is set, the next report raises ``RunStopped`` in the verifying thread, so
+    that a service shutting down does not wait for a whole verification (the
+    run is then left without a result, and recorded failed by the next look)."""
 
     def __init__(self, total: int) -> None:
         self.value = (0, total)
+        self.stopped = False
 
     def __call__(self, done: int, total: int) -> None:
+        if self.stopped:
+            raise RunStopped("the service stopped during the verification")
         self.value = (done, total)
 
 
@@ -247,6 +257,9 @@ async def _carry_out(audit: AuditLog, conn: Connection, run_id: uuid.UUID, total
             report = await asyncio.to_thread(
                 _verify_in_thread, _dsn(audit), audit.log_id, audit.log_name, audit.keys, progress
             )
+        except asyncio.CancelledError:  # the service is stopping
+            progress.stopped = True
+            raise
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
