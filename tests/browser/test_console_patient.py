@@ -52,12 +52,12 @@ def test_a_patient_found_by_a_linked_identifier_with_systems_chart_filters_and_a
     expect(first).to_have_attribute("title", re.compile(r"UTC$"))
     expect(first).to_contain_text(re.compile(r"C[SD]T"))
     # Sorting the systems table by name, from the keyboard.
-    page.locator("#main").get_by_role("link", name="System", exact=True).focus()
+    systems.get_by_role("link", name="System", exact=True).focus()
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"sort=system"))
     names = systems.get_by_role("rowheader").all_inner_texts()
     assert names == sorted(names) and "billing-app" in names
-    page.locator("#main").get_by_role("link", name="System", exact=True).press("Enter")  # again: descending
+    systems.get_by_role("link", name="System", exact=True).press("Enter")  # again: descending
     expect(page).to_have_url(re.compile(r"dir=desc"))
     assert systems.get_by_role("rowheader").all_inner_texts() == sorted(names, reverse=True)
     # Filter: break-glass accesses only.
