@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     are systems bound to source systems, and use API tokens."""
     oidc_actor_claim: str = Field(default="preferred_username", min_length=1)
     """The claim naming the user in the audit of their reads (``sub`` when absent)."""
+    oidc_discovery_url: str | None = Field(default=None, pattern=r"^https?://")
+    """The provider's OpenID configuration, for the console's "Sign in with your
+    organisation" (authorization code + PKCE). Unset: ``<issuer>/.well-known/openid-configuration``."""
+    oidc_client_secret: SecretStr | None = None
+    """The console's client secret at the provider, when it is a confidential
+    client (client id: ``oidc_audience``). Unset: a public client (PKCE only)."""
     oidc_leeway_seconds: int = Field(default=60, ge=0, le=300)
     """Clock skew allowed when checking ``exp``, ``nbf`` and ``iat``."""
     oidc_jwks_cache_seconds: float = Field(default=600.0, gt=0)
@@ -219,6 +225,8 @@ class Settings(BaseSettings):
             raise ValueError("OIDC needs exactly one of AUDITSVC_OIDC_JWKS_URL and AUDITSVC_OIDC_JWKS_FILE")
         if self.env == "production" and self.oidc_jwks_url and not self.oidc_jwks_url.startswith("https://"):
             raise ValueError("AUDITSVC_ENV=production requires an https:// AUDITSVC_OIDC_JWKS_URL")
+        if self.env == "production" and self.oidc_discovery_url and not self.oidc_discovery_url.startswith("https://"):
+            raise ValueError("AUDITSVC_ENV=production requires an https:// AUDITSVC_OIDC_DISCOVERY_URL")
         if not self.oidc_algorithms:
             raise ValueError("AUDITSVC_OIDC_ALGORITHMS must name at least one algorithm")
         return self

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -316,7 +317,18 @@ class OidcVerifier:
         )
 
     async def authenticate(self, token: str) -> Caller:
+        return self._caller(await self._verified_claims(token))
+
+    async def authenticate_id_token(self, token: str, nonce: str) -> Caller:
+        """An ID token from the authorization-code sign-in (the console's):
+        verified as a bearer JWT, and carrying the sign-in's ``nonce``."""
         claims = await self._verified_claims(token)
+        sent = claims.get("nonce")
+        if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
+            raise Unauthenticated("the ID token's nonce is not this sign-in's")
+        return self._caller(claims)
+
+    def _caller(self, claims: dict[str, Any]) -> Caller:
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub.strip():
             raise Unauthenticated("the JWT's sub claim is empty")

@@ -12,7 +12,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from ...domain.oidc_signin import OidcSignIn, SignInConfig
 from ...settings import Settings
+from ..deps import AccessControl
 from . import (
     auth,
     home,
@@ -36,6 +38,10 @@ STATIC_PATH = "/static"
 def mount(app: FastAPI, settings: Settings) -> None:
     """Serve the console from ``app``: its routes, static files and error pages."""
     app.state.console = ConsoleConfig.from_settings(settings)
+    access: AccessControl = app.state.access_control
+    app.state.console_oidc = (
+        OidcSignIn(SignInConfig.from_settings(settings), access.oidc) if access.oidc is not None else None
+    )
     install_console_errors(app)
     served: set[str] = set()
     for module in (

@@ -20,7 +20,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ...domain import console_events
-from ...domain.errors import Unauthenticated
+from ...domain.errors import Forbidden, NotFound, Unauthenticated
+from ...domain.oidc_signin import OidcSignIn, PendingSignIn
 from ...domain.tokens import Caller, Role, authenticate, looks_like_jwt, parse_api_token
 from ...runtime import AuditLog
 from ...store.session import driver_connection
@@ -167,6 +168,83 @@ async def _start_session(request: Request, caller: Caller, *, method: str) -> Re
     response = RedirectResponse("/", status_code=303)
     set_session_cookie(request, response, value)
     response.delete_cookie(_signin_cookie(request), path="/")
+    return response
+
+
+OIDC_CALLBACK = "/signin/oidc/callback"
+
+
+def _oidc_cookie(request: Request) -> str:
+    return "__Host-auditsvc-oidc" if request.url.scheme == "https" else "auditsvc-oidc"
+
+
+def _oidc(request: Request) -> OidcSignIn:
+    signin: OidcSignIn | None = getattr(request.app.state, "console_oidc", None)
+    if signin is None:
+        raise NotFound("sign-in through an identity provider is not configured")
+    return signin
+
+
+def _redirect_uri(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}{OIDC_CALLBACK}"
+
+
+@router.post("/signin/oidc")
+async def signin_oidc(request: Request) -> Response:
+    """Send the browser to the identity provider (authorization code + PKCE)."""
+    signin = _oidc(request)
+    check_origin(request)
+    form = await read_form(request)
+    nonce = request.cookies.get(_signin_cookie(request), "")
+    if not nonce or not hmac.compare_digest(nonce.encode(), form.get("signin_nonce", "").encode()):
+        raise CsrfRefused("the sign-in form has expired or came from another page")
+    pending = PendingSignIn.new()
+    response = RedirectResponse(await signin.authorization_url(pending, _redirect_uri(request)), status_code=303)
+    # Lax, not Strict: the provider's redirect back is a navigation from its site.
+    response.set_cookie(
+        _oidc_cookie(request),
+        pending.cookie(),
+        max_age=600,
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="lax",
+        path="/",
+    )
+    return response
+
+
+@router.get(OIDC_CALLBACK)
+async def signin_oidc_callback(request: Request) -> Response:
+    """The provider's answer: check ``state``, trade the code, open a session."""
+    signin = _oidc(request)
+    params = request.query_params
+    pending = PendingSignIn.from_cookie(request.cookies.get(_oidc_cookie(request), ""))
+    state = params.get("state", "")
+    if pending is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
+        return _signin_form(
+            request,
+            error="Sign-in refused: the answer from your organisation's sign-in "
+            "was not for this browser's sign-in (state). Try again.",
+            status=400,
+        )
+    if "error" in params or not params.get("code"):
+        return _signin_form(request, error="Your organisation's sign-in did not complete. Try again.", status=401)
+    audit: AuditLog = request.app.state.audit
+    try:
+        caller = await signin.caller(params["code"], pending, _redirect_uri(request))
+    except (Unauthenticated, Forbidden) as exc:
+        await console_events.record_console_event(
+            audit,
+            console_events.SIGN_IN_REFUSED,
+            caller_id="oidc:unknown",
+            caller_name=None,
+            role="unknown",
+            attributes={"reason": "oidc-refused"},
+            outcome=4,
+        )
+        return _signin_form(request, error=f"Sign-in refused: {exc.message}.", status=401)
+    response = await _start_session(request, caller, method="oidc")
+    response.delete_cookie(_oidc_cookie(request), path="/")
     return response
 
 
