@@ -7,6 +7,8 @@ Fixtures (for every browser test, the console's pages and the others'):
   known by two linked identifiers, accessed by several systems over a week,
   one break-glass access, one failed access; a second patient), and a token
   for every role (``console.tokens[Role.X]``).
+  ``console.access_log`` holds the server's access log lines, for tests
+  that check no PHI reaches a log.
 * ``browser`` (package scope): one Chromium for all of tests/browser (torn down
   after it: Playwright's sync API keeps an event loop running in this thread).
 * ``page``: a fresh browser context (no cookies) and page for one test. It
@@ -23,10 +25,12 @@ Playwright's own browser download (``playwright install``) is never used.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -158,6 +162,8 @@ SEED = _seed_events()
 class Console:
     service: Service
     tokens: dict[Role, str] = field(default_factory=dict)
+    access_log: list[str] = field(default_factory=list)
+    """The server's access log lines (method, path and query of every request)."""
 
     @property
     def url(self) -> str:
@@ -181,7 +187,32 @@ def console(server_url: str, template_db: str, tmp_path_factory: pytest.TempPath
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
-        yield running
+        with _access_log_into(running.access_log):
+            yield running
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextmanager
+def _access_log_into(lines: list[str]) -> Iterator[None]:
+    """uvicorn's access log (INFO, off at the tests' log level) captured into ``lines``."""
+    logger = logging.getLogger("uvicorn.access")
+    handler = _ListHandler(lines)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture(scope="package")

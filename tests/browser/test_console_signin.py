@@ -45,7 +45,7 @@ def test_an_auditor_is_refused_the_patient_page_naming_the_role(page: Page, cons
     page.problems.clear()  # type: ignore[attr-defined]  # Chromium logs the 403 answer
 
 
-def test_idle_logoff_warns_then_signs_out(page: Page, console: Console) -> None:
+def test_idle_logoff_warns_stay_keeps_the_session_then_signs_out(page: Page, console: Console) -> None:
     config = console.service.app.state.console
     usual = config.idle
     config.idle = timedelta(seconds=6)
@@ -53,6 +53,11 @@ def test_idle_logoff_warns_then_signs_out(page: Page, console: Console) -> None:
         sign_in(page, console, Role.PRIVACY_OFFICER)
         expect(page.locator("#idle-warning")).to_be_visible(timeout=10_000)
         shot(page, "idle-warning")
+        # "Stay signed in" is activity: the server's idle clock starts again too.
+        page.get_by_role("button", name="Stay signed in").click()
+        expect(page.locator("#idle-warning")).to_be_hidden()
+        expect(page).to_have_url(f"{console.url}/")
+        expect(page.locator("#idle-warning")).to_be_visible(timeout=10_000)
         page.wait_for_url(re.compile(r"/signin\?ended=idle$"), timeout=15_000)
         expect(page.get_by_role("status")).to_contain_text("signed out after 0.1 minutes without activity")
     finally:
