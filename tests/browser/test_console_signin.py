@@ -48,7 +48,7 @@ def test_an_auditor_is_refused_the_patient_page_naming_the_role(page: Page, cons
 def test_idle_logoff_warns_stay_keeps_the_session_then_signs_out(page: Page, console: Console) -> None:
     config = console.service.app.state.console
     usual = config.idle
-    config.idle = timedelta(seconds=6)
+    config.idle = timedelta(seconds=4)
     try:
         sign_in(page, console, Role.PRIVACY_OFFICER)
         expect(page.locator("#idle-warning")).to_be_visible(timeout=10_000)
@@ -59,7 +59,7 @@ def test_idle_logoff_warns_stay_keeps_the_session_then_signs_out(page: Page, con
         expect(page).to_have_url(f"{console.url}/")
         expect(page.locator("#idle-warning")).to_be_visible(timeout=10_000)
         page.wait_for_url(re.compile(r"/signin\?ended=idle$"), timeout=15_000)
-        expect(page.get_by_role("status")).to_contain_text("signed out after 0.1 minutes without activity")
+        expect(page.get_by_role("status")).to_contain_text("signed out after 0.0666667 minutes without activity")
     finally:
         config.idle = usual
     page.goto("/")
