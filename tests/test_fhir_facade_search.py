@@ -322,7 +322,8 @@ async def test_auditors_search_without_seeing_or_asking_for_patient_identifiers(
         headers=facade_.auth(Role.AUDITOR),
     )
     assert response.status_code == 403
-    assert OperationOutcome.model_validate(response.json()).issue[0].code == "forbidden"
+    [issue] = OperationOutcome.model_validate(response.json()).issue
+    assert issue.code == "forbidden" and issue.expression == ["patient.identifier"]
 
 
 # --- read -----------------------------------------------------------------------------
@@ -391,3 +392,15 @@ async def test_json_only_406_for_xml(api) -> None:
         "/fhir/AuditEvent", params={"date": ALL_TIME, "_format": "xml"}, headers=facade_.auth(Role.AUDITOR)
     )
     assert response.status_code == 406
+
+
+async def test_an_oversized_search_body_is_413_as_an_operation_outcome(api) -> None:
+    facade_, _ = api
+    body = "date=ge2000&" + "_id=" + "0" * 20_000
+    response = await facade_.http.post(
+        "/fhir/AuditEvent/_search",
+        content=body,
+        headers={**facade_.auth(Role.PRIVACY_OFFICER), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413
+    assert OperationOutcome.model_validate(response.json()).issue[0].code == "too-costly"

@@ -120,15 +120,11 @@ class SearchPage:
     next_state: PageState | None
 
 
-def _check_role(query: SearchQuery, reader: Caller) -> None:
+def _check_role(params: tuple[tuple[str, str], ...], query: SearchQuery, reader: Caller) -> None:
+    """Only a privacy officer may search by patient: auditors see no patient identifiers."""
     if query.patients and reader.role is not Role.PRIVACY_OFFICER:
-        name = "patient"
-        raise FhirError(
-            403,
-            "forbidden",
-            "searching by patient needs the role privacy_officer (auditors see no patient identifiers)",
-            [name],
-        )
+        names = sorted({n.partition(":")[0] for n, _ in params} & PHI_PARAMETERS)
+        raise FhirError(403, "forbidden", "searching by patient needs the role privacy_officer", names)
 
 
 async def search_page(
@@ -136,13 +132,14 @@ async def search_page(
 ) -> SearchPage:
     """One page of a search (``state`` None: the first, of ``params``),
     recorded in the chain before it is returned."""
-    query = parse_search(state.params if state else params, patient_system=audit.settings.fhir_patient_system)
-    _check_role(query, reader)
+    asked = state.params if state else tuple(params)
+    query = parse_search(asked, patient_system=audit.settings.fhir_patient_system)
+    _check_role(asked, query, reader)
     reveal = revealer(audit, reader)
     async with driver_connection(audit.engine) as conn:
         await require_read_model(conn, audit.log_id)
         if state is None:
-            state = PageState(tuple(params), await committed_size(conn, audit.log_id), BEFORE_ALL)
+            state = PageState(asked, await committed_size(conn, audit.log_id), BEFORE_ALL)
         budget = scan_budget(query.count)
         driver = choose_driver(query)
         scanned = await _scan(
