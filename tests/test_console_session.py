@@ -13,7 +13,7 @@ import pytest
 from auditsvc.domain.tokens import Role
 
 from .conftest import Service, query
-from .console_support import csrf_of, module_service, sign_in, token
+from .console_support import NONCE, csrf_of, module_service, sign_in, token
 
 pytestmark = pytest.mark.db
 
@@ -124,6 +124,29 @@ def test_sign_out_ends_the_session_for_good_and_is_recorded(service: Service) ->
     replay = httpx.get(f"{service.url}/", cookies={"auditsvc-console": cookie})
     assert replay.status_code == 303 and replay.headers["location"] == "/signin?ended=signed-out"
     assert any(e["actor_id"] == officer.split("_")[1] for e in console_events(service, "console-sign-out"))
+
+
+def test_signing_in_again_ends_the_browsers_previous_session_and_forgets_its_searches(
+    service: Service,
+) -> None:
+    officer = token(service, Role.PRIVACY_OFFICER)
+    client, _ = sign_in(service, officer)
+    first = client.cookies["auditsvc-console"]
+    page = client.get("/patient")
+    client.post("/patient", data={"csrf_token": csrf_of(page), "system": "urn:test:mrn", "value": "MRN-SYN-1"})
+    url = str(service.settings.database_url)
+    mine = (
+        "SELECT count(*) AS n FROM console_searches s JOIN console_sessions c USING (session_hash) "
+        "WHERE c.caller_id = $1"
+    )
+    assert query(url, mine, officer.split("_")[1])[0]["n"] == 1
+    nonce = NONCE.search(client.get("/signin").text)
+    assert nonce is not None
+    client.post("/signin", data={"signin_nonce": nonce.group(1), "token": token(service, Role.AUDITOR)})
+    assert client.cookies["auditsvc-console"] != first
+    replay = httpx.get(f"{service.url}/", cookies={"auditsvc-console": first})
+    assert replay.status_code == 303 and replay.headers["location"] == "/signin?ended=signed-out"
+    assert query(url, mine, officer.split("_")[1])[0]["n"] == 0
 
 
 def test_an_idle_session_is_signed_out_and_says_so(service: Service) -> None:

@@ -90,14 +90,17 @@ async def touch_session(conn: Connection, session_hash: bytes, now: datetime) ->
 
 
 async def end_session(conn: Connection, session_hash: bytes, now: datetime, why: str) -> bool:
-    """Mark the session signed out (once); whether this call ended it."""
-    status = await conn.execute(
-        "UPDATE console_sessions SET signed_out_at = $2, signed_out_why = $3 "
-        "WHERE session_hash = $1 AND signed_out_at IS NULL",
-        session_hash,
-        now,
-        why,
-    )
+    """Mark the session signed out (once) and forget its searches (sealed
+    identifiers have no reason to outlive it); whether this call ended it."""
+    async with conn.transaction():
+        status = await conn.execute(
+            "UPDATE console_sessions SET signed_out_at = $2, signed_out_why = $3 "
+            "WHERE session_hash = $1 AND signed_out_at IS NULL",
+            session_hash,
+            now,
+            why,
+        )
+        await conn.execute("DELETE FROM console_searches WHERE session_hash = $1", session_hash)
     return bool(status.endswith(" 1"))
 
 

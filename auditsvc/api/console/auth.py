@@ -39,6 +39,7 @@ from .session import (
     config_of,
     cookie_name,
     end_session,
+    end_session_by_cookie,
     open_session,
     read_form,
     set_session_cookie,
@@ -157,6 +158,9 @@ async def _start_session(request: Request, caller: Caller, *, method: str) -> Re
     roles = tuple(r for r in caller.roles if r in HUMAN_ROLES)
     caller = Caller(caller.token_id, roles[0], (), caller.name, roles[1:])
     value = await open_session(audit, config_of(request), caller)
+    previous = request.cookies.get(cookie_name(request))
+    if previous:  # a sign-in replaces whatever session this browser had
+        await end_session_by_cookie(audit, config_of(request), previous, ENDED_SIGNED_OUT)
     await console_events.record_console_event(
         audit,
         console_events.SIGN_IN,

@@ -168,6 +168,11 @@ def _ended(stored: store.StoredSession, now: datetime, config: ConsoleConfig) ->
     return None
 
 
+async def end_session_by_cookie(audit: AuditLog, config: ConsoleConfig, value: str, why: str) -> None:
+    async with driver_connection(audit.engine) as conn:
+        await store.end_session(conn, session_hash(value), config.now(), why)
+
+
 async def end_session(request: Request, user: ConsoleUser, why: str) -> bool:
     audit: AuditLog = request.app.state.audit
     async with driver_connection(audit.engine) as conn:
