@@ -5,7 +5,7 @@ that sign-ins and sign-outs are events in the chain."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -203,3 +203,21 @@ def test_unknown_console_paths_are_a_page_and_api_paths_stay_json(service: Servi
     assert page.status_code == 404 and "Page not found" in page.text
     api = httpx.get(f"{service.url}/v1/no/such")
     assert api.status_code == 404 and api.json()["detail"]
+
+
+def test_an_unexpected_failure_on_a_console_page_is_a_page_that_names_nothing(service: Service) -> None:
+    client, _ = sign_in(service, token(service, Role.PRIVACY_OFFICER))
+    config = service.app.state.console
+    real_now = config.now
+
+    def broken() -> datetime:
+        raise RuntimeError("MRN-SYN-LEAK")
+
+    config.now = broken
+    try:
+        page = client.get("/")
+    finally:
+        config.now = real_now
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in page.text and "MRN-SYN-LEAK" not in page.text
+    assert "unsafe-inline" not in page.headers["content-security-policy"]

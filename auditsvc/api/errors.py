@@ -12,7 +12,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +30,7 @@ from ..domain.errors import (
 )
 from ..store.session import CONNECTION_ERRORS
 from .fhir_http import is_fhir_path, unexpected_error_outcome
+from .security_headers import API_PREFIXES
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,16 @@ def _response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+CONSOLE_500 = HTMLResponse(
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Error · auditsvc</title>'
+    '<link rel="stylesheet" href="/static/console.css"></head><body><main id="main">'
+    '<section class="card error-page"><h1>Something went wrong</h1><p role="alert">The service could not '
+    "answer this page. Nothing was changed; try again, and tell the service's operators if it persists.</p>"
+    '<p><a href="/">Back to the console\'s home</a></p></section></main></body></html>',
+    status_code=500,
+)
+
+
 class ContainUnexpectedErrors:
     """Answer 500 for any unhandled exception and log only its type and route.
 
@@ -90,8 +101,14 @@ class ContainUnexpectedErrors:
         except Exception as exc:
             log.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
             if not started:
-                fhir = is_fhir_path(scope.get("path", ""))
-                await (unexpected_error_outcome() if fhir else _response(500, "internal error"))(scope, receive, send)
+                path = str(scope.get("path", ""))
+                if is_fhir_path(path):
+                    answer: Response = unexpected_error_outcome()
+                elif path.startswith(API_PREFIXES):
+                    answer = _response(500, "internal error")
+                else:
+                    answer = CONSOLE_500  # the console's pages: a page, not JSON
+                await answer(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
