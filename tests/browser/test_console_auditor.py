@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from auditsvc.domain.tokens import Role
 from auditsvc.store import verification_runs as runs
 from auditsvc.store.engine import asyncpg_dsn, runtime_url
 
+from ..console_support import sign_in as console_sign_in
 from .conftest import SEED, Console, shot, sign_in
 
 
@@ -111,3 +113,21 @@ def test_a_running_verification_shows_its_progress_as_it_goes(
     other_process.call(lambda: runs.release_run_lock(conn, log_id))
     expect(page.locator("#verification-status")).to_have_class(re.compile(r"\bintact\b"))
     expect(page.get_by_role("button", name="Verify now")).to_be_enabled()
+
+
+def test_polling_the_verification_status_does_not_hold_off_the_idle_logoff(console: Console) -> None:
+    client, _ = console_sign_in(console.service, console.tokens[Role.AUDITOR])
+    config = console.service.app.state.console
+    usual = config.now
+    start = usual()
+    try:
+        config.now = lambda: start + config.idle - timedelta(seconds=5)
+        status = client.get("/auditor/verification")
+        assert status.status_code == 200 and "run" in status.json()
+        config.now = lambda: start + config.idle + timedelta(seconds=5)
+        # The poll did not count as activity: the session has been idle since sign-in.
+        page = client.get("/auditor", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"].endswith("ended=idle")
+    finally:
+        config.now = usual
+        client.close()

@@ -22,9 +22,9 @@ from starlette.background import BackgroundTask
 from ...domain import proofs, verification_runs
 from ...domain.errors import Conflict
 from ...domain.evidence_download import evidence_package
-from .guard import console_user, csrf_user
+from .guard import acting_as, console_user, csrf_user
 from .render import page_roles, render
-from .session import ConsoleUser
+from .session import ConsoleUser, current_user
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,8 +58,14 @@ async def verify_now(request: Request, posted: AuditorPost) -> Response:
     return RedirectResponse("/auditor#verification", status_code=303)
 
 
+async def _status_reader(request: Request) -> ConsoleUser:
+    # The page polls this while a run goes on: not activity, or polling
+    # would hold off the automatic logoff for as long as a verification runs.
+    return acting_as(await current_user(request, activity=False), ROLES)
+
+
 @router.get("/auditor/verification")
-async def verification_status(request: Request, user: Auditor) -> Response:
+async def verification_status(request: Request, user: Annotated[ConsoleUser, Depends(_status_reader)]) -> Response:
     """The latest run as JSON, for the page's progress (no PHI in it)."""
     latest = await verification_runs.latest_run(request.app.state.audit)
     return JSONResponse({"run": latest.to_json() if latest else None}, headers={"Cache-Control": "no-store"})

@@ -131,8 +131,10 @@ async def open_session(audit: AuditLog, config: ConsoleConfig, caller: Caller) -
     return value
 
 
-async def current_user(request: Request) -> ConsoleUser:
-    """The live session of this request, activity recorded; ``SessionEnded`` otherwise."""
+async def current_user(request: Request, *, activity: bool = True) -> ConsoleUser:
+    """The live session of this request, activity recorded (unless ``activity``
+    is false: a page's own background polling is not the user's activity);
+    ``SessionEnded`` otherwise."""
     value = request.cookies.get(cookie_name(request))
     if not value:
         raise SessionEnded(None)
@@ -154,7 +156,8 @@ async def current_user(request: Request) -> ConsoleUser:
         if why is not None:
             await store.end_session(conn, key, now, why)
             raise SessionEnded(why)
-        await store.touch_session(conn, key, now)
+        if activity:
+            await store.touch_session(conn, key, now)
     roles = tuple(Role(r) for r in stored.roles)
     caller = Caller(stored.caller_id, roles[0], (), stored.caller_name, roles[1:])
     return ConsoleUser(caller, key, stored.csrf_secret, int(config.idle.total_seconds()))
