@@ -316,7 +316,7 @@ def test_checkpoints_go_to_a_directory_a_webhook_and_a_witness_that_cosigns(sett
 def rewrite_whole_chain(settings: Settings, changed_seq: int, *, keep_checkpoints: bool = False) -> list[bytes]:
     """A superuser's consistent rewrite: change one record and recompute every
     hash after it, drop the stored checkpoints and tree, and bring the read
-    model (``event_facts``, ``system_pairs``) into line so nothing derived
+    model (``event_facts``, ``system_pairs``, the flow rollup) into line so nothing derived
     gives the change away.
     Returns the new leaf hashes."""
     rows = query(str(settings.database_url), "SELECT seq, record FROM events ORDER BY seq")
@@ -346,6 +346,14 @@ def rewrite_whole_chain(settings: Settings, changed_seq: int, *, keep_checkpoint
         "SELECT DISTINCT ON (log_id, source_system, destination_system) "
         "log_id, source_system, destination_system, seq, occurred_at FROM event_facts "
         "ORDER BY log_id, source_system, destination_system, seq",
+        # and the flow map's rollup (migration 0015)
+        "DELETE FROM flow_days",
+        "INSERT INTO flow_days SELECT log_id, (occurred_at AT TIME ZONE 'UTC')::date, source_system, "
+        "destination_system, event_type, coalesce(purpose_of_use, ''), action, count(*), min(occurred_at), "
+        "max(occurred_at) FROM event_facts GROUP BY 1, 2, 3, 4, 5, 6, 7",
+        "DELETE FROM flow_day_elements",
+        "INSERT INTO flow_day_elements SELECT DISTINCT log_id, (occurred_at AT TIME ZONE 'UTC')::date, "
+        "source_system, destination_system, unnest(data_elements) FROM event_facts",
     ]
     superuser(settings, *statements)
     return leaves

@@ -33,6 +33,7 @@ from .routes import (
     events,
     fhir_feed,
     fhir_search,
+    flows,
     health,
     proofs,
     reports,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(coverage.router)
     app.include_router(fhir_search.router)
     app.include_router(fhir_feed.router)
+    app.include_router(flows.router)
     console.mount(app, settings)  # the web console at / (auditsvc/api/console)
     # Once per process (each uvicorn worker builds its app): exporters only
     # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.
@@ -100,6 +102,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                     *access_reports.REQUEST_MODELS,
                     DisclosureQuery,
                     SuspensionIn,
+                    *flows.REQUEST_MODELS,
                 )
             )
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}

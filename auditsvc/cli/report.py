@@ -16,7 +16,7 @@ from ..domain.fhir.search import every_match
 from ..domain.fhir.search_params import escape
 from ..domain.reports import PatientAccessQuery, patient_access_report
 from ..runtime import AuditLog
-from . import report_coverage
+from . import report_coverage, report_flows
 from ._common import cli_caller, console, fail, with_audit_log
 from ._reports import (
     FromOpt,
@@ -40,6 +40,8 @@ register_access_reports(app)  # system, actor, activity (cli/report_access.py)
 register_disclosures(app)  # disclosures, and the PDFs (cli/report_disclosures.py)
 app.command("coverage")(report_coverage.coverage)
 app.command("break-glass")(break_glass)
+app.command("flows")(report_flows.flows)
+app.command("baa-gaps")(report_flows.baa_gaps)
 
 
 class Format(StrEnum):

@@ -236,14 +236,19 @@ async def registry_entries(audit: AuditLog, system_ids: Iterable[str]) -> dict[s
     return out
 
 
-async def list_registry(audit: AuditLog) -> list[dict[str, Any]]:
-    """Every registered system's current entry, by system id."""
+async def registry_versions(audit: AuditLog) -> list[dict[str, Any]]:
+    """Every entry ever recorded, oldest first (each with its ``recorded``
+    seq and time): the registry as it stood at any moment."""
     async with driver_connection(audit.engine) as conn:
         await require_read_model(conn, audit.log_id)
         history = await queries.registry_history(conn, audit.log_id, REGISTRY_KIND)
+    return [_entry_from_record(seq, record) for seq, record in history]
+
+
+async def list_registry(audit: AuditLog) -> list[dict[str, Any]]:
+    """Every registered system's current entry, by system id."""
     current: dict[str, dict[str, Any]] = {}
-    for seq, record in history:  # oldest first: the newest wins
-        entry = _entry_from_record(seq, record)
+    for entry in await registry_versions(audit):  # oldest first: the newest wins
         current[entry["system_id"]] = entry
     return [current[k] for k in sorted(current)]
 

@@ -3,7 +3,7 @@ last result, for the auditor page.
 
 A run is ``verify_chain`` (domain/verify.py) over the whole log, started in
 the service process as a background task. Its life, in insert-only rows
-(store/verification_runs.py, migration 0011):
+(store/verification_runs.py, migration 0012):
 
 1. **Start.** The starter takes the log's verification lock, a session-level
    PostgreSQL advisory lock on a connection of its own, held until the run

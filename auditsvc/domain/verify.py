@@ -61,6 +61,7 @@ from .verify_checkpoints import (
     ResumeState,
     check_signatures,
 )
+from .verify_flows import check_flow_rollup
 from .verify_pairs import check_system_pairs
 from .verify_parallel import JoinedTree, plan_ranges, range_size, run_ranges
 from .verify_range import (
@@ -367,7 +368,8 @@ async def _judge_rows(conn: Connection, log: LogRef, options: VerifyOptions, pla
     damage = await check_read_model(
         conn, log.log_id, walk.expected, options.dsn if plan.parallel else None, options.workers
     )
-    return damage or await check_system_pairs(conn, log.log_id, walk.expected)
+    damage = damage or await check_system_pairs(conn, log.log_id, walk.expected)
+    return damage or await check_flow_rollup(conn, log.log_id, walk.expected)
 
 
 _INDEX_DIFFERS = "the patient lookup index differs from the record's identifiers"

@@ -32,6 +32,7 @@ from auditsvc_sdk.chain import format_timestamp
 
 from ..domain.append_types import EventResult, Head, PendingBatch, PreparedEvent
 from .coverage import PairKey, new_pairs, record_pairs
+from .flows import flow_delta, record_flows
 from .locks import APPEND_LOCK_CLASS, xact_lock
 from .partitions import NoPartitionRoom, Partitions, extend_partitions, partition_top
 from .readmodel import FACT_COLUMNS, PATIENT_COLUMNS
@@ -250,6 +251,7 @@ async def _append_group_once(
                 seq += 1
             results.append(batch_results)
         pairs: dict[PairKey, tuple[Any, ...]] = {}
+        flows = flow_delta((), None)
         if event_rows:
             await conn.copy_records_to_table(
                 "event_ids", records=[(r[0], r[2], r[1]) for r in event_rows], columns=("log_id", "event_id", "seq")
@@ -265,8 +267,12 @@ async def _append_group_once(
             pairs = new_pairs(fact_rows, seen)
             if pairs:
                 await record_pairs(conn, pairs)
+            # The flow map's rollup (migration 0015): counts per day and pair.
+            flows = flow_delta(fact_rows, seen)
+            await record_flows(conn, log_id, flows)
     if seen is not None:  # only now: the rows are committed
         seen.add_all(known)
         seen.add_all(links)
         seen.add_all(pairs)
+        seen.add_all(flows.elements)
     return results, Head(seq, previous)

@@ -81,6 +81,6 @@ async def issue_token(
 
 
 async def revoke_token_now(conn: Connection, token_id: str) -> bool:
-    """Revoke an active token as the runtime role may (migration 0011's
+    """Revoke an active token as the runtime role may (migration 0012's
     function: sets ``revoked_at``, never clears it); False when none is active."""
     return bool(await conn.fetchval("SELECT auditsvc_revoke_token($1)", token_id))

@@ -1,4 +1,4 @@
-"""Queries behind verification runs (migration 0011): insert-only rows for a
+"""Queries behind verification runs (migration 0012): insert-only rows for a
 run's start, its progress heartbeats and its result, and the advisory lock
 that lets one run at a time per log across every process.
 
