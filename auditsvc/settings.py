@@ -214,6 +214,16 @@ class Settings(BaseSettings):
     """The patient identifier system whose values are FHIR Patient ids: the FHIR
     search's ``patient=Patient/<id>`` finds identifier (this system, id); unset, it is refused."""
 
+    # Alerts on the flow of PHI (domain/alerts.py).
+    alert_webhook_url: str | None = None
+    """POST each alert here (JSON, no PHI), signed with ``alert_webhook_secret``; unset: alerts are kept, not sent."""
+    alert_webhook_secret: SecretStr | None = None
+    """HMAC-SHA256 key of the ``X-Auditsvc-Signature`` header; a webhook URL without it sends nothing."""
+    alert_interval_seconds: float = Field(default=60.0, ge=0)
+    """How often the service looks for new alerts and delivers them; 0 turns the background pass off."""
+    alert_baa_expiring_days: int = Field(default=30, ge=0, le=3650)
+    """A BAA expiring within this many days raises a ``baa_expiring`` alert."""
+
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
         configured = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url, self.oidc_jwks_file)

@@ -43,6 +43,8 @@ from auditsvc.store.session import driver_connection
 from auditsvc.store.tokens import insert_token
 
 REPO = Path(__file__).resolve().parent.parent
+# No background alert passes in tests (they append to the chain on a timer); alert tests run them directly.
+os.environ.setdefault("AUDITSVC_ALERT_INTERVAL_SECONDS", "0")
 TEST_SECRET_KEY = base64.b64encode(b"auditsvc-test-key-not-a-secret!!").decode()
 
 # The append-only tables (migrations 0001, 0003): the runtime role holds only

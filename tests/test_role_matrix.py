@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ CELLS = {"allowed", "403", "public"}
 IDP_KEY = Key.ec("matrix-1")
 ROGUE_KEY = Key.ec("matrix-1")  # the same kid, another key
 PATIENT = ("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-MATRIX-0001")
+ALERT_ID = "0b9c4f1e-7a52-4c1d-9d2e-3f6a8b7c5d40"
 
 Route = tuple[str, str]
 
@@ -173,6 +175,13 @@ def world(server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFa
             # GET /v1/systems/{system_id} answers 404 for an id with no entry.
             lab = {"name": "Lab", "relationship": "workforce", "baa": {"status": "not_required"}}
             http.put("/v1/systems/lab-lis", json=lab, headers=admin).raise_for_status()
+            # POST /v1/alerts/{alert_id}/acknowledge acknowledges an alert that exists (idempotent).
+            query(
+                str(settings.database_url),
+                "INSERT INTO alerts (log_id, alert_id, kind, alert_key, systems, details, raised_at, raised_seq, "
+                "next_attempt_at) VALUES (1, $1, 'new_flow', 'matrix', '{}', '{}', now(), 0, now())",
+                uuid.UUID(ALERT_ID),
+            )
             [row] = query(str(settings.database_url), "SELECT max(tree_size) AS n FROM checkpoints")
             yield World(service, http, tokens, expired, revoked, seed["event_id"], int(row["n"]))
     finally:
@@ -207,7 +216,7 @@ def minimal_request(world: World, route: Route) -> dict[str, Any]:
         "/fhir/AuditEvent": {"date": "ge2000"},
     }
     try:
-        url = path.format(event_id=world.event_id, tree_size=world.tree_size, system_id="lab-lis")
+        url = path.format(event_id=world.event_id, tree_size=world.tree_size, system_id="lab-lis", alert_id=ALERT_ID)
     except KeyError as exc:
         raise AssertionError(f"teach minimal_request a value for {exc} in {route_id(route)}") from None
     return {"method": method, "url": url, "params": params.get(path), **bodies.get(route, {})}

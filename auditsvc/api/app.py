@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
+from ..domain.alerts import AlertConfig, AlertWatcher
 from ..domain.disclosures import DisclosureQuery
 from ..domain.ingest import EventBatch
 from ..domain.reports import PatientAccessQuery
@@ -27,6 +28,7 @@ from .limits import BodyLimits
 from .openapi_doc import complete_openapi
 from .routes import (
     access_reports,
+    alerts,
     checkpoints,
     coverage,
     disclosures,
@@ -53,7 +55,13 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_audit_log(settings, database_url) as audit:
             app.state.audit = audit
-            yield
+            alerts = AlertWatcher(audit, AlertConfig.from_settings(settings))
+            if settings.alert_interval_seconds > 0:
+                alerts.start()
+            try:
+                yield
+            finally:
+                await alerts.stop()
 
     app = FastAPI(
         title="auditsvc",
@@ -86,6 +94,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(fhir_search.router)
     app.include_router(fhir_feed.router)
     app.include_router(flows.router)
+    app.include_router(alerts.router)
     console.mount(app, settings)  # the web console at / (auditsvc/api/console)
     # Once per process (each uvicorn worker builds its app): exporters only
     # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.
@@ -103,6 +112,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                     DisclosureQuery,
                     SuspensionIn,
                     *flows.REQUEST_MODELS,
+                    *alerts.REQUEST_MODELS,
                 )
             )
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}

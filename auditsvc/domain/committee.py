@@ -6,7 +6,8 @@ destination ``auditsvc:compliance-committee``, subject
 ``urn:auditsvc:report|compliance-committee``), so "since the last report"
 is well defined: since that event's ``seq``. The changes are the
 source -> destination pairs first seen after it (``system_pairs``), the
-registry entries recorded after it (a BAA signed, renewed or ended). The first report has no predecessor: its
+registry entries recorded after it (a BAA signed, renewed or ended), and
+the alerts raised after it. The first report has no predecessor: its
 changes are those of its period.
 """
 
@@ -25,6 +26,7 @@ from ..store import coverage as pair_queries
 from ..store import systems as registry_queries
 from ..store.events import committed_size
 from ..store.session import driver_connection
+from .alerts import alerts_since
 from .flows import FlowQuery, flow_map_json, gaps_json, load_flow_map, period_days
 from .ingest import prepare
 from .read_audit import READ_EVENT_TYPE, read_event
@@ -100,6 +102,7 @@ async def committee_report(
             "since": {"seq": previous[0], "at": previous[1]} if previous else None,
             "new_pairs": new_pairs,
             "registry_changes": registry_changes,
+            "alerts": await alerts_since(audit, since_seq),
         },
     }
     period = report["map"]["period"]

@@ -103,7 +103,7 @@ def _stamp(value: datetime | None) -> str | None:
     return format_timestamp(value) if value is not None else None
 
 
-def _activity(last: queries.LastEvents | None, now: datetime, window: timedelta) -> dict[str, Any]:
+def activity(last: queries.LastEvents | None, now: datetime, window: timedelta) -> dict[str, Any]:
     """Last event, usual rate (events an hour over the last k), silence."""
     if last is None or last.n == 0 or last.last_at is None or last.kth_at is None:
         return {
@@ -164,7 +164,7 @@ async def coverage_report(
                 "registered": entry["registered"],
                 "name": entry["name"],
                 "relationship": entry["relationship"],
-                **_activity(last.get(system_id), now, window),
+                **activity(last.get(system_id), now, window),
             }
         )
     emitter_rows = []
@@ -175,7 +175,7 @@ async def coverage_report(
             "name": token.name if token else None,
             "systems": list(token.systems) if token else [],
             "revoked": token is not None and token.revoked_at is not None,
-            **_activity(emitter_last.get(emitter), now, window),
+            **activity(emitter_last.get(emitter), now, window),
         }
         row["silent"] = row["silent"] and not row["revoked"]  # a revoked credential is expected to be quiet
         emitter_rows.append(row)

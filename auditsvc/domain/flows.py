@@ -78,13 +78,16 @@ def parse_flow_query(body: bytes) -> FlowQuery:
 
 
 def parse_gap_query(params: dict[str, Any]) -> GapQuery:
-    return parse_params(GapQuery, {k: v for k, v in params.items() if v is not None}, "BAA gap request")
+    # An empty parameter (``?to=``) is an absent one.
+    return parse_params(GapQuery, {k: v for k, v in params.items() if v not in (None, "")}, "BAA gap request")
 
 
 def period_days(query: FlowQuery, today: date) -> tuple[date, date]:
     """The period's first and last UTC day."""
     last = bound(query.to, end=True).date() if query.to is not None else today
     first = bound(query.from_, end=False).date() if query.from_ is not None else last - timedelta(days=DEFAULT_DAYS - 1)
+    if first > last and query.to is None:
+        return first, first  # a period that starts after today: nothing in it yet
     if first > last:
         raise InvalidInput("'from' is after 'to'", [{"loc": ["from"], "msg": "after 'to'", "type": "value_error"}])
     return first, last
