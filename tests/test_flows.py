@@ -5,9 +5,11 @@ serves them written at append and checked by verify."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,11 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
+from auditsvc.domain.alerts import AlertConfig, raise_alerts
 from auditsvc.domain.baa import RegistryTimeline
 from auditsvc.domain.tokens import Role
+from auditsvc.runtime import open_audit_log
 from auditsvc.settings import Settings
+from auditsvc.store.engine import runtime_url
 
 from .conftest import (
+    REPO,
     TEST_SECRET_KEY,
     Service,
     _admin,
@@ -324,16 +330,25 @@ def _pdf_text(data: bytes) -> str:
 
 
 def test_the_committee_report_names_the_gaps_and_the_changes_since_the_last(world: World) -> None:
+    async def raise_now() -> None:
+        settings = world.service.settings
+        async with open_audit_log(settings, runtime_url(settings), background=False) as audit:
+            await raise_alerts(audit, AlertConfig())
+
+    asyncio.run(raise_now())  # new flows, an expiring BAA, silent systems: listed among the changes
     first = flows(world, PERIOD, format="pdf")
+    if os.environ.get("AUDITSVC_WRITE_EXAMPLES"):  # docs/examples/compliance-committee.pdf is this document
+        (REPO / "docs" / "examples" / "compliance-committee.pdf").write_bytes(first.content)
     assert first.headers["content-type"] == "application/pdf"
     text = " ".join(_pdf_text(first.content).split())
     assert "PHI flows and business associate coverage" in text
     assert "first committee report recorded in the log" in text
     assert "BAA not yet effective" in text and "Engine Hosting LLC" in text and "not in the registry" in text
     assert "New flows: 5" in text and "epic-adt -> mirth-cloud" in text
+    assert "Alerts raised: " in text and "baa_expiring" in text
     # Recorded in the chain: the next report counts its changes from this one.
     second = " ".join(_pdf_text(flows(world, PERIOD, format="pdf").content).split())
     assert "Since the report recorded at" in second and "New flows: 0" in second
-    assert "Registry changes (BAAs signed, renewed or ended): 0" in second
+    assert "Registry changes (BAAs signed, renewed or ended): 0" in second and "Alerts raised: 0" in second
     gaps_pdf = gaps(world, format="pdf")
     assert "Business associate agreement gaps" in " ".join(_pdf_text(gaps_pdf.content).split())

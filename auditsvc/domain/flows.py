@@ -259,6 +259,18 @@ async def flow_report(audit: AuditLog, query: FlowQuery, reader: Any, now: datet
     return flow_map_json(flow_map)
 
 
+async def flow_map_with_gaps(
+    audit: AuditLog, query: FlowQuery, reader: Any, now: datetime | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The flow map and its BAA gaps (BAAs expiring within the default window)
+    from one read of the rollup (the console's page); recorded in the chain as one run."""
+    now = now or datetime.now(UTC)
+    first, last = period_days(query, now.date())
+    flow_map = await load_flow_map(audit, first, last, now)
+    await record_read(audit, reader, [FLOWS_SUBJECT], data_elements=["AuditEvent"], detail="flow-map")
+    return flow_map_json(flow_map), await gaps_json(audit, flow_map, EXPIRING_DEFAULT_DAYS)
+
+
 # --- BAA gaps ---------------------------------------------------------------------------
 
 

@@ -11,7 +11,6 @@ table of flows follows in every case.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,9 +18,11 @@ from xml.sax.saxutils import escape
 
 from reportlab.graphics.shapes import Drawing, Line, Rect, String
 from reportlab.lib import colors
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.platypus import Flowable, PageBreak, Spacer
 
 from ..domain.committee import committee_report
+from ..domain.flow_graph import layout
 from ..domain.flows import FlowQuery, GapQuery, baa_gap_report
 from ..domain.tokens import Caller
 from ..runtime import AuditLog
@@ -29,6 +30,7 @@ from .layout import BODY, CELL, HEADING, SMALL, TITLE, WIDTH, day, marked, rende
 from .make import generated_by
 
 MAX_DRAWN_SYSTEMS = 36
+SECTION = ParagraphStyle("section", parent=HEADING, keepWithNext=1)  # a heading never ends a page alone
 RED = colors.HexColor("#c0392b")
 GREY = colors.HexColor("#7b8794")
 BOX = colors.HexColor("#eef2f7")
@@ -43,78 +45,61 @@ def _who(party: dict[str, Any]) -> str:
     return str(party["organization"] or party["name"] or "unregistered")
 
 
-def _column(system: dict[str, Any], sources: set[str], destinations: set[str]) -> int:
-    sid = system["system_id"]
-    if sid in sources and sid in destinations:
-        return 1
-    return 0 if sid in sources else 2
-
-
 def flow_graph(report: dict[str, Any]) -> Drawing | None:
-    """The map as a drawing, or None when it would not be legible."""
-    systems = report["systems"]
-    if not systems or len(systems) > MAX_DRAWN_SYSTEMS:
+    """The map as a drawing (domain/flow_graph.py's layout), or None when it would not be legible."""
+    if not report["systems"] or len(report["systems"]) > MAX_DRAWN_SYSTEMS:
         return None
-    sources = {f["source_system"] for f in report["flows"]}
-    destinations = {f["destination_system"] for f in report["flows"]}
-    columns: list[list[dict[str, Any]]] = [[], [], []]
-    for s in sorted(systems, key=lambda s: (_who(s), s["system_id"])):
-        columns[_column(s, sources, destinations)].append(s)
-    row_h, org_gap, box_w, box_h = 22.0, 12.0, 118.0, 15.0
-
-    def rows(col: list[dict[str, Any]]) -> float:
-        return len(col) * row_h + len({_who(s) for s in col}) * org_gap
-
-    height = max(rows(c) for c in columns) + 20
+    plan = layout(report)
+    row_h, box_w, box_h = 20.0, 118.0, 15.0
+    height = plan.rows * row_h + 10
     drawing = Drawing(WIDTH, height)
     xs = [0.0, (WIDTH - box_w) / 2, WIDTH - box_w]
-    where: dict[str, tuple[float, float]] = {}
-    boxes: list[Any] = []
-    for index, col in enumerate(columns):
-        y = height - 14
-        org = None
-        for s in col:
-            if _who(s) != org:
-                org = _who(s)
-                boxes.append(String(xs[index], y - 8, org[:28], fontName="Helvetica-Bold", fontSize=6.5, fillColor=ORG))
-                y -= org_gap
-            uncovered = not s["registered"] or s["relationship"] in ("business_associate", "subcontractor")
-            bad = any(f["uncovered_events"] and s["system_id"] == f["destination_system"] for f in report["flows"])
-            boxes.append(
-                Rect(
-                    xs[index],
-                    y - box_h,
-                    box_w,
-                    box_h,
-                    rx=3,
-                    ry=3,
-                    fillColor=BOX,
-                    strokeColor=RED if bad else (GREY if uncovered else ORG),
-                    strokeWidth=1.4 if bad else 0.6,
-                )
-            )
-            boxes.append(String(xs[index] + 4, y - box_h + 4.5, s["system_id"][:24], fontName="Helvetica", fontSize=7))
-            where[s["system_id"]] = (xs[index], y - box_h / 2)
-            y -= row_h
-    top = max((f["events"] for f in report["flows"]), default=1)
-    for f in sorted(report["flows"], key=lambda f: f["uncovered_events"] > 0):  # red edges drawn last, on top
-        (x1, y1), (x2, y2) = where[f["source_system"]], where[f["destination_system"]]
-        start = x1 + box_w if x1 <= x2 else x1
-        end = x2 if x1 <= x2 else x2 + box_w
-        width = 0.6 + 3.4 * math.log1p(f["events"]) / math.log1p(top)
-        drawing.add(Line(start, y1, end, y2, strokeColor=RED if f["uncovered_events"] else GREY, strokeWidth=width))
-    for shape in boxes:
+
+    def top(y: float) -> float:
+        return height - 4 - y * row_h
+
+    shapes: list[Any] = []
+    for h in plan.headings:
+        label = String(xs[h.column], top(h.y) - 10, h.organization[:30], fontName="Helvetica-Bold", fontSize=6.5)
+        label.fillColor = ORG
+        shapes.append(label)
+    for n in plan.nodes.values():
+        stroke = RED if n.uncovered else (GREY if n.needs_baa else ORG)
+        box = Rect(xs[n.column], top(n.y) - box_h, box_w, box_h, rx=3, ry=3, fillColor=BOX, strokeColor=stroke)
+        box.strokeWidth = 1.4 if n.uncovered else 0.6
+        shapes.append(box)
+        shapes.append(
+            String(xs[n.column] + 4, top(n.y) - box_h + 4.5, n.system_id[:24], fontName="Helvetica", fontSize=7)
+        )
+    for e in plan.edges:
+        a, b = plan.nodes[e.source], plan.nodes[e.destination]
+        forward = xs[a.column] <= xs[b.column]
+        x1 = xs[a.column] + (box_w if forward else 0)
+        x2 = xs[b.column] + (0 if forward else box_w)
+        line = Line(x1, top(a.y) - box_h / 2, x2, top(b.y) - box_h / 2, strokeColor=RED if e.uncovered else GREY)
+        line.strokeWidth = 0.6 + 3.4 * e.weight
+        drawing.add(line)
+    for shape in shapes:
         drawing.add(shape)
     return drawing
+
+
+def _span(first: str, last: str) -> str:
+    return day(first) if day(first) == day(last) else f"{day(first)} - {day(last)}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _baa(party: dict[str, Any]) -> str:
     baa = party.get("baa") or {}
     if not party["registered"]:
         return "unregistered"
-    status = str(baa.get("status") or "")
+    status = str(baa.get("status") or "").replace("_", " ")
     if baa.get("effective"):
-        status += f" {baa['effective']} to {baa.get('expires') or 'open'}"
+        ends = day(baa["expires"]) if baa.get("expires") else "no end date"
+        status += f", {day(baa['effective'])} to {ends}"
     return status
 
 
@@ -128,7 +113,7 @@ def _flow_rows(flows: Sequence[dict[str, Any]]) -> list[list[object]]:
             [
                 f"{f['source_system']} -> {f['destination_system']}",
                 str(f["events"]),
-                f"{day(f['first_seen'])} - {day(f['last_seen'])}",
+                _span(f["first_seen"], f["last_seen"]),
                 f"{_who(d)} ({d['relationship'] or 'not in the registry'})",
                 marked(cell, CELL),
                 ", ".join(f["purposes_of_use"]),
@@ -140,11 +125,12 @@ def _flow_rows(flows: Sequence[dict[str, Any]]) -> list[list[object]]:
 def map_section(report: dict[str, Any]) -> list[Flowable]:
     s = report["summary"]
     story: list[Flowable] = [
-        text("The flow map", HEADING),
+        text("The flow map", SECTION),
         text(
-            f"{s['flows']} source-to-destination flows among {s['systems']} systems carried {s['events']} events; "
-            f"{s['uncovered_flows']} flows reached a party without an effective business associate agreement on "
-            f"some day, and {s['unregistered_systems']} systems are not in the registry."
+            f"{_plural(s['flows'], 'source-to-destination flow')} among {_plural(s['systems'], 'system')} carried "
+            f"{_plural(s['events'], 'event')}; {s['uncovered_flows']} of the flows reached a party without an "
+            f"effective business associate agreement on some day, and {_plural(s['unregistered_systems'], 'system')} "
+            "not in the registry took part."
         ),
         Spacer(1, 6),
     ]
@@ -166,7 +152,7 @@ def map_section(report: dict[str, Any]) -> list[Flowable]:
         table(
             ["Flow", "Events", "Seen", "Destination party", "Events by the party's BAA that day", "Purposes"],
             _flow_rows(report["flows"]),
-            [0.24, 0.07, 0.17, 0.2, 0.2, 0.12],
+            [0.23, 0.08, 0.16, 0.2, 0.2, 0.13],
         )
     )
     return story
@@ -183,7 +169,7 @@ _REASON = {
 
 def gaps_section(report: dict[str, Any]) -> list[Flowable]:
     gaps = report["gaps"]
-    story: list[Flowable] = [text("BAA gaps", HEADING)]
+    story: list[Flowable] = [text("BAA gaps", SECTION)]
     if not gaps:
         return [*story, text("No flow reached a party without an effective BAA, and no BAA expires soon.")]
     rows = []
@@ -192,7 +178,7 @@ def gaps_section(report: dict[str, Any]) -> list[Flowable]:
         reason = _REASON[g["reason"]] + (f" ({g['expires']}, {g['days_left']} days)" if "expires" in g else "")
         side = "through" if g["party_side"] == "source" else "into"
         flow = f"{g['source_system']} -> {g['destination_system']}" if g["source_system"] else "no flow this period"
-        when = f"{day(g['first_event'])} - {day(g['last_event'])}" if g["first_event"] else ""
+        when = _span(g["first_event"], g["last_event"]) if g["first_event"] else ""
         rows.append(
             [reason, f"{_who(p)} [{p['system_id']}] ({side})", flow, str(g["events"]), str(g["patients"]), when]
         )
@@ -200,7 +186,7 @@ def gaps_section(report: dict[str, Any]) -> list[Flowable]:
         table(
             ["Gap", "Party", "Flow", "Events", "Patients", "First - last event"],
             rows,
-            [0.2, 0.24, 0.24, 0.08, 0.09, 0.15],
+            [0.17, 0.22, 0.23, 0.08, 0.09, 0.21],
         )
     )
     story.append(
@@ -216,7 +202,7 @@ def gaps_section(report: dict[str, Any]) -> list[Flowable]:
 def changes_section(changes: dict[str, Any]) -> list[Flowable]:
     since = changes["since"]
     story: list[Flowable] = [
-        text("Changes since the last committee report", HEADING),
+        text("Changes since the last committee report", SECTION),
         text(
             f"Since the report recorded at {day(since['at'])} (log entry {since['seq']})."
             if since

@@ -24,6 +24,7 @@ from . import (
     pages_break_glass,
     pages_coverage,
     pages_disclosures,
+    pages_flows,
     pages_patient,
 )
 from .guard import install_console_errors
@@ -52,6 +53,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
         pages_disclosures,
         pages_break_glass,
         pages_coverage,
+        pages_flows,
         pages_auditor,
         pages_admin,
     ):

@@ -44,6 +44,7 @@ PAGES: tuple[Page, ...] = (
     Page("Accounting", "/accounting", (PO,), "The accounting of disclosures for a patient (§164.528)"),
     Page("Break-glass", "/break-glass", (PO,), "Emergency accesses waiting for review"),
     Page("Coverage", "/coverage", (PO, AUDITOR), "Systems and emitters, silent ones flagged; new flows"),
+    Page("Flows", "/flows", (PO,), "The PHI flow map, BAA gaps and alerts"),
     Page("Activity", "/activity", (PO, AUDITOR), "Who ran which report, export or review"),
     Page("Auditor", "/auditor", (AUDITOR, ADMIN), "Checkpoints, witnesses, verification, evidence"),
     Page("Admin", "/admin", (ADMIN,), "The system registry and API tokens"),

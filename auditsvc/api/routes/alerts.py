@@ -4,6 +4,7 @@ silent systems) and their acknowledgement. Privacy officers."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 
@@ -44,7 +45,7 @@ async def alerts(
     summary="Acknowledge an alert with notes; recorded in the chain",
 )
 async def acknowledge(
-    alert_id: str, request: Request, audit: AuditDep, caller: PrivacyOfficerDep, limits: BodyLimitsDep
+    alert_id: UUID, request: Request, audit: AuditDep, caller: PrivacyOfficerDep, limits: BodyLimitsDep
 ) -> Any:
     body = parse_acknowledgement(await read_json_body(request, MAX_ACK_BODY_BYTES, limits.json))
-    return await acknowledge_alert(audit, alert_id, body, caller)
+    return await acknowledge_alert(audit, str(alert_id), body, caller)

@@ -32,6 +32,7 @@ from .reports import MAX_REPORT_BODY_BYTES
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 REQUEST_MODELS = (FlowQuery,)
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2}))?$"
 
 
 class FlowFormat(StrEnum):
@@ -93,8 +94,12 @@ async def flows(
 async def baa_gaps(
     audit: AuditDep,
     caller: PrivacyOfficerDep,
-    from_: Annotated[str | None, Query(alias="from", max_length=40, description="first day (or RFC 3339)")] = None,
-    to: Annotated[str | None, Query(max_length=40, description="last day (or RFC 3339), inclusive")] = None,
+    from_: Annotated[
+        str | None, Query(alias="from", max_length=40, pattern=DAY_PATTERN, description="first day (or RFC 3339)")
+    ] = None,
+    to: Annotated[
+        str | None, Query(max_length=40, pattern=DAY_PATTERN, description="last day (or RFC 3339), inclusive")
+    ] = None,
     expiring_within_days: Annotated[int | None, Query(ge=0, le=3650, description="default 30")] = None,
     fmt: FlowFormatDep = FlowFormat.JSON,
 ) -> Any:
