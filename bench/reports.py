@@ -562,6 +562,47 @@ async def measure_coverage(base_url: str, token: str, repeat: int) -> dict[str, 
     return {"coverage": {"requests": len(times), **_ms(times)}}
 
 
+# The registry the flow reports judge against: the hospital's own systems,
+# an HIE gateway run by a business associate without a BAA (flows into and
+# through it are gaps), and the billing service left unregistered.
+BENCH_REGISTRY = {
+    **{s: {"name": s, "organization": "Bench Hospital", "relationship": "workforce", "baa": {"status": "not_required"}}
+       for s in ("epic-adt", "lab-lis", "rad-ris", "pharm-rx")},
+    "hie-gateway": {"name": "HIE gateway", "organization": "Regional HIE", "relationship": "business_associate",
+                    "baa": {"status": "none"}},
+}  # fmt: skip
+
+
+async def measure_flows(
+    base_url: str, token: str, admin: str, span: tuple[datetime, datetime], repeat: int
+) -> dict[str, Any]:
+    """The flow map (one day, the whole log) and the BAA gaps (the whole log:
+    every gap's patients counted, at most 100,000 events a gap), ``repeat`` x 3 times."""
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {admin}"}, timeout=600) as a:
+        for system_id, entry in BENCH_REGISTRY.items():
+            (await a.put(f"/v1/systems/{system_id}", json=entry)).raise_for_status()
+    first, last = span[0].date().isoformat(), span[1].date().isoformat()
+    calls = [
+        ("flow map, one day", "POST", "/v1/reports/flows", {"json": {"from": last, "to": last}}),
+        ("flow map, whole log", "POST", "/v1/reports/flows", {"json": {"from": first, "to": last}}),
+        ("BAA gaps, whole log", "GET", "/v1/reports/baa-gaps", {"params": {"from": first, "to": last}}),
+    ]
+    out: dict[str, list[float]] = {}
+    gaps: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=600) as c:
+        for label, method, path, kw in calls * (repeat * 3):
+            t0 = time.perf_counter()
+            response = await c.request(method, path, **kw)
+            out.setdefault(label, []).append(time.perf_counter() - t0)
+            if response.status_code != 200:
+                raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:300]}")
+            if path.endswith("baa-gaps"):
+                body = response.json()
+                gaps = {"gaps": len(body["gaps"]), "events_in_gaps": sum(g["events"] for g in body["gaps"]),
+                        "exact": all(g["patients_exact"] for g in body["gaps"])}  # fmt: skip
+    return {label: {"requests": len(times), **_ms(times)} for label, times in out.items()} | {"flow gaps": gaps}
+
+
 async def measure_break_glass(base_url: str, token: str, repeat: int) -> dict[str, Any]:
     """The break-glass review: ``repeat`` x 5 verdicts on the oldest unreviewed
     accesses (POST /v1/reviews), then the queue's first page (100) by status."""
@@ -745,6 +786,11 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     by_system |= asyncio.run(measure_coverage(service.base_url, token, 2 if args.quick else 3))
                     by_system |= asyncio.run(measure_break_glass(service.base_url, token, 2 if args.quick else 3))
+                    if _has_path(service.base_url, "/v1/reports/flows"):
+                        admin = create_token(env, "admin")
+                        by_system |= asyncio.run(
+                            measure_flows(service.base_url, token, admin, span, 2 if args.quick else 3)
+                        )
                     csv_export: dict[str, Any] | None = measure_csv_export(service.base_url, token, service.process.pid)
                 else:
                     by_system = {"skipped": "the service has no POST /v1/reports/system-access yet"}
@@ -853,9 +899,12 @@ def _print(payload: dict[str, Any]) -> None:
         rows.append(("by-system report", f"skipped: {by_system['skipped']}"))
     else:
         for label, t in by_system.items():
+            if label == "flow gaps":
+                rows.append((f"  BAA gaps: {t['gaps']} gaps, {t['events_in_gaps']:,} events", f"exact: {t['exact']}"))
+                continue
             name = (
                 label
-                if label.startswith(("by-actor", "activity", "coverage", "break-glass"))
+                if label.startswith(("by-actor", "activity", "coverage", "break-glass", "flow map", "BAA gaps"))
                 else f"by-system report, {label}"
             )
             rows.append((f"{name} ({t['requests']} requests) p50 / p95", f"{t['p50']} / {t['p95']} ms"))

@@ -352,3 +352,22 @@ def test_the_committee_report_names_the_gaps_and_the_changes_since_the_last(worl
     assert "Registry changes (BAAs signed, renewed or ended): 0" in second and "Alerts raised: 0" in second
     gaps_pdf = gaps(world, format="pdf")
     assert "Business associate agreement gaps" in " ".join(_pdf_text(gaps_pdf.content).split())
+
+
+def test_the_drawn_map_fits_one_page_or_gives_way_to_the_table() -> None:
+    from auditsvc.reports_pdf.flows import MAX_DRAWING_HEIGHT, flow_graph
+
+    def report(receivers: int) -> dict[str, Any]:
+        systems = [{"system_id": f"r-{i:02d}", "registered": True, "name": None, "organization": f"Org {i}",
+                    "relationship": "workforce"} for i in range(receivers)]  # fmt: skip
+        systems.append(
+            {"system_id": "src", "registered": True, "name": None, "organization": "H", "relationship": "workforce"}
+        )
+        flows = [{"source_system": "src", "destination_system": s["system_id"], "events": 1, "uncovered_events": 0,
+                  "source": {"through": False}, "destination": {"baa_events": {}}} for s in systems[:-1]]  # fmt: skip
+        return {"systems": systems, "flows": flows}
+
+    drawn = flow_graph(report(20))  # 20 organisations of one system each, in one column: rows shrink to fit
+    assert drawn is not None and drawn.height <= MAX_DRAWING_HEIGHT + 10
+    assert flow_graph(report(35)) is None  # rows would be too small to read: the table alone
+    assert flow_graph(report(60)) is None

@@ -78,4 +78,10 @@ def test_a_gaps_patients_read_that_pairs_events_in_the_gap_only(big_log: str) ->
         ranges[0][0], ranges[1][0], ranges[0][1], ranges[1][1],
     )  # fmt: skip
     assert 0 < pair_events < 500
-    bounded(big_log, q.PATIENTS_SQL, (LOG, "sys-3", "dst-3", *ranges), rows=pair_events, bound=4, constant=200)
+    bounded(big_log, q.PATIENTS_SQL, (LOG, "sys-3", "dst-3", *ranges, 100_000), rows=pair_events, bound=4, constant=200)
+
+
+def test_a_gaps_patients_read_at_most_the_scan_limit(big_log: str) -> None:
+    whole = ([datetime(2025, 1, 1, tzinfo=UTC)], [datetime(2026, 3, 1, tzinfo=UTC)])
+    report = bounded(big_log, q.PATIENTS_SQL, (LOG, "sys-3", "dst-3", *whole, 300), rows=300, bound=4, constant=200)
+    assert report.result("auto").rows_returned == 1

@@ -17,8 +17,10 @@ source is such a "through" system without an effective BAA.
 
 Patients affected by a gap: the distinct patients among that pair's events
 on the gap's days (store/flows.py PATIENTS_SQL), each event counted under
-its smallest patient key: bounded by those events, and an upper bound when
-one patient reaches a pair under disjoint sets of identifiers.
+its smallest patient key: its cost is those events, at most
+``PATIENT_SCAN_EVENTS`` a gap (past them the count is a lower bound,
+``patients_exact: false``); an overcount when one patient reaches a pair
+under disjoint sets of identifiers.
 
 The service's own ids (``auditsvc``, ``auditsvc:*``) are no party and are
 left out. Each report run is recorded in the chain before it is answered.
@@ -53,6 +55,9 @@ from .systems import registry_versions
 DEFAULT_DAYS = 90
 """A period left open is the last 90 days: a quarter, a committee's usual span."""
 EXPIRING_DEFAULT_DAYS = 30
+PATIENT_SCAN_EVENTS = 100_000
+"""A gap's patients are counted over at most this many of its events (its
+cost bounded per gap); past them the count is a lower bound (``patients_exact``)."""
 REPORT_SYSTEM = "urn:auditsvc:report"
 
 
@@ -338,10 +343,12 @@ def find_gaps(flow_map: FlowMap, today: date, expiring_within_days: int) -> list
 async def gap_json(audit: AuditLog, flow_map: FlowMap, gap: Gap, today: date) -> dict[str, Any]:
     flow = gap.flow
     spans = [flow.days[d] for d in gap.days] if flow is not None else []
-    patients = 0
+    patients, exact = 0, True
     if flow is not None and gap.days:
         async with driver_connection(audit.engine) as conn:
-            patients = await queries.pair_patients(conn, audit.log_id, flow.source, flow.destination, _ranges(gap.days))
+            patients, exact = await queries.pair_patients(
+                conn, audit.log_id, flow.source, flow.destination, _ranges(gap.days), PATIENT_SCAN_EVENTS
+            )
     as_of_day = gap.days[-1] if gap.days else today
     out = {
         "kind": gap.kind,
@@ -355,6 +362,7 @@ async def gap_json(audit: AuditLog, flow_map: FlowMap, gap: Gap, today: date) ->
         "destination_system": flow.destination if flow is not None else None,
         "events": sum(s.events for s in spans),
         "patients": patients,
+        "patients_exact": exact,
         "first_event": _stamp(min((s.first_at for s in spans), default=None)),
         "last_event": _stamp(max((s.last_at for s in spans), default=None)),
     }

@@ -30,6 +30,8 @@ from .layout import BODY, CELL, HEADING, SMALL, TITLE, WIDTH, day, marked, rende
 from .make import generated_by
 
 MAX_DRAWN_SYSTEMS = 36
+MAX_DRAWING_HEIGHT = 560.0  # points: a letter page's frame, less the heading and caption
+MIN_ROW = 11.0
 SECTION = ParagraphStyle("section", parent=HEADING, keepWithNext=1)  # a heading never ends a page alone
 RED = colors.HexColor("#c0392b")
 GREY = colors.HexColor("#7b8794")
@@ -50,7 +52,12 @@ def flow_graph(report: dict[str, Any]) -> Drawing | None:
     if not report["systems"] or len(report["systems"]) > MAX_DRAWN_SYSTEMS:
         return None
     plan = layout(report)
-    row_h, box_w, box_h = 20.0, 118.0, 15.0
+    # One page's height at most (a drawing cannot split): rows shrink to fit, down to a legible size.
+    row_h, box_w = min(20.0, MAX_DRAWING_HEIGHT / max(plan.rows, 1.0)), 118.0
+    if row_h < MIN_ROW:
+        return None
+    box_h = row_h * 0.75
+    size = min(7.0, box_h * 0.6)
     height = plan.rows * row_h + 10
     drawing = Drawing(WIDTH, height)
     xs = [0.0, (WIDTH - box_w) / 2, WIDTH - box_w]
@@ -60,7 +67,13 @@ def flow_graph(report: dict[str, Any]) -> Drawing | None:
 
     shapes: list[Any] = []
     for h in plan.headings:
-        label = String(xs[h.column], top(h.y) - 10, h.organization[:30], fontName="Helvetica-Bold", fontSize=6.5)
+        label = String(
+            xs[h.column],
+            top(h.y) - min(10.0, row_h * 0.6),
+            h.organization[:30],
+            fontName="Helvetica-Bold",
+            fontSize=6.5,
+        )
         label.fillColor = ORG
         shapes.append(label)
     for n in plan.nodes.values():
@@ -69,7 +82,13 @@ def flow_graph(report: dict[str, Any]) -> Drawing | None:
         box.strokeWidth = 1.4 if n.uncovered else 0.6
         shapes.append(box)
         shapes.append(
-            String(xs[n.column] + 4, top(n.y) - box_h + 4.5, n.system_id[:24], fontName="Helvetica", fontSize=7)
+            String(
+                xs[n.column] + 4,
+                top(n.y) - box_h + (box_h - size) / 2 + 1,
+                n.system_id[:24],
+                fontName="Helvetica",
+                fontSize=size,
+            )
         )
     for e in plan.edges:
         a, b = plan.nodes[e.source], plan.nodes[e.destination]

@@ -109,16 +109,20 @@ SELECT DISTINCT source_system, destination_system, data_element
 FROM flow_day_elements WHERE log_id = $1 AND day >= $2 AND day <= $3
 """
 
-# One pair's events in each [a, b) range, each counted under its smallest
-# patient key (an event names 1..20 identifiers of one patient).
+# One pair's events in each [a, b) range (at most $6 of them), each counted
+# under its smallest patient key (an event names 1..20 identifiers of one patient).
 PATIENTS_SQL = """
 SELECT count(DISTINCT k.key) AS patients, count(*) AS events
-FROM unnest($4::timestamptz[], $5::timestamptz[]) AS r(a, b)
-CROSS JOIN LATERAL (
-    SELECT f.seq FROM event_facts f
-    WHERE f.log_id = $1 AND f.source_system = $2 AND f.destination_system = $3
-      AND f.occurred_at >= r.a AND f.occurred_at < r.b
-    OFFSET 0  -- a scan per range, not the pair's whole history filtered
+FROM (
+    SELECT ev.seq
+    FROM unnest($4::timestamptz[], $5::timestamptz[]) AS r(a, b)
+    CROSS JOIN LATERAL (
+        SELECT f.seq FROM event_facts f
+        WHERE f.log_id = $1 AND f.source_system = $2 AND f.destination_system = $3
+          AND f.occurred_at >= r.a AND f.occurred_at < r.b
+        OFFSET 0  -- a scan per range, not the pair's whole history filtered
+    ) ev
+    LIMIT $6
 ) ev
 CROSS JOIN LATERAL (
     SELECT pe.id_hmac AS key FROM patient_events pe WHERE pe.log_id = $1 AND pe.seq = ev.seq
@@ -166,14 +170,23 @@ async def flow_elements(conn: Connection, log_id: int, first: date, last: date) 
 
 
 async def pair_patients(
-    conn: Connection, log_id: int, source: str, destination: str, ranges: Sequence[tuple[datetime, datetime]]
-) -> int:
-    """Distinct patients among the pair's events in the ``[start, end)`` ranges."""
+    conn: Connection,
+    log_id: int,
+    source: str,
+    destination: str,
+    ranges: Sequence[tuple[datetime, datetime]],
+    max_events: int,
+) -> tuple[int, bool]:
+    """Distinct patients among the pair's events in the ``[start, end)``
+    ranges, and whether the count is exact: it reads at most ``max_events``
+    events, and past them is a lower bound."""
     if not ranges:
-        return 0
-    row = await conn.fetchrow(PATIENTS_SQL, log_id, source, destination, [a for a, _ in ranges], [b for _, b in ranges])
+        return 0, True
+    row = await conn.fetchrow(
+        PATIENTS_SQL, log_id, source, destination, [a for a, _ in ranges], [b for _, b in ranges], max_events
+    )
     assert row is not None
-    return int(row["patients"])
+    return int(row["patients"]), int(row["events"]) < max_events
 
 
 # --- verification --------------------------------------------------------------

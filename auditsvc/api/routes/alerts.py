@@ -17,6 +17,7 @@ from ...domain.alerts import (
 )
 from ..deps import AuditDep, PrivacyOfficerDep
 from ..limits import BodyLimitsDep, read_json_body
+from ..schemas import ErrorOut
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 REQUEST_MODELS = (AcknowledgeRequest,)
@@ -43,6 +44,7 @@ async def alerts(
         }
     },
     summary="Acknowledge an alert with notes; recorded in the chain",
+    responses={404: {"model": ErrorOut, "description": "No alert with this alert_id"}},
 )
 async def acknowledge(
     alert_id: UUID, request: Request, audit: AuditDep, caller: PrivacyOfficerDep, limits: BodyLimitsDep
