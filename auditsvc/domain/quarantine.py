@@ -27,7 +27,7 @@ from auditsvc_sdk import Identifier
 from ..keys import ServerKeys
 from ..runtime import AuditLog
 from ..store import quarantine as store
-from ..store.quarantine import NewQuarantined, QuarantineRow
+from ..store.quarantine import STATUSES, NewQuarantined, QuarantineRow
 from ..store.session import driver_connection
 from ..syslog.convert import Mapper, Rejected, convert_frame
 from ..syslog.identity import SenderIdentity
@@ -38,7 +38,6 @@ from .tokens import Caller
 
 SEAL_SYSTEM = "urn:auditsvc:syslog-quarantine"
 """Bound into each sealed message (associated data), and the subject system of a reveal's event."""
-STATUSES = ("quarantined", "replayed", "discarded")
 MAX_PAGE = 1000
 _HMAC_TAG = b"auditsvc/syslog-quarantine/v1\x00"
 
@@ -111,6 +110,8 @@ async def list_quarantine(
 ) -> list[dict[str, Any]]:
     """A page of entries in arrival order (``after``: the last id of the page before)."""
     _check_status(status)
+    if reason is not None and status != "quarantined":
+        raise InvalidInput("a reason lists the entries still quarantined only")
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
     async with driver_connection(audit.engine) as conn:
