@@ -61,10 +61,11 @@ class IngestConfig:
     queue_messages: int = 2000
     batch_messages: int = 200
     retry_seconds: float = 0.5  # between attempts while the database is unavailable
+    appends_in_flight: int = 4  # batches converted and waiting for their commit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestConfig:
-        return cls(settings.syslog_queue_messages, settings.syslog_batch_messages)
+        return cls(queue_messages=settings.syslog_queue_messages, batch_messages=settings.syslog_batch_messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,31 +119,67 @@ class SyslogIngest:
             log.warning("syslog ingest stopped with %d messages not appended", self._queue.qsize())
 
     async def _run(self) -> None:
+        # Converting is CPU, appending mostly waiting for the commit: the next
+        # batch is converted while earlier ones are appended (at most
+        # ``appends_in_flight``; the appender commits them in order, grouped).
+        in_flight = asyncio.Semaphore(self._config.appends_in_flight)
+        appending: set[asyncio.Task[None]] = set()
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._config.batch_messages and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            await in_flight.acquire()
             try:
-                await self._ingest(batch)
+                ready = await self._convert(batch)
             except Exception as exc:  # never let one batch stop the listener
-                log.error("syslog batch of %d messages failed (%s)", len(batch), type(exc).__name__)
-                for received in batch:
-                    metrics.dropped(received.transport, "ingest_fault")
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._failed(batch, exc, in_flight)
+                continue
+            task = asyncio.create_task(self._finish(batch, ready, in_flight))
+            appending.add(task)
+            task.add_done_callback(appending.discard)
 
-    async def _ingest(self, batch: Sequence[Received]) -> None:
+    def _failed(self, batch: Sequence[Received], exc: Exception, in_flight: asyncio.Semaphore) -> None:
+        log.error("syslog batch of %d messages failed (%s)", len(batch), type(exc).__name__)
+        for received in batch:
+            metrics.dropped(received.transport, "ingest_fault")
+            self._queue.task_done()
+        in_flight.release()
+
+    async def _finish(self, batch: Sequence[Received], ready: Sequence[_Ready], in_flight: asyncio.Semaphore) -> None:
+        try:
+            await self._append_or_quarantine(ready)
+        except Exception as exc:
+            self._failed(batch, exc, in_flight)
+            return
+        for _ in batch:
+            self._queue.task_done()
+        in_flight.release()
+
+    async def _convert(self, batch: Sequence[Received]) -> list[_Ready]:
+        """The batch's events; what cannot become events is quarantined here.
+        The mapping is CPU work: it runs in a thread, so that this loop keeps
+        serving connections and the append transactions under way (which hold
+        the chain's lock) never wait for it."""
+        ready, rejected = await asyncio.to_thread(self._convert_batch, batch)
+        for received, exc in rejected:
+            await self._quarantine(received, exc)
+        return ready
+
+    def _convert_batch(self, batch: Sequence[Received]) -> tuple[list[_Ready], list[tuple[Received, Rejected]]]:
         ready: list[_Ready] = []
+        rejected: list[tuple[Received, Rejected]] = []
         for received in batch:
             try:
                 converted = convert_frame(
                     received.frame, received.transport, received.peer, received.sender, *self._mapper_args
                 )
             except Rejected as exc:
-                await self._quarantine(received, exc)
+                rejected.append((received, exc))
                 continue
             ready.append(_Ready(received, prepare(converted.events, self._audit.keys, received.sender.emitter)))
+        return ready, rejected
+
+    async def _append_or_quarantine(self, ready: Sequence[_Ready]) -> None:
         if not ready:
             return
         try:
