@@ -93,7 +93,7 @@ from ._common import (
 )
 from .ingest import create_token, start_service
 from .reports_documents import measure_documents
-from .reports_fhir import fhir_rows, measure_fhir
+from .reports_fhir import fhir_rows, filled_span, measure_fhir
 
 DEFAULT_EVENTS = 1_000_000
 QUICK_EVENTS = 30_000
@@ -796,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
                     by_system = {"skipped": "the service has no POST /v1/reports/system-access yet"}
                     csv_export = None
                 documents = asyncio.run(measure_documents(service.base_url, token, chosen, _report_body))
-                fhir_span = asyncio.run(_log_span(store.url, store.log_id))
+                fhir_span = asyncio.run(filled_span(store.url, store.log_id))
                 fhir = asyncio.run(measure_fhir(service.base_url, token, chosen, fhir_span, 2 if args.quick else 3))
             finally:
                 service.stop()

@@ -22,7 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import asyncpg
 import httpx
+
+from auditsvc.store.engine import asyncpg_dsn
 
 from ._common import SOURCE_SYSTEM_IDS, percentile, synthetic_patient
 
@@ -37,10 +40,28 @@ def _dates(start: datetime, end: datetime) -> list[tuple[str, str]]:
     return [("date", f"ge{start.isoformat()}"), ("date", f"le{end.isoformat()}")]
 
 
+FILLED_SPAN_SQL = """
+SELECT min(occurred_at) AS first, max(occurred_at) AS last
+FROM event_facts WHERE log_id = $1 AND source_system <> 'auditsvc'
+"""
+
+
+async def filled_span(url: str, log_id: int) -> tuple[datetime, datetime]:
+    """When the filled events happened (the service's own events, appended
+    at the time of the run, left out: the middle hour must hold fill events)."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        row = await conn.fetchrow(FILLED_SPAN_SQL, log_id)
+        return row["first"], row["last"]
+    finally:
+        await conn.close()
+
+
 async def measure_fhir(
     base_url: str, token: str, chosen: dict[str, list[int]], span: tuple[datetime, datetime], repeat: int
 ) -> dict[str, Any]:
-    """p50/p95 of each kind of FHIR search (first pages, and next pages)."""
+    """p50/p95 of each kind of FHIR search (first pages, and next pages);
+    ``span`` is ``filled_span``'s."""
     out: dict[str, list[float]] = {}
     entries: dict[str, list[int]] = {}
     middle = span[0] + (span[1] - span[0]) / 2
