@@ -79,7 +79,7 @@ def test_the_client_sees_refusals_as_http_errors(live) -> None:
     smart = smart_client(service)
     search = FHIRSearch(AuditEvent, struct={"patient.identifier": "|".join(P1_MRN)})
     with pytest.raises(Exception) as refused:  # the client raises requests' HTTPError on a 400
-        search.perform(smart.server)
+        next(search.perform_iter(smart.server))
     response = refused.value.response
     assert response.status_code == 400 and response.json()["resourceType"] == "OperationOutcome"
     assert "MRN-FHIR" not in response.text
