@@ -371,3 +371,20 @@ def test_the_drawn_map_fits_one_page_or_gives_way_to_the_table() -> None:
     assert drawn is not None and drawn.height <= MAX_DRAWING_HEIGHT + 10
     assert flow_graph(report(35)) is None  # rows would be too small to read: the table alone
     assert flow_graph(report(60)) is None
+
+
+def test_the_command_lines_tables_name_the_parties_and_the_gaps(world: World) -> None:
+    from auditsvc.cli._common import console
+    from auditsvc.cli.report_flows import render_flows, render_gaps
+
+    width = console.width
+    console.width = 400  # no cell wrapped
+    try:
+        with console.capture() as captured:
+            render_flows(flows(world))
+            render_gaps(gaps(world))
+    finally:
+        console.width = width
+    text = captured.get()
+    assert "Engine Hosting LLC (business_associate)" in text and "not_yet_effective 2" in text
+    assert "BAA gaps" in text and "unregistered" in text and "expires_soon" in text
