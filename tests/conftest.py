@@ -138,6 +138,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         AUDITSVC_SECRET_KEY=settings.secret_key.get_secret_value() if settings.secret_key else "",
         AUDITSVC_DATA_DIR=str(settings.data_dir),
         AUDITSVC_LOG_NAME=settings.log_name,
+        AUDITSVC_ALERT_INTERVAL_SECONDS="0",  # no timer appending to the chain a test counts
         # Rich wraps its output at the terminal's width; a long temporary path
         # would be split mid-word, so the CLI's messages get a wide terminal.
         COLUMNS="400",

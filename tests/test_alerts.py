@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from auditsvc.domain.alerts import AlertConfig, deliver_due, raise_alerts
+from auditsvc.domain.alerts import AlertConfig, AlertWatcher, deliver_due, raise_alerts
 from auditsvc.domain.tokens import Role
 from auditsvc.runtime import AuditLog, open_audit_log
 from auditsvc.settings import Settings
@@ -265,3 +265,29 @@ def test_an_answer_that_is_no_transient_failure_is_not_retried(world: World) -> 
         world.url, "SELECT delivery, attempts, last_error FROM alerts WHERE alert_key = 'mirth -> refusing-hie'"
     )
     assert (row["delivery"], row["attempts"], row["last_error"]) == ("failed", 1, "HTTP 404")
+
+
+def test_the_service_raises_alerts_in_the_background(world: World) -> None:
+    with world.service.client(world.emitter) as client:
+        body = {"events": [event([(MRN, "MRN-ALERT-3001")], source="mirth", destination="watched-hie")]}
+        client.post("/v1/events", json=body).raise_for_status()
+
+    async def watch(audit: AuditLog) -> int:
+        watcher = AlertWatcher(audit, replace(AlertConfig(), interval=0.05))
+        watcher.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 20
+            while asyncio.get_running_loop().time() < deadline:
+                async with audit.engine.connect() as conn:
+                    raw = await conn.exec_driver_sql(
+                        "SELECT count(*) FROM alerts WHERE alert_key = 'mirth -> watched-hie'"
+                    )
+                    found = int(raw.scalar_one())
+                if found:
+                    return found
+                await asyncio.sleep(0.05)
+            return 0
+        finally:
+            await watcher.stop()
+
+    assert run(world, watch) == 1

@@ -443,6 +443,8 @@ class AlertWatcher:
                 return await client.post(url, content=body, headers=headers)
 
             while True:
+                # A pass an interval after start, not at once: a restart loop cannot flood the chain.
+                await asyncio.sleep(self._config.interval)
                 try:
                     await raise_alerts(self._audit, self._config)
                     await deliver_due(self._audit, self._config, send)
@@ -450,4 +452,3 @@ class AlertWatcher:
                     raise
                 except Exception as exc:  # retried next pass; only the class (a message may quote a row)
                     log.warning("alert pass failed (%s)", type(exc).__name__)
-                await asyncio.sleep(self._config.interval)
