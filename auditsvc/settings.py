@@ -218,7 +218,7 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     """POST each alert here (JSON, no PHI), signed with ``alert_webhook_secret``; unset: alerts are kept, not sent."""
     alert_webhook_secret: SecretStr | None = None
-    """HMAC-SHA256 key of the ``X-Auditsvc-Signature`` header; a webhook URL without it sends nothing."""
+    """HMAC-SHA256 key of the ``X-Auditsvc-Signature`` header; required with a webhook URL."""
     alert_interval_seconds: float = Field(default=60.0, ge=0)
     """How often the service looks for new alerts and delivers them; 0 turns the background pass off."""
     alert_baa_expiring_days: int = Field(default=30, ge=0, le=3650)
@@ -244,6 +244,18 @@ class Settings(BaseSettings):
     @property
     def oidc_enabled(self) -> bool:
         return self.oidc_issuer is not None
+
+    @model_validator(mode="after")
+    def _alert_webhook_signed(self) -> Settings:
+        if self.alert_webhook_url is None:
+            return self
+        if self.alert_webhook_secret is None:
+            raise ValueError("AUDITSVC_ALERT_WEBHOOK_URL needs AUDITSVC_ALERT_WEBHOOK_SECRET: alerts are sent signed")
+        if not self.alert_webhook_url.startswith(("https://", "http://")):
+            raise ValueError("AUDITSVC_ALERT_WEBHOOK_URL must be an http(s):// URL")
+        if self.env == "production" and not self.alert_webhook_url.startswith("https://"):
+            raise ValueError("AUDITSVC_ENV=production requires an https:// AUDITSVC_ALERT_WEBHOOK_URL")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:

@@ -291,3 +291,20 @@ def test_the_service_raises_alerts_in_the_background(world: World) -> None:
             await watcher.stop()
 
     assert run(world, watch) == 1
+
+
+def test_a_webhook_is_configured_signed_and_over_https_in_production() -> None:
+    base = {"secret_key": TEST_SECRET_KEY, "alert_webhook_url": "https://hooks.example.org/auditsvc"}
+    with pytest.raises(ValueError, match="needs AUDITSVC_ALERT_WEBHOOK_SECRET"):
+        Settings(**base)
+    with pytest.raises(ValueError, match="requires an https://"):
+        Settings(
+            **{
+                **base,
+                "alert_webhook_url": "http://hooks.example.org/a",
+                "alert_webhook_secret": "s",
+                "env": "production",
+            }
+        )
+    config = AlertConfig.from_settings(Settings(**base, alert_webhook_secret="s3cret"))
+    assert (config.webhook_url, config.webhook_secret) == ("https://hooks.example.org/auditsvc", b"s3cret")
