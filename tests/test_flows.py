@@ -35,6 +35,7 @@ from .conftest import (
     _with_database,
     as_superuser,
     event,
+    make_token,
     query,
     run_cli,
     running_service,
@@ -122,7 +123,8 @@ def world(server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFa
             with service.client(service.token(Role.ADMIN)) as admin:
                 for system_id, body in REGISTRY.items():
                     admin.put(f"/v1/systems/{system_id}", json=body).raise_for_status()
-            with service.client(service.token(Role.PRIVACY_OFFICER)) as officer:
+            officer_token = make_token(settings, Role.PRIVACY_OFFICER, None, "Pat Privacy (synthetic officer)")
+            with service.client(officer_token) as officer:
                 yield World(service, officer, str(settings.database_url))
     finally:
         _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
