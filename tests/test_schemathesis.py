@@ -54,6 +54,7 @@ ROLE_BY_OPERATION: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/systems"): Role.AUDITOR,
     ("GET", "/v1/systems/{system_id}"): Role.AUDITOR,
     ("PUT", "/v1/systems/{system_id}"): Role.ADMIN,
+    ("GET", "/v1/quarantine"): Role.ADMIN,
     ("GET", "/v1/reviews/break-glass"): Role.PRIVACY_OFFICER,
     ("POST", "/v1/reviews"): Role.PRIVACY_OFFICER,
 }

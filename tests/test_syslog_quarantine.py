@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from auditsvc.cli import app as cli
 from auditsvc.domain.quarantine import quarantine_frame
+from auditsvc.domain.tokens import Role
 from auditsvc.runtime import open_audit_log
 from auditsvc.settings import Settings, get_settings
 from auditsvc.store import quarantine as q
@@ -20,7 +21,7 @@ from auditsvc.syslog.convert import Rejected
 from auditsvc.syslog.header import parse_syslog
 from auditsvc.syslog.identity import anonymous, certified
 
-from .conftest import env_for, query
+from .conftest import Service, env_for, query
 from .plan_bounds import bounded, log_filled_by
 from .syslog_messages import audit_message, syslog_frame
 
@@ -132,3 +133,35 @@ def test_list_show_replay_and_discard_at_the_command_line(settings: Settings, cl
     assert refused.exit_code == 2 and "not in quarantine" in refused.output
     missing = CliRunner().invoke(cli, ["quarantine", "show", "999999"], env=cli_env)
     assert missing.exit_code == 2 and "no quarantine entry" in missing.output
+
+
+def test_admins_list_the_quarantine_over_http_without_the_messages(service: Service) -> None:
+    frame = syslog_frame(audit_message("MRN-SYN-H001", source="ris-02"))
+
+    async def fill() -> None:
+        settings = service.settings
+        async with open_audit_log(settings, runtime_url(settings), background=False) as audit:
+            await quarantine_frame(
+                audit,
+                frame,
+                Rejected("unknown_schema", "older mapping", parse_syslog(frame)),
+                transport="tcp",
+                peer="10.0.0.7:51000",
+                sender=anonymous("tcp"),
+            )
+
+    asyncio.run(fill())
+    with service.client(service.token(Role.ADMIN)) as admin:
+        answer = admin.get("/v1/quarantine")
+        assert answer.status_code == 200, answer.text
+        [entry] = answer.json()["entries"]
+        assert entry["reason"] == "unknown_schema" and entry["transport"] == "tcp"
+        assert "MRN-SYN" not in answer.text and "message" not in entry
+        assert admin.get("/v1/quarantine", params={"limit": 1}).json()["next_after"] == entry["id"]
+        assert admin.get("/v1/quarantine", params={"status": "replayed"}).json()["entries"] == []
+        assert admin.get("/v1/quarantine", params={"reason": "unknown_schema"}).json()["entries"] == [entry]
+        replayed = admin.get("/v1/quarantine", params={"status": "replayed", "reason": "unknown_schema"})
+        assert replayed.json() == {"entries": [], "next_after": None}
+        assert admin.get("/v1/quarantine", params={"limit": 0}).status_code == 422
+    with service.client(service.token(Role.PRIVACY_OFFICER)) as officer:
+        assert officer.get("/v1/quarantine").status_code == 403

@@ -38,6 +38,7 @@ from .routes import (
     flows,
     health,
     proofs,
+    quarantine,
     reports,
     reviews,
     systems,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(fhir_feed.router)
     app.include_router(flows.router)
     app.include_router(alerts.router)
+    app.include_router(quarantine.router)
     console.mount(app, settings)  # the web console at / (auditsvc/api/console)
     # Once per process (each uvicorn worker builds its app): exporters only
     # when OTEL_* asks; request spans, HTTP metrics, GET /metrics if enabled.

@@ -105,18 +105,31 @@ def _check_status(status: str) -> None:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
 
 
+async def quarantine_page(
+    audit: AuditLog, *, status: str = "quarantined", reason: str | None = None, after: int = 0, limit: int = 100
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of entries in arrival order, and the id to continue ``after``
+    (None: the last page). Entries replayed or discarded are read a page at
+    a time and filtered by ``reason`` here (an index by reason would serve
+    only the rare lookup), so such a page may hold fewer than ``limit``."""
+    _check_status(status)
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+    by_index = reason if status == "quarantined" else None
+    async with driver_connection(audit.engine) as conn:
+        rows = await store.list_quarantined(conn, audit.log_id, status, by_index, after, limit)
+    next_after = rows[-1].id if len(rows) == limit else None
+    if reason is not None:
+        rows = [r for r in rows if r.reason == reason]
+    return [entry_json(r) for r in rows], next_after
+
+
 async def list_quarantine(
     audit: AuditLog, *, status: str = "quarantined", reason: str | None = None, after: int = 0, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """A page of entries in arrival order (``after``: the last id of the page before)."""
-    _check_status(status)
-    if reason is not None and status != "quarantined":
-        raise InvalidInput("a reason lists the entries still quarantined only")
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
-    async with driver_connection(audit.engine) as conn:
-        rows = await store.list_quarantined(conn, audit.log_id, status, reason, after, limit)
-    return [entry_json(r) for r in rows]
+    """The entries of one page (``quarantine_page``)."""
+    entries, _ = await quarantine_page(audit, status=status, reason=reason, after=after, limit=limit)
+    return entries
 
 
 async def show_quarantined(audit: AuditLog, reader: Caller, entry_id: int, *, reveal: bool) -> dict[str, Any]:
