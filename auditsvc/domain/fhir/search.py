@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
+import orjson
 from auditsvc_sdk import Identifier
 from auditsvc_sdk.chain import format_timestamp
 
@@ -157,7 +158,7 @@ async def search_page(
     resources = []
     for fact in page:
         row = stored[fact.seq]
-        record = json.loads(row.record)
+        record = orjson.loads(row.record)
         received = record.get("received_at")
         if not matches_record(query, record, datetime.fromisoformat(received) if received else None):
             continue
