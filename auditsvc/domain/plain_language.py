@@ -197,3 +197,23 @@ def describe_purpose(code: str | None) -> str:
     if not code:
         return NO_PURPOSE_STATED
     return PURPOSES.get(code, f'"{code}"')
+
+
+EXCLUSIONS = {
+    "before_compliance_date": "made before the compliance date (§164.528(a)(1)(ix))",
+    "to_patient": "to the patient or their personal representative (§164.528(a)(1)(ii))",
+    "authorization": "authorized by the patient in writing (§164.528(a)(1)(iv))",
+    "treatment_payment_operations": "for treatment, payment or health care operations (§164.528(a)(1)(i))",
+    "incidental": "incidental to a permitted use or disclosure (§164.528(a)(1)(iii))",
+    "facility_directory": "for the facility's directory (§164.528(a)(1)(v))",
+    "involved_in_care": "to persons involved in the patient's care, or for notification (§164.528(a)(1)(v))",
+    "national_security": "for national security or intelligence (§164.528(a)(1)(vi))",
+    "correctional_custody": "to a correctional institution or law enforcement with custody (§164.528(a)(1)(vii))",
+    "limited_data_set": "as part of a limited data set (§164.528(a)(1)(viii))",
+}
+"""Each reason ``disclosure_rules.exclusion_reason`` gives, in words."""
+
+
+def describe_exclusion(reason: str) -> str:
+    """Why a disclosure is not listed in the accounting, in words; an unknown reason is passed through."""
+    return EXCLUSIONS.get(reason, reason.replace("_", " "))

@@ -219,6 +219,24 @@ async def record_review(audit: AuditLog, request: ReviewRequest, reviewer: Calle
     }
 
 
+async def review_state(audit: AuditLog, event_id: UUID, seq: int, history: int = 10) -> dict[str, Any] | None:
+    """The review state of the event at ``seq`` for the console's event page:
+    None when it is not a break-glass access, else its status and latest
+    reviews (at most ``history``, oldest first). The caller has already read
+    (and recorded) the event itself."""
+    async with driver_connection(audit.engine) as conn:
+        if not await queries.is_break_glass(conn, audit.log_id, seq):
+            return None
+        size = await committed_size(conn, audit.log_id)
+        found = await queries.reviews_of(conn, audit.log_id, [event_id], size, history)
+    reviews = _reviews(found[str(event_id)])
+    return {
+        "status": "reviewed" if reviews else "unreviewed",
+        "review": reviews[-1] if reviews else None,
+        "history": reviews,
+    }
+
+
 # --- the queue ---------------------------------------------------------------------
 
 

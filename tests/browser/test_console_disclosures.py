@@ -88,3 +88,32 @@ def test_the_accounting_lists_the_disclosures_and_its_pdf_says_so(page: Page, di
     assert "State Immunization Registry (synthetic)" in text and "County Court Clerk (synthetic)" in text
     assert "3 disclosures to 2 recipients" in text and "cardiology-clinic" not in text
     assert all(PATIENT[1] not in url and EMPI[1] not in url for url in page.visited)  # type: ignore[attr-defined]
+
+
+def test_the_accounting_names_exclusions_in_words_sorts_its_entries_and_aligns_its_form(
+    page: Page, disclosed: Console
+) -> None:
+    sign_in(page, disclosed, Role.PRIVACY_OFFICER)
+    page.goto("/accounting")
+    # The three fields' inputs on one line: the hint under the first pushes none of them.
+    tops = {
+        round(page.get_by_label(label).bounding_box()["y"])
+        for label in ("Identifier system", "Identifier value", "Requested on")
+    }  # type: ignore[index]
+    assert len(tops) == 1, tops
+    page.get_by_label("Identifier system").fill(PATIENT[0])
+    page.get_by_label("Identifier value").fill(PATIENT[1])
+    page.get_by_label("Requested on").fill("2026-11-30")
+    page.get_by_role("button", name="Show the accounting").click()
+    expect(page.locator("ul.exclusions")).to_have_text(
+        "1 disclosure for treatment, payment or health care operations (§164.528(a)(1)(i))"
+    )
+    rows = page.get_by_role("table").locator("tbody tr")
+    expect(rows.first).to_contain_text("State Immunization Registry")  # by date, oldest first
+    page.get_by_role("button", name="Recipient").click()
+    expect(page.get_by_role("columnheader", name="Recipient")).to_have_attribute("aria-sort", "ascending")
+    expect(rows.first).to_contain_text("County Court Clerk")
+    page.get_by_role("button", name="Recipient").click()
+    expect(page.get_by_role("columnheader", name="Recipient")).to_have_attribute("aria-sort", "descending")
+    expect(rows.first).to_contain_text("State Immunization Registry")
+    assert all(PATIENT[1] not in url for url in page.visited)  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ from ...store.session import driver_connection
 from ...store.tokens import get_token
 from ..deps import AccessControl
 from .guard import csrf_user
-from .render import render
+from .render import plain_duration, render
 from .session import (
     ENDED_IDLE,
     ENDED_SIGNED_OUT,
@@ -50,7 +50,7 @@ router = APIRouter(include_in_schema=False)
 
 HUMAN_ROLES = (Role.PRIVACY_OFFICER, Role.AUDITOR, Role.ADMIN)
 ENDED_MESSAGES = {
-    ENDED_IDLE: "You were signed out after {minutes} minutes without activity.",
+    ENDED_IDLE: "You were signed out after {duration} without activity.",
     "expired": "Your session reached its maximum length; sign in again.",
     "revoked": "Your token was revoked or has expired; sign in with a current one.",
     ENDED_SIGNED_OUT: "You are signed out.",
@@ -82,8 +82,7 @@ def _signin_form(
 async def signin_page(request: Request, ended: str | None = None) -> Response:
     notice = None
     if ended in ENDED_MESSAGES:
-        minutes = config_of(request).idle.total_seconds() / 60
-        notice = ENDED_MESSAGES[ended].format(minutes=f"{minutes:g}")
+        notice = ENDED_MESSAGES[ended].format(duration=plain_duration(config_of(request).idle))
     return _signin_form(request, notice=notice)
 
 

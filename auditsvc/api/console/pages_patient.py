@@ -26,6 +26,7 @@ from ...domain.events import read_event
 from ...domain.ingest import parse_body
 from ...domain.patient_stream import patient_access_records
 from ...domain.reports import ACTIONS, OUTCOMES, PatientAccessQuery, PatientFilters, patient_access_report
+from ...domain.reviews import review_state
 from ...domain.tokens import Role
 from ...reports_pdf.make import PDF_MEDIA_TYPE, patient_report_pdf
 from ...runtime import AuditLog
@@ -224,9 +225,11 @@ async def event_page(request: Request, user: EventReader, event_id: str) -> Resp
     except ValueError:
         raise NotFound("no event with that event_id") from None
     answer = await read_event(request.app.state.audit, uuid, user.caller)
+    review = await review_state(request.app.state.audit, uuid, answer["seq"])
     back = request.query_params.get("back", "")
     context = {
         "answer": answer,
+        "review": review,
         "record": answer["record"],
         "back": f"/patient/r/{back}" if _SEARCH_ID.match(back) else None,
         "action_names": ACTION_NAMES,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,15 @@ def utc_time(value: datetime | date | str | None, *, date_only: bool = False) ->
     text = moment.strftime("%Y-%m-%d") if date_only else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
     kind = "date" if date_only else "datetime"
     return Markup('<time datetime="{}" data-kind="{}">{}</time>').format(iso, kind, text)
+
+
+def plain_duration(length: timedelta) -> str:
+    """A length of time in words: whole seconds below a minute, whole minutes otherwise."""
+    seconds = max(1, round(length.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = (seconds + 30) // 60  # to the nearest whole minute, half up
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def thousands(value: int) -> str:
