@@ -24,6 +24,7 @@ from auditsvc.settings import Settings
 from .conftest import TEST_SECRET_KEY, Service, _admin, _with_database, make_token, running_service
 
 NONCE = re.compile(r'name="signin_nonce" value="([^"]+)"')
+LOG_NAME = "test.auditsvc.local/log"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -37,7 +38,7 @@ def module_service(server_url: str, template_db: str, data_dir: Path, **settings
             database_url=_with_database(server_url, name),
             secret_key=TEST_SECRET_KEY,
             data_dir=data_dir,
-            log_name="test.auditsvc.local/log",
+            log_name=LOG_NAME,
             **settings,
         )
         with running_service(config) as service:

@@ -37,11 +37,14 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from auditsvc_sdk._note import NoteSigner
 
 from auditsvc.domain.tokens import Role
+from auditsvc.settings import WitnessConfig
 
 from ..conftest import REPO, Service, event
-from ..console_support import module_service, token
+from ..console_support import LOG_NAME, module_service, token
+from ..witness import start_witness
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -79,6 +82,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 MRN = ("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-SYN-000451")
 EMPI = ("urn:oid:2.16.840.1.113883.3.9999.0", "E-SYN-7731")
 OTHER = ("urn:oid:2.16.840.1.113883.3.1234.1.1", "MRN-SYN-000999")
+WITNESS_NAME = "witness.example/synthetic-w1"
 SOURCES = ["epic-adt", "lab-lis", "radiology-ris", "fhir-gateway"]
 
 
@@ -172,7 +176,18 @@ class Console:
 
 @pytest.fixture(scope="package")
 def console(server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    with module_service(server_url, template_db, tmp_path_factory.mktemp("browser") / "data") as service:
+    # The log's key made here so a witness (tests/witness.py) can know it:
+    # every checkpoint the service signs is cosigned, as the auditor page shows.
+    data_dir = tmp_path_factory.mktemp("browser") / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_key = NoteSigner.generate(LOG_NAME)
+    (data_dir / "signing.key").write_bytes(log_key.private_key_pem())
+    with (
+        start_witness(log_key.vkey, name=WITNESS_NAME) as witness,
+        module_service(
+            server_url, template_db, data_dir, witnesses=[WitnessConfig(url=witness.url, vkey=witness.vkey)]
+        ) as service,
+    ):
         running = Console(service)
         running.tokens = {
             Role.PRIVACY_OFFICER: token(service, Role.PRIVACY_OFFICER, name="Pat Privacy (synthetic officer)"),

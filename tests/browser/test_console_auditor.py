@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,15 +24,32 @@ from auditsvc.store import verification_runs as runs
 from auditsvc.store.engine import asyncpg_dsn, runtime_url
 
 from ..console_support import sign_in as console_sign_in
-from .conftest import SEED, Console, shot, sign_in
+from .conftest import SEED, WITNESS_NAME, Console, shot, sign_in
+
+
+def cosigned_checkpoint(console: Console) -> None:
+    """An admin signs a checkpoint now; back once the witness's cosignature is stored with it."""
+    admin = console.service.client(console.tokens[Role.ADMIN])
+    admin.post("/v1/checkpoints").raise_for_status()
+    auditor = console.service.client(console.tokens[Role.AUDITOR])
+    deadline = time.monotonic() + 20
+    while f"\u2014 {WITNESS_NAME} " not in auditor.get("/v1/checkpoints/latest").text:
+        assert time.monotonic() < deadline, "the witness did not cosign the checkpoint"
+        time.sleep(0.1)
 
 
 def test_verify_now_runs_to_intact_with_progress_and_is_recorded(page: Page, console: Console) -> None:
-    console.service.client(console.tokens[Role.ADMIN]).post("/v1/checkpoints").raise_for_status()
+    cosigned_checkpoint(console)
     sign_in(page, console, Role.AUDITOR)
     page.get_by_role("navigation", name="Pages").get_by_role("link", name="Auditor").click()
     expect(page.get_by_role("heading", name="Auditor", exact=True)).to_be_visible()
     expect(page.locator("pre.note")).to_contain_text("test.auditsvc.local/log")
+    # The latest checkpoint's witnesses: the name and when its cosignature came.
+    witnesses = page.get_by_role("table", name="Witnesses that cosigned this checkpoint")
+    expect(witnesses.locator("tbody tr")).to_have_count(1)
+    expect(witnesses.locator("tbody td").first).to_have_text(WITNESS_NAME)
+    expect(witnesses.locator("tbody td time")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT.*Z$"))
+    expect(page.locator("pre.note")).to_contain_text(f"\u2014 {WITNESS_NAME} ")
     page.get_by_role("button", name="Verify now").click()
     status = page.locator("#verification-status")
     expect(status).to_have_class(re.compile(r"\bintact\b"), timeout=30_000)
