@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -113,6 +113,12 @@ class OidcSignIn:
         self._endpoints = (str(authorize), str(token))
         self._fetched = self._clock()
         return self._endpoints
+
+    async def authorization_origin(self) -> str:
+        """The origin (scheme://host[:port]) of the provider's authorization endpoint."""
+        authorize, _ = await self._discover()
+        parts = urlsplit(authorize)
+        return f"{parts.scheme}://{parts.netloc}"
 
     async def authorization_url(self, pending: PendingSignIn, redirect_uri: str) -> str:
         authorize, _ = await self._discover()

@@ -13,6 +13,7 @@ check. Sign-ins, refused sign-ins and sign-outs are events in the chain
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from typing import Annotated
 
@@ -20,13 +21,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ...domain import console_events
-from ...domain.errors import Forbidden, NotFound, Unauthenticated
+from ...domain.errors import Forbidden, NotFound, Unauthenticated, Unavailable
 from ...domain.oidc_signin import OidcSignIn, PendingSignIn
 from ...domain.tokens import Caller, Role, authenticate, looks_like_jwt, parse_api_token
 from ...runtime import AuditLog
 from ...store.session import driver_connection
 from ...store.tokens import get_token
 from ..deps import AccessControl
+from ..security_headers import CONSOLE_CSP
 from .guard import csrf_user
 from .render import plain_duration, render
 from .session import (
@@ -62,7 +64,25 @@ def _signin_cookie(request: Request) -> str:
     return "__Host-auditsvc-signin" if request.url.scheme == "https" else "auditsvc-signin"
 
 
-def _signin_form(
+# The sign-in page's form posts to the console, which redirects the browser to
+# the identity provider: browsers apply ``form-action`` to that redirect too,
+# so this page's policy names the provider's origin (and nothing else changes).
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+async def _signin_csp(oidc: OidcSignIn | None) -> str | None:
+    if oidc is None:
+        return None
+    try:
+        origin = await oidc.authorization_origin()
+    except Unavailable:
+        return None  # the button then fails with the provider's own error, as before
+    if not _ORIGIN.match(origin):
+        return None
+    return CONSOLE_CSP.decode().replace("form-action 'self'", f"form-action 'self' {origin}")
+
+
+async def _signin_form(
     request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200
 ) -> Response:
     nonce = secrets.token_urlsafe(24)
@@ -75,6 +95,9 @@ def _signin_form(
         status_code=status,
     )
     set_strict_cookie(request, response, _signin_cookie(request), nonce, max_age=3600)
+    csp = await _signin_csp(oidc)
+    if csp is not None:
+        response.headers["Content-Security-Policy"] = csp
     return response
 
 
@@ -83,7 +106,7 @@ async def signin_page(request: Request, ended: str | None = None) -> Response:
     notice = None
     if ended in ENDED_MESSAGES:
         notice = ENDED_MESSAGES[ended].format(duration=plain_duration(config_of(request).idle))
-    return _signin_form(request, notice=notice)
+    return await _signin_form(request, notice=notice)
 
 
 async def _caller_of(request: Request, credential: str) -> Caller:
@@ -118,7 +141,7 @@ async def signin(request: Request) -> Response:
     audit: AuditLog = request.app.state.audit
     credential = form.get("token", "").strip()
     if not credential or len(credential) > MAX_CREDENTIAL:
-        return _signin_form(request, error="Paste your token into the Token field.", status=400)
+        return await _signin_form(request, error="Paste your token into the Token field.", status=400)
     try:
         caller = await _caller_of(request, credential)
     except Unauthenticated as exc:
@@ -131,7 +154,7 @@ async def signin(request: Request) -> Response:
             attributes={"reason": "invalid-credential"},
             outcome=4,
         )
-        return _signin_form(request, error=f"Sign-in refused: {exc.message}.", status=401)
+        return await _signin_form(request, error=f"Sign-in refused: {exc.message}.", status=401)
     if not any(r in HUMAN_ROLES for r in caller.roles):
         await console_events.record_console_event(
             audit,
@@ -142,7 +165,7 @@ async def signin(request: Request) -> Response:
             attributes={"reason": "role-not-allowed"},
             outcome=4,
         )
-        return _signin_form(
+        return await _signin_form(
             request,
             error="Emitter tokens are for systems that send events; sign in with a privacy_officer, "
             "auditor or admin token.",
@@ -224,14 +247,14 @@ async def signin_oidc_callback(request: Request) -> Response:
     pending = PendingSignIn.from_cookie(request.cookies.get(_oidc_cookie(request), ""))
     state = params.get("state", "")
     if pending is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
-        return _signin_form(
+        return await _signin_form(
             request,
             error="Sign-in refused: the answer from your organisation's sign-in "
             "was not for this browser's sign-in (state). Try again.",
             status=400,
         )
     if "error" in params or not params.get("code"):
-        return _signin_form(request, error="Your organisation's sign-in did not complete. Try again.", status=401)
+        return await _signin_form(request, error="Your organisation's sign-in did not complete. Try again.", status=401)
     audit: AuditLog = request.app.state.audit
     try:
         caller = await signin.caller(params["code"], pending, _redirect_uri(request))
@@ -245,7 +268,7 @@ async def signin_oidc_callback(request: Request) -> Response:
             attributes={"reason": "oidc-refused"},
             outcome=4,
         )
-        return _signin_form(request, error=f"Sign-in refused: {exc.message}.", status=401)
+        return await _signin_form(request, error=f"Sign-in refused: {exc.message}.", status=401)
     response = await _start_session(request, caller, method="oidc")
     response.delete_cookie(_oidc_cookie(request), path="/")
     return response
