@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
 
+from auditsvc.api.console import pages_admin
 from auditsvc.api.console.render import plain_duration
 from auditsvc.domain.tokens import Role
 
@@ -58,3 +60,34 @@ def test_durations_read_as_seconds_below_a_minute_and_whole_minutes_otherwise() 
     assert plain_duration(timedelta(minutes=1)) == "1 minute"
     assert plain_duration(timedelta(minutes=15)) == "15 minutes"
     assert plain_duration(timedelta(seconds=150)) == "3 minutes"
+
+
+def test_the_registry_and_the_tokens_are_paged_each_on_its_own(
+    page: Page, console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = {"Authorization": f"Bearer {console.tokens[Role.ADMIN]}"}
+    for n in range(3):
+        entry = {
+            "name": f"Paged System {n} (synthetic)",
+            "relationship": "workforce",
+            "baa": {"status": "not_required"},
+        }
+        put = httpx.put(f"{console.url}/v1/systems/zz-paged-{n}", json=entry, headers=admin, timeout=30)
+        put.raise_for_status()
+    monkeypatch.setattr(pages_admin, "PAGE_SIZE", 2)
+    sign_in(page, console, Role.ADMIN)
+    page.goto("/admin?sort=system_id&dir=desc")
+    registry = page.get_by_role("navigation", name="Pages of the registry")
+    expect(registry).to_contain_text("Page 1 of")
+    expect(page.locator("#registry tbody tr:not(.edit-row)")).to_have_count(2)
+    expect(page.locator("#registry tbody tr:not(.edit-row)").first).to_contain_text("zz-paged-2")  # the sort holds
+    registry.get_by_role("link", name="Next").click()
+    expect(page.get_by_role("navigation", name="Pages of the registry")).to_contain_text("Page 2 of")
+    expect(page.locator("#registry tbody tr:not(.edit-row)").first).to_contain_text("zz-paged-0")
+    assert "sort=system_id" in page.url and "dir=desc" in page.url
+    tokens = page.get_by_role("navigation", name="Pages of the tokens")
+    expect(tokens).to_contain_text("Page 1 of")  # its own page: the registry's did not move it
+    expect(page.locator("#tokens tbody tr")).to_have_count(2)
+    tokens.get_by_role("link", name="Last »").click()
+    expect(page.get_by_role("navigation", name="Pages of the registry")).to_contain_text("Page 2 of")
+    expect(page.get_by_role("navigation", name="Pages of the tokens")).not_to_contain_text("Page 1 of")

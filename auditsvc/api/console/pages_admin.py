@@ -40,7 +40,7 @@ from .form_errors import named_fields
 from .guard import acting_as, console_user, csrf_user
 from .render import page_roles, render
 from .session import ConsoleUser, check_csrf, current_user
-from .tables import Sort, sort_rows, sort_url
+from .tables import Sort, offset_page, sort_rows, sort_url
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,6 +49,8 @@ Admin = Annotated[ConsoleUser, Depends(console_user(*ROLES))]
 AdminPost = Annotated[tuple[ConsoleUser, dict[str, str]], Depends(csrf_user(*ROLES))]
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
 TOKEN_ROLES = tuple(r.value for r in Role)
+PAGE_SIZE = 50
+"""Rows a page of the registry and of the tokens (each table pages on its own: ``?page=``, ``?tokens_page=``)."""
 
 
 REGISTRY_KEYS = {
@@ -63,12 +65,20 @@ REGISTRY_KEYS = {
 async def _page(request: Request, user: ConsoleUser, **extra: Any) -> Response:
     audit = request.app.state.audit
     sort = Sort.from_request(request, REGISTRY_KEYS, "system_id")
+    # The registry and the tokens are read whole (they grow with the
+    # organisation, not with the log) and sorted; the page shows one page of each.
+    systems = offset_page(
+        request, sort_rows(await list_registry(audit), sort, REGISTRY_KEYS), PAGE_SIZE, "page", "#registry"
+    )
+    tokens = offset_page(request, await token_admin.list_token_views(audit), PAGE_SIZE, "tokens_page", "#tokens")
     context = {
-        "systems": sort_rows(await list_registry(audit), sort, REGISTRY_KEYS),
+        "systems": systems.rows,
+        "systems_page": systems,
+        "tokens_page": tokens,
         "sort": sort,
         # Answers to the POSTs render this page too: its links go to /admin.
         "sort_urls": {key: "/admin" + sort_url(request, sort, key)[len(request.url.path) :] for key in REGISTRY_KEYS},
-        "tokens": await token_admin.list_token_views(audit),
+        "tokens": tokens.rows,
         "relationships": RELATIONSHIPS,
         "baa_statuses": BAA_STATUSES,
         "token_roles": TOKEN_ROLES,

@@ -82,3 +82,40 @@ class Pager:
 def _page_number(request: Request) -> int:
     raw = request.query_params.get("page", "1")
     return int(raw) if raw.isdigit() and 0 < int(raw) < 1_000_000 else 1
+
+
+@dataclass(frozen=True)
+class OffsetPage:
+    """One page of a summary table read whole (``rows``: this page's), with
+    links to the first, previous, next and last pages (``?<param>=``)."""
+
+    rows: list[Any]
+    number: int
+    pages: int
+    total: int
+    first_url: str | None
+    previous_url: str | None
+    next_url: str | None
+    last_url: str | None
+
+
+def offset_page(request: Request, rows: Sequence[T], size: int, param: str = "page", anchor: str = "") -> OffsetPage:
+    """``rows`` cut to the page ``?<param>=`` names (out of range: the nearest page)."""
+    total = len(rows)
+    pages = max(1, -(-total // size))
+    raw = request.query_params.get(param, "1")
+    number = min(int(raw), pages) if raw.isdigit() and int(raw) > 0 else 1
+
+    def link(n: int) -> str:
+        return url_with(request, **{param: None if n == 1 else n}) + anchor
+
+    return OffsetPage(
+        list(rows[(number - 1) * size : number * size]),
+        number,
+        pages,
+        total,
+        link(1) if number > 1 else None,
+        link(number - 1) if number > 1 else None,
+        link(number + 1) if number < pages else None,
+        link(pages) if number < pages else None,
+    )
