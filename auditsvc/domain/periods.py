@@ -4,6 +4,7 @@ range every report supports."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
@@ -15,6 +16,9 @@ MIN_TIME = datetime(1, 1, 2, tzinfo=UTC)
 MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 
 
+_TIMESTAMP_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+
+
 def _day_or_timestamp(value: Any) -> Any:
     # pydantic would read "2026-11-24" as a naive midnight datetime; a bare
     # date means the whole day.
@@ -22,9 +26,9 @@ def _day_or_timestamp(value: Any) -> Any:
         try:
             return date.fromisoformat(value)
         except ValueError:
-            return value
-    if not isinstance(value, str | date):
-        # pydantic would also take a number as Unix seconds.
+            pass
+    if not isinstance(value, str | date) or (isinstance(value, str) and not _TIMESTAMP_START.match(value)):
+        # pydantic would also take a number, or a string of digits, as Unix seconds.
         raise ValueError("must be a date (YYYY-MM-DD) or an RFC 3339 timestamp with a UTC offset")
     return value
 
