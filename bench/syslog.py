@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import socket
 import ssl
@@ -167,9 +166,8 @@ def run_listener(
         "AUDITSVC_SYSLOG_TLS_CERT_FILE": str(pki["server"].cert),
         "AUDITSVC_SYSLOG_TLS_KEY_FILE": str(pki["server"].key),
         "AUDITSVC_SYSLOG_TLS_CLIENT_CA_FILE": str(pki["ca"].pem),
-        # A query's data flows from the responder (a viewer here) to the RIS that logs it:
-        # each RIS may write as the viewers too, as a deployment would map it.
-        "AUDITSVC_SYSLOG_CN_MAP": json.dumps({f"ris-{i}": VIEWERS for i in range(senders)}),
+        # No CN map: a RIS's query audits name the viewer that answered as the
+        # source and the RIS as the destination, a party it may report as.
     }
     shares = [messages // senders + (1 if i < messages % senders else 0) for i in range(senders)]
     built = [sender_messages(i, shares[i]) for i in range(senders)]

@@ -181,6 +181,31 @@ async def test_a_source_the_token_may_not_write_as_is_refused_with_403(api: Faca
     refused(await post(api, "/fhir/AuditEvent", resource), 403, "AuditEvent.agent[1].who.identifier.value")
 
 
+@pytest.fixture(scope="module")
+def client_token(settings_and_tokens: tuple[Settings, dict[Role, str]]) -> str:
+    """An emitter token bound to the FHIR client's system only."""
+    return make_token(settings_and_tokens[0], Role.EMITTER, [s.CLIENT])
+
+
+async def test_the_querying_system_may_report_its_own_query(api: Facade, client_token: str) -> None:
+    # BALP: the results of a query flow from the server (the event's source)
+    # to the client that asked, which audits the query with its own token.
+    resource = with_mrn(s.patient_query("client-side-query"), "MRN-CLIENT-QUERY")
+    response = await api.http.post(
+        "/fhir/AuditEvent", content=json.dumps(resource), headers={**FHIR, "Authorization": f"Bearer {client_token}"}
+    )
+    assert response.status_code == 201, response.text
+    [event] = (await report(api, "MRN-CLIENT-QUERY"))["events"]
+    assert (event["source"]["system_id"], event["destination"]["system_id"]) == (s.SERVER, s.CLIENT)
+    # a read the client was no party to is still refused
+    foreign = s.patient_read("client-not-a-party")
+    foreign["agent"][0] = s.role_agent("110152", "someone-else", "2001:db8::1")
+    response = await api.http.post(
+        "/fhir/AuditEvent", content=json.dumps(foreign), headers={**FHIR, "Authorization": f"Bearer {client_token}"}
+    )
+    assert response.status_code == 403, response.text
+
+
 async def test_the_source_comes_from_a_single_system_token_when_no_agent_names_it(api: Facade, lab_token: str) -> None:
     token = lab_token
     resource = with_mrn(s.patient_read("from-token"), "MRN-FROM-TOKEN")

@@ -200,16 +200,20 @@ def test_tls_with_a_client_certificate_lands_in_the_chain_and_the_patient_report
     asyncio.run(scenario())
 
 
-def test_a_certificate_may_write_only_as_its_cn_unless_the_map_widens_it(settings: Settings, pki: Pki) -> None:
+def test_a_certificate_writes_only_as_a_party_its_cn_names_unless_the_map_widens_it(
+    settings: Settings, pki: Pki
+) -> None:
     from_pacs = syslog_frame(audit_message("MRN-SYN-2001", source="pacs-01"))
     from_lab = syslog_frame(audit_message("MRN-SYN-2002", source="lab-lis"))
+    # ris-02 audits what it received from pacs-01: a party to it, as the destination
+    received = syslog_frame(audit_message("MRN-SYN-2003", source="pacs-01", destination="ris-02"))
 
     async def scenario() -> None:
         async with listening(settings, pki, cn_map={"ris-02": ["lab-lis"]}) as running:
             # ris-02 may write as ris-02 and lab-lis; pacs-01 only as pacs-01
-            await send(running.port("tls"), octet_counted(from_pacs, from_lab), client_context(pki, pki.ris))
+            await send(running.port("tls"), octet_counted(from_pacs, from_lab, received), client_context(pki, pki.ris))
             await count_quarantined(running.url, 1)
-            await count_events(running.url, 1)
+            await count_events(running.url, 2)
             [entry] = await quarantine(running.url)
             assert (entry["reason"], entry["emitter"], entry["transport"]) == (
                 "source_not_allowed",
@@ -217,8 +221,12 @@ def test_a_certificate_may_write_only_as_its_cn_unless_the_map_widens_it(setting
                 "tls",
             )
             assert "MRN-SYN" not in entry["detail"] and "MRN-SYN" not in entry["message_sealed"]
-            [stored] = await events(running.url)
-            assert stored["source"]["system_id"] == "lab-lis" and stored["emitter"] == "syslog-tls:ris-02"
+            stored = await events(running.url)
+            assert sorted((e["source"]["system_id"], e["destination"]["system_id"]) for e in stored) == [
+                ("lab-lis", "viewer-01"),
+                ("pacs-01", "ris-02"),
+            ]
+            assert {e["emitter"] for e in stored} == {"syslog-tls:ris-02"}
 
     asyncio.run(scenario())
 

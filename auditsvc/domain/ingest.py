@@ -124,6 +124,36 @@ def check_source_systems(events: Iterable[WireEvent], allowed: Iterable[str]) ->
         )
 
 
+def reported_by_a_party(source: str, destination: str, allowed: Iterable[str]) -> bool:
+    """IHE ATNA and BALP have both parties of an exchange audit it: the
+    importing system's record of an import, and the querying system's of a
+    query, name the other party as the source. Through the standard feeds
+    (FHIR AuditEvent, ATNA syslog) a sender may therefore report an event
+    whose source or destination is one of its systems; the source is never
+    one of the service's reserved systems."""
+    if is_reserved_system(source):
+        return False
+    allowed_set = {system for system in allowed if not is_reserved_system(system)}
+    return source in allowed_set or destination in allowed_set
+
+
+def check_reporting_parties(events: Iterable[WireEvent], allowed: Iterable[str]) -> None:
+    """``check_source_systems`` for the standard feeds: each event's source or
+    destination must be a system the token may emit for (``reported_by_a_party``)."""
+    allowed = tuple(allowed)
+    bad = [
+        i
+        for i, event in enumerate(events)
+        if not reported_by_a_party(event.json["source"]["system_id"], event.json["destination"]["system_id"], allowed)
+    ]
+    if bad:
+        raise Forbidden(
+            f"events[{bad[0]}] has neither its source nor its destination among the systems this token may emit "
+            f"for ({len(bad)} event{'s' if len(bad) > 1 else ''} refused, listed in 'refused'); nothing was stored",
+            refused_events(bad, "source_not_allowed"),
+        )
+
+
 def prepare(events: Sequence[WireEvent], keys: ServerKeys, emitter: str) -> list[PreparedEvent]:
     """Everything about ``emitter``'s events that can be computed outside the
     append lock, identifiers sealed: the stored record (format 2) carries each

@@ -7,7 +7,9 @@ quarantine; the detail never quotes the message):
 2. the ATNA mapping, auditsvc/domain/atna.py (its own reasons; a fault in
    the mapper is ``mapping_fault``, never a crash of the listener);
 3. the events' validation, the one ``POST /v1/events`` uses (``invalid_event``);
-4. each event's source system against the sender's (``source_not_allowed``).
+4. each event's source and destination systems against the sender's: one
+   of them must be the sender's, as either party of an exchange audits it
+   in ATNA (``source_not_allowed``).
 
 The same function serves the listeners and a replay from quarantine.
 """
@@ -76,11 +78,12 @@ def convert_frame(
         where = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or "not JSON"
         raise Rejected("invalid_event", f"the mapped events are not valid ({where})", message) from None
     for event in events:
-        system = event.json["source"]["system_id"]
-        if not sender.may_write_as(system):
+        source, destination = event.json["source"]["system_id"], event.json["destination"]["system_id"]
+        if not sender.may_report(source, destination):
             raise Rejected(
                 "source_not_allowed",
-                f"source system {system!r} is not one sender {sender.emitter!r} may write as",
+                f"neither source system {source!r} nor destination {destination!r} is one sender "
+                f"{sender.emitter!r} may write as",
                 message,
             )
     return Converted(message, events)

@@ -1,9 +1,12 @@
-"""Who a syslog sender is, and which source systems it may write as.
+"""Who a syslog sender is, and which systems it may write as.
 
 On the HTTP API an emitter's token names its source systems; here the TLS
-client certificate does (DESIGN.md): its subject CN names the source system
-the sender may write as, and ``AUDITSVC_SYSLOG_CN_MAP`` may widen it (a PACS
-whose certificate says ``pacs-01`` may also write as ``ris``). A sender
+client certificate does (DESIGN.md): its subject CN names the system the
+sender may write as, and ``AUDITSVC_SYSLOG_CN_MAP`` may widen it (a PACS
+whose certificate says ``pacs-01`` may also write as ``ris``). In ATNA both
+parties of an exchange audit it, so the sender's system may be the event's
+source or its destination (an import, or the results of its own query,
+come from the other party); never a reserved source. A sender
 without a client certificate (plain TCP, UDP, or TLS in ``optional`` mode)
 is trusted as its network is: the source comes from the message, except the
 service's own reserved systems, which no sender may claim.
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from ..domain.ingest import reported_by_a_party
 from ..domain.reserved import is_reserved_system
 
 EMITTER_PREFIX = "syslog"
@@ -27,15 +31,17 @@ EMITTER_PREFIX = "syslog"
 class SenderIdentity:
     """``emitter`` is recorded with every event the sender's messages become
     (``syslog-tls:<CN>``, ``syslog-tls``, ``syslog-tcp``, ``syslog-udp``);
-    ``systems`` the source systems it may write as (None: any not reserved)."""
+    ``systems`` the systems it may write as (None: any not reserved)."""
 
     emitter: str
     systems: tuple[str, ...] | None
 
-    def may_write_as(self, system_id: str) -> bool:
-        if is_reserved_system(system_id):
-            return False
-        return self.systems is None or system_id in self.systems
+    def may_report(self, source: str, destination: str) -> bool:
+        """A sender reports exchanges it is a party to: its system is the
+        event's source or its destination (``ingest.reported_by_a_party``)."""
+        if self.systems is None:
+            return not is_reserved_system(source)
+        return reported_by_a_party(source, destination, self.systems)
 
 
 def anonymous(transport: str) -> SenderIdentity:

@@ -29,7 +29,7 @@ from uuid import UUID
 
 from ...runtime import AuditLog
 from ..errors import Forbidden
-from ..ingest import check_source_systems, prepare
+from ..ingest import check_reporting_parties, prepare
 from ..tokens import Caller
 from .feed import FeedContext, FeedRefusal, MappedAuditEvent, map_audit_event
 from .feed_reading import items, obj, text
@@ -62,11 +62,12 @@ def _mapped(
 ) -> MappedAuditEvent:
     mapped = map_audit_event(resource, context, path, full_url)
     try:
-        check_source_systems(mapped.events, caller.systems)
+        check_reporting_parties(mapped.events, caller.systems)
     except Forbidden:
         raise FeedRefusal(
             mapped.source_path,
-            "source_not_allowed: the system the data came from is not one this token may emit for",
+            "source_not_allowed: neither the system the data came from nor the one it went to "
+            "is one this token may emit for",
             "forbidden",
             403,
         ) from None
