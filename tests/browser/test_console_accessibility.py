@@ -26,11 +26,12 @@ PAGES: dict[Role, list[str]] = {
         "/break-glass",
         "/break-glass?status=all",
         "/coverage",
+        "/flows",
         "/activity",
         f"/events/{SEED[0]['event_id']}",
     ],
     Role.AUDITOR: ["/auditor", "/coverage", "/activity"],
-    Role.ADMIN: ["/admin", "/auditor"],
+    Role.ADMIN: ["/admin", "/auditor", "/quarantine"],
 }
 
 

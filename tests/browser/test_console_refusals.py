@@ -11,7 +11,7 @@ from auditsvc.domain.tokens import Role
 from .conftest import Console, sign_in
 
 REFUSED = {
-    Role.PRIVACY_OFFICER: {"/auditor": "auditor or admin", "/admin": "admin"},
+    Role.PRIVACY_OFFICER: {"/auditor": "auditor or admin", "/admin": "admin", "/quarantine": "admin"},
     Role.AUDITOR: {
         "/system": "privacy_officer",
         "/actor": "privacy_officer",

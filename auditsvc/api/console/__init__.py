@@ -26,6 +26,7 @@ from . import (
     pages_disclosures,
     pages_flows,
     pages_patient,
+    pages_quarantine,
 )
 from .guard import install_console_errors
 from .render import HERE
@@ -56,6 +57,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
         pages_flows,
         pages_auditor,
         pages_admin,
+        pages_quarantine,
     ):
         app.include_router(module.router)
         served.update(str(getattr(route, "path", "")) for route in module.router.routes)

@@ -48,6 +48,7 @@ PAGES: tuple[Page, ...] = (
     Page("Activity", "/activity", (PO, AUDITOR), "Who ran which report, export or review"),
     Page("Auditor", "/auditor", (AUDITOR, ADMIN), "Checkpoints, witnesses, verification, evidence"),
     Page("Admin", "/admin", (ADMIN,), "The system registry and API tokens"),
+    Page("Quarantine", "/quarantine", (ADMIN,), "ATNA syslog messages that could not become events"),
 )
 
 
