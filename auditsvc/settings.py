@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     """Messages received and not yet appended; when full, TCP/TLS connections stop being read."""
     syslog_batch_messages: int = Field(default=200, ge=1, le=5000)
     """Messages appended together in one batch."""
+    syslog_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """With Prometheus metrics on, the listener process serves its own at
+    ``GET /metrics`` on this port (bound to ``syslog_host``); OTLP needs no port."""
 
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch_events: int = 1000

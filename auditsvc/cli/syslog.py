@@ -17,6 +17,7 @@ from ..settings import Settings
 from ..store.engine import runtime_url
 from ..syslog.listeners import ListenerConfig, syslog_configured, tls_context
 from ..syslog.service import serve_syslog
+from ..telemetry import export_plan, setup_telemetry, shutdown_telemetry
 from ._common import configure_logging, database, fail, settings
 
 app = typer.Typer(help="ATNA audit messages over syslog (RFC 5425, 6587, 5426).", no_args_is_help=True)
@@ -25,6 +26,8 @@ app = typer.Typer(help="ATNA audit messages over syslog (RFC 5425, 6587, 5426)."
 def check_syslog_settings() -> None:
     """Fail with the setting's name if the listeners cannot start."""
     s = settings()
+    if s.syslog_metrics_port is not None and "prometheus" not in export_plan(os.environ, s.prometheus_metrics).metrics:
+        fail("AUDITSVC_SYSLOG_METRICS_PORT is set but Prometheus metrics are off (AUDITSVC_PROMETHEUS_METRICS)")
     config = ListenerConfig.from_settings(s)
     if config.tls_port is not None:
         try:
@@ -43,10 +46,17 @@ def listen() -> None:
     check_syslog_settings()
     if s.runtime_database_url is None:
         database(s)  # embedded: started and migrated
+    # The listener's own telemetry (its counters, its database spans): this
+    # is a process of its own, apart from the API's.
+    telemetry = setup_telemetry(s)
     try:
+        if s.syslog_metrics_port is not None:
+            telemetry.serve_prometheus(s.syslog_host, s.syslog_metrics_port)
         asyncio.run(serve_syslog(s, runtime_url(s)))
     except OSError as exc:
         fail(f"cannot listen: {exc}")
+    finally:
+        shutdown_telemetry()  # OTLP's last export
 
 
 def start_listener_process(s: Settings) -> subprocess.Popen[bytes] | None:
