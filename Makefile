@@ -17,8 +17,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/auditsvc serve
 
+# Two test processes, one test file each at a time (PYTEST_WORKERS=0: one process).
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check auditsvc sdk tests bench migrations
