@@ -748,6 +748,10 @@ def test_telemetry_and_checkpoint_settings_render_nothing_when_unset(default_obj
         ({"migrations": {"hookEvents": "pre-rollback"}}, "hook events"),
         ({"postgresql": {"tls": {"sslMode": "on"}}}, "libpq sslmode names"),
         ({"replicas": 3}, "unknown keys are typos"),
+        ({"syslog": {"enabled": True, "clientAuth": "maybe"}}, "client certificates are required or optional"),
+        ({"syslog": {"enabled": True, "udpPort": 70000}}, "a port number"),
+        ({"syslog": {"enabled": True, "tls": {"mountPath": "syslog-tls"}}}, "the TLS mount is absolute"),
+        ({"syslog": {"enabled": True, "cnMap": {"pacs-01": "ris"}}}, "a CN maps to a list of systems"),
     ],
 )
 def test_schema_rejects_bad_values(chart, override: dict[str, Any], why: str) -> None:
@@ -766,8 +770,16 @@ def test_lint_reports_schema_violations(chart) -> None:
         {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
         {"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}},
         {"serviceMonitor": {"enabled": True}, "config": {"workers": 2}},
+        {"syslog": {"enabled": True}},
+        {"syslog": {"enabled": True, "tlsPort": None}},
     ],
-    ids=["hpa-min-above-max", "pdb-both-bounds", "scrape-with-several-workers"],
+    ids=[
+        "hpa-min-above-max",
+        "pdb-both-bounds",
+        "scrape-with-several-workers",
+        "syslog-tls-without-its-secret",
+        "syslog-without-a-port",
+    ],
 )
 def test_templates_refuse_contradictory_values(chart, override: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmRenderError):
@@ -783,3 +795,99 @@ def test_cnpg_mode_makes_the_operators_app_login_the_schema_owner(production_obj
 def test_external_mode_leaves_the_owner_role_to_the_service_default(default_objects) -> None:  # type: ignore[no-untyped-def]
     config = next(o for o in default_objects if o["kind"] == "ConfigMap")
     assert "AUDITSVC_OWNER_ROLE" not in config["data"]
+
+
+# -- ATNA syslog -----------------------------------------------------------
+
+SYSLOG: dict[str, Any] = {
+    **PRODUCTION,
+    "syslog": {
+        "enabled": True,
+        "udpPort": 514,
+        "cnMap": {"pacs-01": ["ris"]},
+        "tls": {"existingSecret": "audit-syslog-tls"},
+        "service": {"type": "LoadBalancer", "annotations": {"example.org/internal": "true"}},
+        "ingress": {"from": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def syslog_objects(chart: Any) -> list[dict[str, Any]]:
+    return render(chart, SYSLOG)
+
+
+def test_lint_is_clean_with_syslog() -> None:
+    report = helm.lint(CHART, SYSLOG, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_syslog_is_off_by_default(default_objects, production_objects) -> None:
+    for objects in (default_objects, production_objects):
+        assert not any(k.startswith("AUDITSVC_SYSLOG") for k in one(objects, "ConfigMap")["data"])
+        assert len(of_kind(objects, "Service")) == 1
+
+
+def test_syslog_settings_are_real_and_name_the_mounted_certificate(syslog_objects, monkeypatch) -> None:
+    data = one(syslog_objects, "ConfigMap")["data"]
+    syslog = {k: v for k, v in data.items() if k.startswith("AUDITSVC_SYSLOG")}
+    assert syslog == {
+        "AUDITSVC_SYSLOG_HOST": POD_INTERFACES,
+        "AUDITSVC_SYSLOG_TLS_PORT": "6514",
+        "AUDITSVC_SYSLOG_TLS_CERT_FILE": "/etc/auditsvc/syslog-tls/tls.crt",
+        "AUDITSVC_SYSLOG_TLS_KEY_FILE": "/etc/auditsvc/syslog-tls/tls.key",
+        "AUDITSVC_SYSLOG_TLS_CLIENT_CA_FILE": "/etc/auditsvc/syslog-tls/ca.crt",
+        "AUDITSVC_SYSLOG_TLS_CLIENT_AUTH": "required",
+        "AUDITSVC_SYSLOG_UDP_PORT": "514",
+        "AUDITSVC_SYSLOG_CN_MAP": '{"pacs-01":["ris"]}',
+        "AUDITSVC_SYSLOG_METRICS_PORT": "9465",  # the ServiceMonitor is on
+    }
+    for name, value in syslog.items():
+        monkeypatch.setenv(name, value)  # as the pod reads them
+    settings = Settings()
+    assert settings.syslog_cn_map == {"pacs-01": ["ris"]} and settings.syslog_udp_port == 514
+
+    spec = api_deployment(syslog_objects)["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    ports = {p["name"]: (p["containerPort"], p["protocol"]) for p in container["ports"]}
+    assert ports == {
+        "http": (8000, "TCP"),
+        "syslog-tls": (6514, "TCP"),
+        "syslog-udp": (514, "UDP"),
+        "syslog-metrics": (9465, "TCP"),
+    }
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "syslog-tls"]
+    assert mount == {"name": "syslog-tls", "mountPath": "/etc/auditsvc/syslog-tls", "readOnly": True}
+    [volume] = [v for v in spec["volumes"] if v["name"] == "syslog-tls"]
+    assert volume["secret"]["secretName"] == "audit-syslog-tls"
+    assert {i["path"] for i in volume["secret"]["items"]} == {"tls.crt", "tls.key", "ca.crt"}
+
+
+def test_the_syslog_service_reaches_the_api_pods_on_the_syslog_ports(syslog_objects) -> None:
+    services = {s["metadata"]["name"]: s for s in of_kind(syslog_objects, "Service")}
+    syslog = services[f"{RELEASE}-syslog"]["spec"]
+    api = services[RELEASE]["spec"]
+    assert syslog["type"] == "LoadBalancer" and api["type"] == "ClusterIP"  # the API stays internal
+    assert syslog["selector"] == api["selector"]
+    assert {(p["name"], p["port"], p["protocol"], p["targetPort"]) for p in syslog["ports"]} == {
+        ("syslog-tls", 6514, "TCP", "syslog-tls"),
+        ("syslog-udp", 514, "UDP", "syslog-udp"),
+    }
+    # The listener's metrics: on the internal Service, scraped by the ServiceMonitor.
+    assert "syslog-metrics" in {p["name"] for p in api["ports"]}
+    endpoints = one(syslog_objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert [e["port"] for e in endpoints] == ["http", "syslog-metrics"]
+
+
+def test_the_network_policy_admits_the_senders_on_the_syslog_ports_only(syslog_objects) -> None:
+    [policy] = [p for p in of_kind(syslog_objects, "NetworkPolicy") if p["metadata"]["name"] == RELEASE]
+    rules = policy["spec"]["ingress"]
+    assert len(rules) == 2
+    api_rule, syslog_rule = rules
+    assert {p["port"] for p in api_rule["ports"]} == {"http", "syslog-metrics"}
+    assert syslog_rule["ports"] == [
+        {"protocol": "TCP", "port": "syslog-tls"},
+        {"protocol": "UDP", "port": "syslog-udp"},
+    ]
+    assert syslog_rule["from"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]

@@ -134,6 +134,7 @@ AUDITSVC_LOG_FORMAT: {{ . | quote }}
 {{- if .Values.serviceMonitor.enabled }}
 AUDITSVC_PROMETHEUS_METRICS: "true"
 {{- end }}
+{{- include "auditsvc.syslogConfig" . }}
 {{- with .Values.checkpoint }}
 {{- if not (kindIs "invalid" .everyEvents) }}
 AUDITSVC_CHECKPOINT_EVERY_EVENTS: {{ .everyEvents | int64 | toString | quote }}
@@ -336,5 +337,55 @@ TLS to PostgreSQL: the sslmode and the CA Secret in force (see values.yaml).
 - name: pg-ca
   mountPath: /etc/auditsvc/pg-ca
   readOnly: true
+{{- end }}
+{{- end }}
+
+{{- /* The syslog listener's settings (docs/atna.md), when syslog.enabled. */}}
+{{- define "auditsvc.syslogConfig" -}}
+{{- $s := .Values.syslog -}}
+{{- if $s.enabled }}
+{{- if not (or $s.tlsPort $s.tcpPort $s.udpPort) }}
+{{- fail "syslog.enabled needs at least one of syslog.tlsPort, syslog.tcpPort, syslog.udpPort" }}
+{{- end }}
+AUDITSVC_SYSLOG_HOST: "0.0.0.0"
+{{- if $s.tlsPort }}
+{{- if not $s.tls.existingSecret }}
+{{- fail "syslog.tlsPort needs syslog.tls.existingSecret: the listener's certificate and key and the senders' CA" }}
+{{- end }}
+AUDITSVC_SYSLOG_TLS_PORT: {{ $s.tlsPort | int64 | toString | quote }}
+AUDITSVC_SYSLOG_TLS_CERT_FILE: {{ printf "%s/%s" $s.tls.mountPath $s.tls.certKey | quote }}
+AUDITSVC_SYSLOG_TLS_KEY_FILE: {{ printf "%s/%s" $s.tls.mountPath $s.tls.keyKey | quote }}
+AUDITSVC_SYSLOG_TLS_CLIENT_CA_FILE: {{ printf "%s/%s" $s.tls.mountPath $s.tls.clientCaKey | quote }}
+AUDITSVC_SYSLOG_TLS_CLIENT_AUTH: {{ $s.clientAuth | quote }}
+{{- end }}
+{{- if $s.tcpPort }}
+AUDITSVC_SYSLOG_TCP_PORT: {{ $s.tcpPort | int64 | toString | quote }}
+{{- end }}
+{{- if $s.udpPort }}
+AUDITSVC_SYSLOG_UDP_PORT: {{ $s.udpPort | int64 | toString | quote }}
+{{- end }}
+{{- with $s.cnMap }}
+AUDITSVC_SYSLOG_CN_MAP: {{ toJson . | quote }}
+{{- end }}
+{{- if .Values.serviceMonitor.enabled }}
+AUDITSVC_SYSLOG_METRICS_PORT: {{ $s.metricsPort | int64 | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /* The syslog ports of an API pod, as container ports or Service ports ("service": true). */}}
+{{- define "auditsvc.syslogPorts" -}}
+{{- $s := .root.Values.syslog -}}
+{{- range $name, $port := dict "syslog-tls" $s.tlsPort "syslog-tcp" $s.tcpPort "syslog-udp" $s.udpPort }}
+{{- if $port }}
+- name: {{ $name }}
+  {{- if $.service }}
+  port: {{ $port }}
+  targetPort: {{ $name }}
+  {{- else }}
+  containerPort: {{ $port }}
+  {{- end }}
+  protocol: {{ ternary "UDP" "TCP" (eq $name "syslog-udp") }}
+{{- end }}
 {{- end }}
 {{- end }}
