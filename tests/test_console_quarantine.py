@@ -73,7 +73,7 @@ def test_an_admin_sees_replays_and_discards_quarantined_messages(service: Servic
         "/quarantine/replay", data={"csrf_token": csrf_of(page), "entry_id": str(mappable)}, follow_redirects=True
     )
     assert replayed.status_code == 200 and f"Entry {mappable} replayed" in replayed.text
-    assert query(url, "SELECT count(*) AS n FROM events")[0]["n"] == before + 1
+    assert query(url, "SELECT count(*) AS n FROM events")[0]["n"] == before + 2  # its event and the change
     still = admin.post(
         "/quarantine/replay", data={"csrf_token": csrf_of(page), "entry_id": str(garbage)}, follow_redirects=True
     )
@@ -85,6 +85,12 @@ def test_an_admin_sees_replays_and_discards_quarantined_messages(service: Servic
         "/quarantine/discard", data={"csrf_token": csrf_of(page), "entry_id": str(garbage)}, follow_redirects=True
     )
     assert f"Entry {garbage} discarded" in discarded.text
+    changes = query(
+        url,
+        "SELECT f.actor_id, e.record::jsonb -> 'attributes' ->> 'change' AS change FROM event_facts f "
+        "JOIN events e USING (log_id, seq) WHERE f.event_type = 'syslog-quarantine-change' ORDER BY f.seq",
+    )
+    assert [r["change"] for r in changes] == ["replayed", "discarded"]  # both recorded as the admin's
     assert "Nothing in quarantine" in admin.get("/quarantine").text
     assert f">{garbage}<" in admin.get("/quarantine", params={"status": "discarded"}).text
 

@@ -377,14 +377,22 @@ def test_quarantine_replay_after_a_fix_appends_what_now_maps(settings: Settings,
 
             assert await select_for_replay(running.audit, reason="other") == []
             [chosen] = await select_for_replay(running.audit, every=True)
-            outcome = await replay_entry(running.audit, chosen)
+            outcome = await replay_entry(running.audit, chosen, admin)
             assert outcome.status == "replayed" and len(outcome.seqs) == 2
             stored = await events(running.url)
-            assert [e["seq"] for e in stored[1:]] == list(outcome.seqs)
-            assert {e["emitter"] for e in stored[1:]} == {"syslog-tcp"}
+            assert [e["seq"] for e in stored[1:3]] == list(outcome.seqs)
+            assert {e["emitter"] for e in stored[1:3]} == {"syslog-tcp"}
+            change = stored[3]  # the admin's replay, in the chain after the events it stored
+            assert (change["event_type"], change["emitter"], change["attributes"]["change"]) == (
+                "syslog-quarantine-change",
+                "cli:test",
+                "replayed",
+            )
+            assert change["attributes"]["seqs"] == ",".join(map(str, outcome.seqs))
             [entry] = await quarantine(running.url)
             assert entry["status"] == "replayed" and list(entry["replay_seqs"]) == list(outcome.seqs)
-            assert (await replay_entry(running.audit, chosen)).status == "skipped"  # once only
+            assert (await replay_entry(running.audit, chosen, admin)).status == "skipped"  # once only
+            assert len(await events(running.url)) == 4  # a skipped replay records nothing
 
     asyncio.run(scenario())
 

@@ -122,11 +122,17 @@ def test_list_show_replay_and_discard_at_the_command_line(settings: Settings, cl
         ("quarantined", 0, "source_not_allowed"),  # the sender's identity still does not allow it
         ("quarantined", 0, "xml_malformed"),  # still no XML after the header
     ]
-    stored = query(url, "SELECT record::jsonb AS r FROM events ORDER BY seq")
-    assert [json.loads(r["r"])["emitter"] for r in stored[1:]] == ["syslog-tcp", "syslog-tcp"]
+    stored = [json.loads(r["r"]) for r in query(url, "SELECT record::jsonb AS r FROM events ORDER BY seq")]
+    assert [(r["emitter"], r["event_type"]) for r in stored[1:]] == [
+        ("syslog-tcp", stored[1]["event_type"]),
+        ("syslog-tcp", stored[1]["event_type"]),
+        (stored[0]["emitter"], "syslog-quarantine-change"),  # the replay, recorded as the CLI user's
+    ]
     assert json.loads(run(cli_env, "quarantine", "list", "--status", "replayed", "--json"))["entries"][0]["id"] == first
 
     assert "discarded" in run(cli_env, "quarantine", "discard", str(listed[2]["id"]))
+    [discard] = query(url, "SELECT record::jsonb AS r FROM events ORDER BY seq DESC LIMIT 1")
+    assert json.loads(discard["r"])["attributes"]["change"] == "discarded"
     remaining = json.loads(run(cli_env, "quarantine", "list", "--json"))["entries"]
     assert [e["reason"] for e in remaining] == ["source_not_allowed"]
     refused = CliRunner().invoke(cli, ["quarantine", "discard", str(listed[2]["id"])], env=cli_env)

@@ -93,7 +93,7 @@ def replay(
 
     async def run(audit: AuditLog) -> list[ReplayOutcome]:
         ids = await select_for_replay(audit, ids=entry_ids or (), reason=reason, every=every)
-        return [await replay_entry(audit, entry_id) for entry_id in ids]
+        return [await replay_entry(audit, entry_id, cli_caller(Role.ADMIN)) for entry_id in ids]
 
     outcomes = with_audit_log(run)
     rows: list[dict[str, Any]] = [
@@ -112,6 +112,6 @@ def replay(
 @app.command()
 def discard(entry_id: Annotated[int, typer.Argument(help="the entry's id")]) -> None:
     """Give up on a quarantined message: it stays, marked discarded."""
-    if not with_audit_log(lambda audit: discard_entry(audit, entry_id)):
+    if not with_audit_log(lambda audit: discard_entry(audit, entry_id, cli_caller(Role.ADMIN))):
         fail(f"entry {entry_id} is not in quarantine")
     console.print(f"{entry_id} discarded", highlight=False)

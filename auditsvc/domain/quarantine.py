@@ -11,7 +11,9 @@ Listing shows reasons, transports and sizes: no message content.
 A replay runs each selected message through the listeners' own conversion
 (auditsvc/syslog/convert.py, with the sender identity recorded when it
 arrived) and appends what now maps; the entry becomes ``replayed`` with the
-``seq`` of each event, or keeps ``quarantined`` with the new reason.
+``seq`` of each event, or keeps ``quarantined`` with the new reason. A
+replay that stores and a discard are the admin's decisions about what
+enters the log: each is appended as a ``syslog-quarantine-change`` event.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import base64
 import hmac
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from auditsvc_sdk import Identifier
+from auditsvc_sdk import Identifier, PhiAccess
+from auditsvc_sdk.wire import wire_event
 
 from ..keys import ServerKeys
 from ..runtime import AuditLog
@@ -34,10 +38,14 @@ from ..syslog.identity import SenderIdentity
 from .errors import InvalidInput, NotFound
 from .ingest import prepare
 from .read_audit import record_read
+from .reserved import SERVICE_SYSTEM_ID
 from .tokens import Caller
 
 SEAL_SYSTEM = "urn:auditsvc:syslog-quarantine"
 """Bound into each sealed message (associated data), and the subject system of a reveal's event."""
+CHANGE_EVENT_TYPE = "syslog-quarantine-change"
+"""A replay that stored an entry's events, or a discard: an admin's decision
+about what enters the log, recorded in the chain like a registry change."""
 MAX_PAGE = 1000
 _HMAC_TAG = b"auditsvc/syslog-quarantine/v1\x00"
 
@@ -185,8 +193,32 @@ async def select_for_replay(
         after = page[-1]["id"]
 
 
-async def replay_entry(audit: AuditLog, entry_id: int, mapper: Mapper | None = None) -> ReplayOutcome:
-    """Map one quarantined message again and append what now maps."""
+def change_event(entry_id: int, admin: Caller, change: str, seqs: Sequence[int] = ()) -> PhiAccess:
+    """The chain event recording ``admin``'s ``change`` (``replayed``,
+    ``discarded``) of entry ``entry_id``; its subject is the entry, never a patient."""
+    attributes = {"change": change, **({"seqs": ",".join(map(str, seqs))} if seqs else {})}
+    return PhiAccess(
+        occurred_at=datetime.now(UTC),
+        action="U",
+        event_type=CHANGE_EVENT_TYPE,
+        patient={"identifiers": [Identifier(system=SEAL_SYSTEM, value=str(entry_id))]},
+        data_elements=["AuditMessage"],
+        source={"system_id": SERVICE_SYSTEM_ID, "name": "auditsvc audit log"},
+        destination={"system_id": f"{SERVICE_SYSTEM_ID}:{admin.role.value}"},
+        actor={"id": admin.token_id, "type": "user", "role": admin.role.value, "name": admin.name},
+        outcome=0,
+        attributes=attributes,
+    )
+
+
+async def _record_change(audit: AuditLog, admin: Caller, entry_id: int, change: str, seqs: Sequence[int] = ()) -> None:
+    event = wire_event(change_event(entry_id, admin, change, seqs))
+    await audit.appender.append_batch(prepare([event], audit.keys, admin.token_id))
+
+
+async def replay_entry(audit: AuditLog, entry_id: int, by: Caller, mapper: Mapper | None = None) -> ReplayOutcome:
+    """Map one quarantined message again and append what now maps; a replay
+    that stores is recorded in the chain as ``by``'s change."""
     async with driver_connection(audit.engine) as conn:
         found = await store.quarantined_message(conn, audit.log_id, entry_id)
     if found is None:
@@ -206,10 +238,15 @@ async def replay_entry(audit: AuditLog, entry_id: int, mapper: Mapper | None = N
     seqs = tuple(r.seq for r in results)
     async with driver_connection(audit.engine) as conn:
         await store.mark_replayed(conn, audit.log_id, entry_id, seqs)
+    await _record_change(audit, by, entry_id, "replayed", seqs)
     return ReplayOutcome(entry_id, "replayed", None, seqs)
 
 
-async def discard_entry(audit: AuditLog, entry_id: int) -> bool:
-    """Give up on a quarantined message (it stays, marked ``discarded``)."""
+async def discard_entry(audit: AuditLog, entry_id: int, by: Caller) -> bool:
+    """Give up on a quarantined message (it stays, marked ``discarded``),
+    recorded in the chain as ``by``'s change."""
     async with driver_connection(audit.engine) as conn:
-        return await store.mark_discarded(conn, audit.log_id, entry_id)
+        discarded = await store.mark_discarded(conn, audit.log_id, entry_id)
+    if discarded:
+        await _record_change(audit, by, entry_id, "discarded")
+    return discarded

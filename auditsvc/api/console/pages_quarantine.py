@@ -7,7 +7,8 @@ sizes and times, never the message, which may hold PHI and is revealed only
 by ``auditsvc quarantine show --reveal`` on the server (a reveal recorded in
 the chain). A replay runs the message through the listeners' conversion
 again (domain/quarantine.py), so its events carry the original sender's
-identity; a discard keeps the message, marked ``discarded``.
+identity; a discard keeps the message, marked ``discarded``. Each is
+recorded in the chain as the admin's change.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ def _entry_id(form: dict[str, str]) -> int:
 
 @router.post("/quarantine/replay")
 async def replay(request: Request, posted: AdminPost) -> Response:
-    _, form = posted
-    outcome = await replay_entry(request.app.state.audit, _entry_id(form))
+    user, form = posted
+    outcome = await replay_entry(request.app.state.audit, _entry_id(form), user.caller)
     target = f"/quarantine?done={outcome.status}&entry={outcome.id}"
     if outcome.reason and outcome.reason in REASONS:
         target += f"&now_reason={outcome.reason}"
@@ -107,7 +108,7 @@ async def replay(request: Request, posted: AdminPost) -> Response:
 
 @router.post("/quarantine/discard")
 async def discard(request: Request, posted: AdminPost) -> Response:
-    _, form = posted
+    user, form = posted
     entry_id = _entry_id(form)
-    done = "discarded" if await discard_entry(request.app.state.audit, entry_id) else "skipped"
+    done = "discarded" if await discard_entry(request.app.state.audit, entry_id, user.caller) else "skipped"
     return RedirectResponse(f"/quarantine?done={done}&entry={entry_id}", status_code=303)
