@@ -49,7 +49,11 @@ class Pki:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("syslog-pki")
+    return make_pki(tmp_path_factory.mktemp("syslog-pki"))
+
+
+def make_pki(directory: Path) -> Pki:
+    """The hospital's CA, the listener's certificate and two senders', and a stranger's."""
     ca, other = Ca(directory, "hospital-ca"), Ca(directory, "other-ca")
     return Pki(
         ca,
