@@ -17,11 +17,12 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/auditsvc serve
 
-# Two test processes, one test file each at a time (PYTEST_WORKERS=0: one process).
+# Two test processes, one test file (the browser tests: all of them) each at
+# a time, as tests/conftest.py groups them (PYTEST_WORKERS=0: one process).
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check auditsvc sdk tests bench migrations

@@ -342,8 +342,19 @@ def as_superuser(url: str, *statements: str) -> None:
     asyncio.run(_run())
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that touches PostgreSQL ``db`` (CI reruns those over TCP)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that touches PostgreSQL ``db`` (CI reruns those over TCP).
+
+    Under pytest-xdist (``make test``: ``--dist loadgroup``) each test file
+    runs whole in one process, its module's service and database made once,
+    and the browser tests all in one process, one after another: they share
+    a package-scoped console service whose access log they read, and another
+    file's server starting meanwhile in that process would reset uvicorn's
+    access logger (uvicorn.Config applies its logging configuration)."""
+    grouped = config.pluginmanager.hasplugin("xdist")
     for item in items:
         if "db_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.db)
+        if grouped:
+            path = item.nodeid.split("::", 1)[0]
+            item.add_marker(pytest.mark.xdist_group("tests/browser" if path.startswith("tests/browser/") else path))
