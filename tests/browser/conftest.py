@@ -215,18 +215,31 @@ class _ListHandler(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+_capturing: dict[int, _ListHandler] = {}
+
+
+def capture_access_log(lines: list[str]) -> None:
+    """(Again) attach the handler that copies uvicorn's access log (INFO, off
+    at the tests' log level) into ``lines``: another test's server starting
+    in this process re-applies uvicorn's logging configuration, which drops
+    handlers and sets the level back, so each browser test calls this."""
+    logger = logging.getLogger("uvicorn.access")
+    handler = _capturing.setdefault(id(lines), _ListHandler(lines))
+    logger.setLevel(logging.INFO)
+    if handler not in logger.handlers:
+        logger.addHandler(handler)
+
+
 @contextmanager
 def _access_log_into(lines: list[str]) -> Iterator[None]:
-    """uvicorn's access log (INFO, off at the tests' log level) captured into ``lines``."""
+    """uvicorn's access log captured into ``lines`` for the block."""
     logger = logging.getLogger("uvicorn.access")
-    handler = _ListHandler(lines)
     level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+    capture_access_log(lines)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        logger.removeHandler(_capturing.pop(id(lines)))
         logger.setLevel(level)
 
 
@@ -256,6 +269,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 @pytest.fixture
 def page(browser: Browser, console: Console) -> Iterator[Page]:
+    capture_access_log(console.access_log)
     context = browser.new_context(
         base_url=console.url, accept_downloads=True, locale="en-US", timezone_id="America/Chicago"
     )
