@@ -19,7 +19,10 @@ serve: $(STAMP)
 
 # Two test processes, one test file (the browser tests: all of them) each at
 # a time, as tests/conftest.py groups them (PYTEST_WORKERS=0: one process).
-PYTEST_WORKERS ?= 2
+# Each process starts its own embedded PostgreSQL; against one server
+# (AUDITSVC_TEST_DATABASE_URL) a single process, since the tests create and
+# drop roles, which the whole server shares.
+PYTEST_WORKERS ?= $(if $(AUDITSVC_TEST_DATABASE_URL),0,2)
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
