@@ -6,7 +6,7 @@ A batch is accepted whole or rejected whole; nothing here touches storage.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 from auditsvc_sdk import PhiAccess, RecordTemplate
@@ -111,47 +111,45 @@ def parse_batch(body: bytes, max_events: int) -> list[WireEvent]:
     return events
 
 
+def _refuse(bad: list[int], what: str) -> None:
+    """403 naming the first refused event and listing every one (``refused``)."""
+    if bad:
+        raise Forbidden(
+            f"events[{bad[0]}]{what} ({len(bad)} event{'s' if len(bad) > 1 else ''} refused, "
+            "listed in 'refused'); nothing was stored",
+            refused_events(bad, "source_not_allowed"),
+        )
+
+
 def check_source_systems(events: Iterable[WireEvent], allowed: Iterable[str]) -> None:
     """An emitter may only claim the source systems its token is bound to;
     the refusal lists every event that claims another (``refused``)."""
     allowed_set = {system for system in allowed if not is_reserved_system(system)}
     bad = [i for i, event in enumerate(events) if event.json["source"]["system_id"] not in allowed_set]
-    if bad:
-        raise Forbidden(
-            f"events[{bad[0]}].source.system_id is not a system this token may emit for "
-            f"({len(bad)} event{'s' if len(bad) > 1 else ''} refused, listed in 'refused'); nothing was stored",
-            refused_events(bad, "source_not_allowed"),
-        )
+    _refuse(bad, ".source.system_id is not a system this token may emit for")
 
 
-def reported_by_a_party(source: str, destination: str, allowed: Iterable[str]) -> bool:
+def reported_by_a_party(source: str, destination: str, allowed: Collection[str]) -> bool:
     """IHE ATNA and BALP have both parties of an exchange audit it: the
     importing system's record of an import, and the querying system's of a
     query, name the other party as the source. Through the standard feeds
     (FHIR AuditEvent, ATNA syslog) a sender may therefore report an event
     whose source or destination is one of its systems; the source is never
-    one of the service's reserved systems."""
+    one of the service's reserved systems, nor is a reserved one the party."""
     if is_reserved_system(source):
         return False
-    allowed_set = {system for system in allowed if not is_reserved_system(system)}
-    return source in allowed_set or destination in allowed_set
+    return source in allowed or (destination in allowed and not is_reserved_system(destination))
 
 
-def check_reporting_parties(events: Iterable[WireEvent], allowed: Iterable[str]) -> None:
+def check_reporting_parties(events: Iterable[WireEvent], allowed: Collection[str]) -> None:
     """``check_source_systems`` for the standard feeds: each event's source or
     destination must be a system the token may emit for (``reported_by_a_party``)."""
-    allowed = tuple(allowed)
     bad = [
         i
         for i, event in enumerate(events)
         if not reported_by_a_party(event.json["source"]["system_id"], event.json["destination"]["system_id"], allowed)
     ]
-    if bad:
-        raise Forbidden(
-            f"events[{bad[0]}] has neither its source nor its destination among the systems this token may emit "
-            f"for ({len(bad)} event{'s' if len(bad) > 1 else ''} refused, listed in 'refused'); nothing was stored",
-            refused_events(bad, "source_not_allowed"),
-        )
+    _refuse(bad, " has neither its source nor its destination among the systems this token may emit for")
 
 
 def prepare(events: Sequence[WireEvent], keys: ServerKeys, emitter: str) -> list[PreparedEvent]:
