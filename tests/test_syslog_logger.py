@@ -27,17 +27,26 @@ LOGGER = shutil.which("logger")
 needs_logger = pytest.mark.skipif(LOGGER is None, reason="util-linux logger is not installed")
 
 
-def logger_args(port: int, transport: str, msg: bytes, msgid: str = "IHE+RFC-3881") -> list[str]:
+def logger_args(port: int | str, transport: str, msg: bytes, msgid: str = "IHE+RFC-3881") -> list[str]:
+    """util-linux ``logger`` sending ``msg`` (RFC 5424, an ATNA tag) to
+    127.0.0.1:``port`` over ``transport``, or to the Unix socket ``port``
+    names with ``transport`` ``unix``."""
     assert LOGGER is not None
-    framing = {"tcp-octet": ["--tcp", "--octet-count"], "tcp-lf": ["--tcp"], "udp": ["--udp"]}[transport]
+    target = (
+        ["-u", str(port)]
+        if transport == "unix"
+        else [
+            *{"tcp-octet": ["--tcp", "--octet-count"], "tcp-lf": ["--tcp"], "udp": ["--udp"]}[transport],
+            "-n",
+            "127.0.0.1",
+            "-P",
+            str(port),
+        ]
+    )
     return [
         LOGGER,
         "--rfc5424",
-        *framing,
-        "-n",
-        "127.0.0.1",
-        "-P",
-        str(port),
+        *target,
         "--msgid",
         msgid,
         "-t",

@@ -20,12 +20,12 @@ from auditsvc.settings import Settings
 
 from .syslog_messages import audit_message
 from .test_syslog_listeners import Pki, count_events, events, listening, make_pki, quarantine
+from .test_syslog_logger import LOGGER, logger_args
 
 pytestmark = pytest.mark.db
 
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
 OSSL_DRIVERS = list(Path("/usr/lib").glob("*/rsyslog/lmnsd_ossl.so"))  # Debian's rsyslog-openssl
-LOGGER = shutil.which("logger")
 needs_rsyslog = pytest.mark.skipif(
     RSYSLOGD is None or LOGGER is None or not OSSL_DRIVERS,
     reason="rsyslog with its OpenSSL driver and util-linux logger are needed: apt-get install rsyslog-openssl",
@@ -90,22 +90,7 @@ def test_rsyslog_relays_atna_messages_over_tls_with_its_client_certificate(
                     await asyncio.sleep(0.1)
                 assert socket.exists(), "rsyslogd did not open its socket"
                 for msg in messages:
-                    logger = await asyncio.create_subprocess_exec(
-                        LOGGER,
-                        "-u",
-                        str(socket),
-                        "--rfc5424",
-                        "--msgid",
-                        "IHE+RFC-3881",
-                        "-t",
-                        "ATNA",
-                        "-p",
-                        "authpriv.notice",
-                        "--size",
-                        "65536",
-                        "--",
-                        msg.decode(),
-                    )
+                    logger = await asyncio.create_subprocess_exec(*logger_args(socket, "unix", msg))
                     assert await logger.wait() == 0
                 try:
                     await count_events(running.url, len(messages))
