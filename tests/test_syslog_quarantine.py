@@ -171,3 +171,12 @@ def test_admins_list_the_quarantine_over_http_without_the_messages(service: Serv
         assert admin.get("/v1/quarantine", params={"limit": 0}).status_code == 422
     with service.client(service.token(Role.PRIVACY_OFFICER)) as officer:
         assert officer.get("/v1/quarantine").status_code == 403
+
+
+def test_every_reason_an_entry_may_have_is_put_in_words() -> None:
+    from auditsvc.domain.atna.errors import REASONS
+    from auditsvc.domain.quarantine import REASON_TEXT
+
+    listener = {"syslog_header", "no_events", "invalid_event", "source_not_allowed", "mapping_fault", "append_failed"}
+    assert set(REASON_TEXT) == REASONS | listener
+    assert all(text and "{" not in text for text in REASON_TEXT.values())

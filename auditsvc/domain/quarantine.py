@@ -47,6 +47,26 @@ CHANGE_EVENT_TYPE = "syslog-quarantine-change"
 """A replay that stored an entry's events, or a discard: an admin's decision
 about what enters the log, recorded in the chain like a registry change."""
 MAX_PAGE = 1000
+
+# Every reason an entry may have (the mapping's, domain/atna/errors.py, and
+# the listener's, syslog/convert.py and syslog/ingest.py), in words for admins.
+REASON_TEXT = {
+    "syslog_header": "the syslog header could not be read",
+    "too_large": "the message is over the size limit",
+    "xml_malformed": "not well-formed XML (truncated, bad bytes, empty)",
+    "xml_forbidden_construct": "a DTD, an entity or an external reference (refused as hostile)",
+    "too_deep": "elements nested too deep",
+    "unknown_schema": "XML that is not an ATNA AuditMessage",
+    "no_event_identification": "no EventIdentification or EventID",
+    "bad_event_time": "the event time is missing or unreadable",
+    "no_patient": "no participant is a patient (a login, a security alert, audit log use)",
+    "too_many_patients": "more patients than one batch may carry",
+    "invalid_event": "the events built fail the service's validation",
+    "no_events": "the message maps to no event",
+    "source_not_allowed": "the sender's certificate names neither party of the exchange",
+    "mapping_fault": "the mapping failed (a fault in auditsvc: report it)",
+    "append_failed": "the events could not be stored at the time",
+}
 _HMAC_TAG = b"auditsvc/syslog-quarantine/v1\x00"
 
 

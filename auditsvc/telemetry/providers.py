@@ -204,15 +204,14 @@ class Telemetry:
             app.add_route("/metrics", self._prometheus, methods=["GET"], include_in_schema=False)
         register_routes(route_paths(app.routes))  # their paths may be logged and traced
 
-    def serve_prometheus(self, host: str, port: int) -> bool:
+    def serve_prometheus(self, host: str, port: int) -> None:
         """``GET /metrics`` on a port of its own, for a process without the API
-        (the syslog listener); False when Prometheus is not on."""
+        (the syslog listener); nothing when Prometheus is not on."""
         if self.prometheus_registry is None or self.closed:
-            return False
+            return
         from prometheus_client import start_http_server
 
         start_http_server(port, addr=host, registry=self.prometheus_registry)
-        return True
 
     async def _prometheus(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

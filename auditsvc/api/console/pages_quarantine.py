@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ...domain.errors import InvalidInput
+from ...domain.quarantine import REASON_TEXT as REASONS
 from ...domain.quarantine import discard_entry, quarantine_page, replay_entry
 from ...store.quarantine import STATUSES
 from .guard import console_user, csrf_user
@@ -32,24 +33,6 @@ ROLES = page_roles("/quarantine")
 Admin = Annotated[ConsoleUser, Depends(console_user(*ROLES))]
 AdminPost = Annotated[tuple[ConsoleUser, dict[str, str]], Depends(csrf_user(*ROLES))]
 PAGE_SIZE = 50
-
-REASONS = {
-    "syslog_header": "the syslog header could not be read",
-    "too_large": "the message is over the size limit",
-    "xml_malformed": "not well-formed XML (truncated, bad bytes, empty)",
-    "xml_forbidden_construct": "a DTD, an entity or an external reference (refused as hostile)",
-    "too_deep": "elements nested too deep",
-    "unknown_schema": "XML that is not an ATNA AuditMessage",
-    "no_event_identification": "no EventIdentification or EventID",
-    "bad_event_time": "the event time is missing or unreadable",
-    "no_patient": "no participant is a patient (a login, a security alert, audit log use)",
-    "too_many_patients": "more patients than one batch may carry",
-    "invalid_event": "the events built fail the service's validation",
-    "no_events": "the message maps to no event",
-    "source_not_allowed": "the sender's certificate names neither party of the exchange",
-    "mapping_fault": "the mapping failed (a fault in auditsvc: report it)",
-    "append_failed": "the events could not be stored at the time",
-}
 
 
 def _choice(request: Request, name: str, allowed: frozenset[str] | tuple[str, ...], default: str | None) -> str | None:
